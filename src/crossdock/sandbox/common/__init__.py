@@ -5,12 +5,22 @@ remote system it emulates.
 """
 
 from crossdock.sandbox.common.config import SandboxConfig
-from crossdock.sandbox.common.datagen import Address, DataGen, Item, Person, minor_units, quantize_money
+from crossdock.sandbox.common.datagen import (
+    CATALOG,
+    Address,
+    DataGen,
+    Item,
+    Person,
+    from_usd,
+    minor_units,
+    quantize_money,
+)
 from crossdock.sandbox.common.faults import FaultMiddleware, Faults, FaultSpec
 from crossdock.sandbox.common.server import run_in_thread, serve
 from crossdock.sandbox.common.webhooks import Delivery, WebhookSender
 
 __all__ = [
+    "CATALOG",
     "Address",
     "DataGen",
     "Delivery",
@@ -21,6 +31,7 @@ __all__ = [
     "Person",
     "SandboxConfig",
     "WebhookSender",
+    "from_usd",
     "minor_units",
     "quantize_money",
     "run_in_thread",

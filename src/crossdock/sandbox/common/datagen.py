@@ -552,6 +552,19 @@ _CATALOG: tuple[tuple[str, str, str, int, bool], ...] = (
 )
 
 
+# Public view of the catalog, for sandboxes that expose products, variants or stock levels.
+CATALOG: tuple[tuple[str, str, str, int, bool], ...] = _CATALOG
+
+
+def from_usd(amount: Decimal, currency: str) -> Decimal:
+    """A USD amount in `currency` at a rough fixed rate, rounded to the currency's minor units."""
+    converted = amount * _PER_USD.get(currency.upper(), Decimal(1))
+    if minor_units(currency) == 0:
+        # Zero-decimal shops price in round numbers (e.g. 3600 JPY, not 3599.55).
+        converted = (converted / 100).quantize(Decimal(1), rounding=ROUND_HALF_UP) * 100
+    return quantize_money(converted, currency)
+
+
 class DataGen:
     """Seeded generator of people, addresses, line items and instants."""
 
@@ -655,16 +668,11 @@ class DataGen:
     def line_items(self, currency: str, n: int | None = None) -> list[Item]:
         if n is None:
             n = self.rng.choices((1, 2, 3, 4, 5), weights=(45, 30, 15, 7, 3), k=1)[0]
-        rate = _PER_USD.get(currency.upper(), Decimal(1))
         picks = self.rng.sample(range(len(_CATALOG)), k=min(n, len(_CATALOG)))
         items: list[Item] = []
         for i in picks:
             sku, title, usd, grams, ships = _CATALOG[i]
-            price = Decimal(usd) * rate
-            if minor_units(currency) == 0:
-                # Zero-decimal shops price in round numbers (e.g. 3600 JPY, not 3599.55).
-                price = (price / 100).quantize(Decimal(1), rounding=ROUND_HALF_UP) * 100
-            price = quantize_money(price, currency)
+            price = from_usd(Decimal(usd), currency)
             quantity = self.rng.choices((1, 2, 3), weights=(75, 20, 5), k=1)[0]
             items.append(Item(sku, title, quantity, price, grams, ships))
         return items
