@@ -1,0 +1,1 @@
+"""FastAPI app: REST /api/v1, inbound hooks, OAuth callbacks, integration contracts."""

@@ -1,0 +1,86 @@
+"""The FastAPI application: REST /api/v1, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from sqlalchemy import text
+
+from crossdock import __version__
+from crossdock.api import problems
+from crossdock.api.limits import BodySizeLimit
+from crossdock.api.routes_v1 import router as v1
+from crossdock.hub import Hub
+from crossdock.store.migrate import current_revision, head_revision
+
+HTTP_REQUESTS = Counter(
+    "crossdock_http_requests_total", "HTTP requests served", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram("crossdock_http_request_seconds", "HTTP request latency", ["method", "route"])
+
+
+def create_app(hub: Hub, *, dispose_on_shutdown: bool = False) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if dispose_on_shutdown:
+            await hub.close()
+
+    app = FastAPI(
+        title="crossdock",
+        version=__version__,
+        description="Order-fulfilment integration hub. Authenticate with 'Authorization: Bearer <API token>'.",
+        lifespan=lifespan,
+    )
+    app.state.hub = hub
+    problems.install(app)
+    app.include_router(v1)
+
+    @app.middleware("http")
+    async def _metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        HTTP_REQUESTS.labels(request.method, path, str(response.status_code)).inc()
+        HTTP_LATENCY.labels(request.method, path).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> JSONResponse:
+        try:
+            async with hub.db.session() as session:
+                await session.execute(text("SELECT 1"))
+            revision = await current_revision(hub.db)
+        except Exception as exc:
+            return JSONResponse(
+                {"status": "unavailable", "database": f"unreachable: {type(exc).__name__}"},
+                status_code=503,
+            )
+        head = head_revision()
+        if revision != head:
+            return JSONResponse(
+                {
+                    "status": "unavailable",
+                    "database": "reachable",
+                    "migrations": f"at {revision}, need {head}: run 'crossdock migrate'",
+                },
+                status_code=503,
+            )
+        return JSONResponse({"status": "ready", "database": "reachable", "migrations": revision})
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(BodySizeLimit, max_bytes=hub.settings.max_body_bytes)
+    return app

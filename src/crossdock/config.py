@@ -1,0 +1,85 @@
+"""Settings from CROSSDOCK_* environment variables or a TOML file (CROSSDOCK_CONFIG); secrets never logged."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    """Every default lives here. See README.md, 'Configuration', for the list with explanations."""
+
+    model_config = SettingsConfigDict(env_prefix="CROSSDOCK_", extra="ignore")
+
+    home: Path = Field(
+        default=Path("./var"), description="Directory for the SQLite database, key file and blobs."
+    )
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy async URL; default sqlite+aiosqlite under home."
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Vault key(s), urlsafe base64 of 32 bytes, comma separated, primary first; "
+        "default: a key file generated in home.",
+    )
+    blob_dir: Path | None = Field(
+        default=None, description="Where label and document files go; default home/blobs."
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000", description="How remotes and browsers reach this hub."
+    )
+    max_body_bytes: int = Field(
+        default=2 * 1024 * 1024, description="Largest request body accepted (413 beyond)."
+    )
+    allow_private_urls: bool = Field(
+        default=False, description="Allow outbound calls to private/loopback ranges."
+    )
+    log_level: str = Field(default="INFO")
+    log_format: str = Field(default="console", description="'console' or 'json'.")
+    db_pool_size: int = Field(default=10)
+    sql_echo: bool = Field(default=False)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("CROSSDOCK_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.home / 'crossdock.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def resolved_blob_dir(self) -> Path:
+        return self.blob_dir or self.home / "blobs"
+
+    def ensure_home(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+
+
+def get_settings() -> Settings:
+    return Settings()

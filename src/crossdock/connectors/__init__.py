@@ -1,0 +1,1 @@
+"""Connectors: one package per external system; base.py holds the capability protocols."""

@@ -1,0 +1,119 @@
+"""The connectors crossdock knows, by name. Adding a connector is adding its package and one entry here."""
+
+from __future__ import annotations
+
+from crossdock.connectors.base import Capability as C
+from crossdock.connectors.base import ConnectorSpec, Field, Role
+
+SPECS: dict[str, ConnectorSpec] = {}
+
+
+def register(spec: ConnectorSpec) -> ConnectorSpec:
+    if spec.name in SPECS:
+        raise ValueError(f"connector '{spec.name}' is registered twice")
+    SPECS[spec.name] = spec
+    return spec
+
+
+def get_spec(name: str) -> ConnectorSpec:
+    try:
+        return SPECS[name]
+    except KeyError:
+        known = ", ".join(sorted(SPECS))
+        raise KeyError(f"unknown connector '{name}'; known connectors: {known}") from None
+
+
+# Facts about each remote (base URLs, auth material) come from ../shared/PROTOCOLS.md.
+register(
+    ConnectorSpec(
+        name="shopify",
+        title="Shopify",
+        role=Role.CHANNEL,
+        capabilities=frozenset(
+            {C.ORDERS_PULL, C.ORDERS_WEBHOOK, C.FULFILLMENTS_PUSH, C.INVENTORY_PUSH, C.CATALOG_PULL}
+        ),
+        default_base_url="https://{shop}",
+        settings=(
+            Field("shop", "Shop domain", help="your-shop.myshopify.com"),
+            Field("api_version", "Admin API version", required=False, help="YYYY-MM, e.g. 2025-01"),
+        ),
+        secrets=(
+            Field("access_token", "Admin API access token"),
+            Field("api_secret", "API secret key (signs webhooks)", required=False),
+        ),
+    )
+)
+register(
+    ConnectorSpec(
+        name="ebay",
+        title="eBay",
+        role=Role.CHANNEL,
+        capabilities=frozenset({C.ORDERS_PULL, C.FULFILLMENTS_PUSH}),
+        default_base_url="https://api.ebay.com",
+        settings=(
+            Field("client_id", "App ID (client id)"),
+            Field("ru_name", "RuName (redirect URL name)", required=False),
+        ),
+        secrets=(
+            Field("client_secret", "Cert ID (client secret)"),
+            Field("refresh_token", "User refresh token", required=False),
+        ),
+    )
+)
+register(
+    ConnectorSpec(
+        name="amazon",
+        title="Amazon Selling Partner API",
+        role=Role.CHANNEL,
+        capabilities=frozenset({C.ORDERS_PULL, C.FULFILLMENTS_PUSH}),
+        default_base_url="https://sellingpartnerapi-na.amazon.com",
+        settings=(
+            Field("client_id", "LWA client id"),
+            Field("marketplace_ids", "Marketplace ids", help="comma separated, e.g. ATVPDKIKX0DER"),
+            Field("lwa_url", "LWA token URL", required=False),
+        ),
+        secrets=(Field("client_secret", "LWA client secret"), Field("refresh_token", "LWA refresh token")),
+    )
+)
+register(
+    ConnectorSpec(
+        name="shippo",
+        title="Shippo",
+        role=Role.SHIPPING,
+        capabilities=frozenset({C.SHIPPING_RATES, C.SHIPPING_LABELS, C.TRACKING_WEBHOOK}),
+        default_base_url="https://api.goshippo.com",
+        secrets=(
+            Field("api_token", "API token (shippo_test_... or shippo_live_...) or OAuth token"),
+            Field("webhook_token", "Webhook URL token", required=False),
+        ),
+    )
+)
+register(
+    ConnectorSpec(
+        name="myparcelcom",
+        title="MyParcel.com",
+        role=Role.SHIPPING,
+        capabilities=frozenset({C.SHIPPING_LABELS, C.TRACKING_POLL, C.SHIPMENTS_SERVE}),
+        default_base_url="https://api.myparcel.com",
+        settings=(
+            Field("client_id", "Client id"),
+            Field("shop_id", "Shop id (UUID)"),
+            Field("auth_url", "Auth host", required=False),
+        ),
+        secrets=(Field("client_secret", "Client secret"),),
+    )
+)
+register(
+    ConnectorSpec(
+        name="carriers",
+        title="Carriers (UPS, FedEx, USPS and more through karrio)",
+        role=Role.SHIPPING,
+        capabilities=frozenset({C.SHIPPING_RATES, C.SHIPPING_LABELS, C.TRACKING_POLL}),
+        default_base_url="",
+        settings=(
+            Field("carrier", "karrio carrier name", help="ups, fedex, usps, ..."),
+            Field("account_number", "Account number", required=False),
+        ),
+        secrets=(Field("client_id", "Client id"), Field("client_secret", "Client secret")),
+    )
+)

@@ -1,0 +1,66 @@
+"""Outbound URL checks: no calls to loopback, private, link-local or otherwise internal addresses unless the
+operator allows them (CROSSDOCK_ALLOW_PRIVATE_URLS=1), so a connection or webhook URL cannot reach into
+the network crossdock runs in."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+
+class UnsafeURL(ValueError):
+    pass
+
+
+def _is_internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+    )
+
+
+def check_url_syntax(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"}:
+        raise UnsafeURL(f"'{url}' must start with https:// (or http://)")
+    if not parts.hostname:
+        raise UnsafeURL(f"'{url}' has no host name")
+    if parts.username or parts.password:
+        raise UnsafeURL("put credentials in the connection's secrets, not in the URL")
+    return url
+
+
+def check_outbound_url(url: str, *, allow_private: bool, resolve: bool = True) -> str:
+    """Refuse URLs whose host is, or resolves to, an internal address. Returns the URL unchanged."""
+    check_url_syntax(url)
+    if allow_private:
+        return url
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
+            raise UnsafeURL(
+                f"'{host}' is an internal host name; set CROSSDOCK_ALLOW_PRIVATE_URLS=1 to allow it"
+            ) from None
+        if not resolve:
+            return url
+        try:
+            infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except socket.gaierror:
+            raise UnsafeURL(f"host '{host}' does not resolve; check the URL") from None
+        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    for address in addresses:
+        if _is_internal(address):
+            raise UnsafeURL(
+                f"'{host}' resolves to the internal address {address}; "
+                "set CROSSDOCK_ALLOW_PRIVATE_URLS=1 if this hub may call it"
+            )
+    return url

@@ -1,0 +1,100 @@
+"""Conversion between canonical model objects and table rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crossdock import model as m
+from crossdock.store import tables as t
+
+
+def money_minor(value: m.Money | None) -> int | None:
+    return None if value is None else value.minor
+
+
+def minor_money(minor: int | None, currency: str | None) -> m.Money | None:
+    return None if minor is None or currency is None else m.Money.from_minor(minor, currency)
+
+
+def address_doc(address: m.Address | None) -> dict[str, Any] | None:
+    return None if address is None else address.model_dump(mode="json")
+
+
+def doc_address(doc: dict[str, Any] | None) -> m.Address | None:
+    return None if doc is None else m.Address.model_validate(doc)
+
+
+def order_row(order: m.Order, account_id: Any) -> t.Order:
+    row = t.Order(account_id=account_id)
+    apply_order(row, order)
+    return row
+
+
+def apply_order(row: t.Order, order: m.Order) -> None:
+    """Copy a canonical order onto its row (status excepted: that moves through the state machine)."""
+    row.connection_id = order.connection_id
+    row.external_id = order.external_id
+    row.external_number = order.external_number
+    row.currency = order.currency
+    row.customer_name = order.customer.name
+    row.customer_email = order.customer.email
+    row.customer_phone = order.customer.phone
+    row.shipping_address = address_doc(order.shipping_address)
+    row.billing_address = address_doc(order.billing_address)
+    row.subtotal_minor = money_minor(order.totals.subtotal)
+    row.shipping_minor = money_minor(order.totals.shipping)
+    row.tax_minor = money_minor(order.totals.tax)
+    row.discount_minor = money_minor(order.totals.discount)
+    row.total_minor = money_minor(order.totals.total)
+    row.placed_at = order.placed_at
+    row.notes = order.notes
+    row.tags = list(order.tags)
+    existing = {line.position: line for line in row.lines} if row.lines else {}
+    lines: list[t.OrderLine] = []
+    for position, line in enumerate(order.lines):
+        line_row = existing.get(position) or t.OrderLine(account_id=row.account_id, position=position)
+        line_row.external_id = line.external_id
+        line_row.sku = line.sku
+        line_row.title = line.title
+        line_row.quantity = line.quantity
+        line_row.unit_price_minor = money_minor(line.unit_price)
+        line_row.weight_g = None if line.weight is None else line.weight.in_grams
+        line_row.requires_shipping = line.requires_shipping
+        lines.append(line_row)
+    row.lines = lines
+
+
+def row_order(row: t.Order) -> m.Order:
+    return m.Order(
+        id=row.id,
+        status=m.OrderStatus(row.status),
+        currency=row.currency,
+        customer=m.Customer(name=row.customer_name, email=row.customer_email, phone=row.customer_phone),
+        shipping_address=doc_address(row.shipping_address),
+        billing_address=doc_address(row.billing_address),
+        lines=[
+            m.OrderLine(
+                external_id=line.external_id,
+                sku=line.sku,
+                title=line.title,
+                quantity=line.quantity,
+                unit_price=minor_money(line.unit_price_minor, row.currency),
+                weight=None if line.weight_g is None else m.Weight.grams(line.weight_g),
+                requires_shipping=line.requires_shipping,
+            )
+            for line in row.lines
+        ],
+        totals=m.Totals(
+            subtotal=minor_money(row.subtotal_minor, row.currency),
+            shipping=minor_money(row.shipping_minor, row.currency),
+            tax=minor_money(row.tax_minor, row.currency),
+            discount=minor_money(row.discount_minor, row.currency),
+            total=minor_money(row.total_minor, row.currency),
+        ),
+        connection_id=row.connection_id,
+        external_id=row.external_id,
+        external_number=row.external_number,
+        placed_at=row.placed_at,
+        notes=row.notes,
+        tags=list(row.tags or []),
+    )

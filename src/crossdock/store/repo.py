@@ -1,0 +1,474 @@
+"""Repositories. Tenant data is reached only through Tenant(session, account_id): every query it builds
+filters on the account, so no code path can read or change another account's rows."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, and_, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from crossdock import model as m
+from crossdock.security.tokens import display_prefix, hash_token, new_token
+from crossdock.security.vault import Vault
+from crossdock.store import tables as t
+from crossdock.store.convert import apply_order, order_row
+from crossdock.store.types import utcnow
+from crossdock.store.upsert import upsert
+
+Row = TypeVar("Row", bound=t.Base)
+
+
+class NotFound(LookupError):
+    def __init__(self, what: str, ident: object) -> None:
+        super().__init__(f"{what} {ident} does not exist in this account")
+        self.what = what
+        self.ident = ident
+
+
+class Conflict(ValueError):
+    """The request is well formed but clashes with what is stored (a duplicate SKU, an illegal transition)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+# Accounts and token lookup: the only functions that are not scoped to an account, because they find it.
+async def create_account(session: AsyncSession, name: str) -> t.Account:
+    if not name.strip():
+        raise Conflict("an account needs a name", field="name")
+    account = t.Account(name=name)
+    session.add(account)
+    await session.flush()
+    return account
+
+
+async def account_for_token(session: AsyncSession, token: str) -> t.Account | None:
+    row = (
+        await session.execute(
+            select(t.ApiToken, t.Account)
+            .join(t.Account, t.Account.id == t.ApiToken.account_id)
+            .where(t.ApiToken.token_hash == hash_token(token), t.ApiToken.revoked_at.is_(None))
+        )
+    ).first()
+    if row is None:
+        return None
+    token_row, account = row
+    now = utcnow()
+    # Write the last-use time at most once a minute so reads do not turn into writes on every request.
+    if token_row.last_used_at is None or (now - token_row.last_used_at).total_seconds() > 60:
+        await session.execute(
+            update(t.ApiToken).where(t.ApiToken.id == token_row.id).values(last_used_at=now)
+        )
+    return account
+
+
+async def get_account(session: AsyncSession, account_id: uuid.UUID) -> t.Account:
+    account = await session.get(t.Account, account_id)
+    if account is None:
+        raise NotFound("account", account_id)
+    return account
+
+
+async def list_accounts(session: AsyncSession) -> Sequence[t.Account]:
+    return (await session.scalars(select(t.Account).order_by(t.Account.created_at))).all()
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Any]
+    next_cursor: str | None
+
+
+def encode_cursor(values: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> dict[str, Any]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        raise Conflict("cursor is not one this API issued; start again without it", field="cursor") from None
+    if not isinstance(data, dict):
+        raise Conflict("cursor is not one this API issued; start again without it", field="cursor")
+    return data
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class Tenant:
+    """Everything one account may see or change."""
+
+    def __init__(self, session: AsyncSession, account_id: uuid.UUID) -> None:
+        self.session = session
+        self.account_id = account_id
+
+    def scoped(self, table: type[Row]) -> Select[Row]:
+        return select(table).where(table.account_id == self.account_id)  # type: ignore[attr-defined]
+
+    async def _one(self, table: type[Row], ident: uuid.UUID, what: str, *options: Any) -> Row:
+        stmt = self.scoped(table).where(table.id == ident)  # type: ignore[attr-defined]
+        if options:
+            stmt = stmt.options(*options)
+        row = (await self.session.scalars(stmt)).first()
+        if row is None:
+            raise NotFound(what, ident)
+        return row
+
+    # API tokens ------------------------------------------------------------------------------------------
+    async def create_token(self, name: str) -> tuple[t.ApiToken, str]:
+        token = new_token()
+        row = t.ApiToken(
+            account_id=self.account_id, name=name, prefix=display_prefix(token), token_hash=hash_token(token)
+        )
+        self.session.add(row)
+        await self.session.flush()
+        return row, token
+
+    async def add_token(self, name: str, token: str) -> t.ApiToken:
+        """Register a token chosen by the operator (make demo DEMO_TOKEN=...)."""
+        if len(token) < 16:
+            raise Conflict("a chosen token must be at least 16 characters", field="token")
+        row = t.ApiToken(
+            account_id=self.account_id, name=name, prefix=display_prefix(token), token_hash=hash_token(token)
+        )
+        self.session.add(row)
+        await self.session.flush()
+        return row
+
+    async def list_tokens(self) -> Sequence[t.ApiToken]:
+        return (await self.session.scalars(self.scoped(t.ApiToken).order_by(t.ApiToken.created_at))).all()
+
+    async def revoke_token(self, token_id: uuid.UUID) -> t.ApiToken:
+        row = await self._one(t.ApiToken, token_id, "token")
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+        return row
+
+    # Connections -------------------------------------------------------------------------------------------
+    async def create_connection(
+        self,
+        *,
+        connector: str,
+        name: str,
+        vault: Vault,
+        settings: dict[str, Any] | None = None,
+        base_url: str | None = None,
+        secrets: dict[str, str] | None = None,
+    ) -> t.Connection:
+        row = t.Connection(
+            id=uuid.uuid4(),
+            account_id=self.account_id,
+            connector=connector,
+            name=name,
+            settings=settings or {},
+            base_url=base_url,
+            status="active",
+        )
+        self.session.add(row)
+        await self.session.flush()
+        for key, value in (secrets or {}).items():
+            await self.set_secret(row, key, value, vault)
+        return row
+
+    async def list_connections(self) -> Sequence[t.Connection]:
+        return (await self.session.scalars(self.scoped(t.Connection).order_by(t.Connection.created_at))).all()
+
+    async def get_connection(self, connection_id: uuid.UUID) -> t.Connection:
+        return await self._one(t.Connection, connection_id, "connection")
+
+    async def delete_connection(self, connection_id: uuid.UUID) -> None:
+        row = await self.get_connection(connection_id)
+        await self.session.delete(row)
+        await self.session.flush()
+
+    async def secret_names(self, connection_id: uuid.UUID) -> list[str]:
+        stmt = self.scoped(t.ConnectionSecret).where(t.ConnectionSecret.connection_id == connection_id)
+        return sorted(row.name for row in (await self.session.scalars(stmt)).all())
+
+    async def set_secret(self, connection: t.Connection, name: str, value: str, vault: Vault) -> None:
+        key_id, ciphertext = vault.seal(
+            value, account_id=str(self.account_id), connection_id=str(connection.id), name=name
+        )
+        stmt = self.scoped(t.ConnectionSecret).where(
+            t.ConnectionSecret.connection_id == connection.id, t.ConnectionSecret.name == name
+        )
+        existing = (await self.session.scalars(stmt)).first()
+        if existing is None:
+            self.session.add(
+                t.ConnectionSecret(
+                    account_id=self.account_id,
+                    connection_id=connection.id,
+                    name=name,
+                    key_id=key_id,
+                    ciphertext=ciphertext,
+                )
+            )
+        else:
+            existing.key_id, existing.ciphertext = key_id, ciphertext
+        await self.session.flush()
+
+    async def delete_secret(self, connection: t.Connection, name: str) -> None:
+        await self.session.execute(
+            delete(t.ConnectionSecret).where(
+                t.ConnectionSecret.account_id == self.account_id,
+                t.ConnectionSecret.connection_id == connection.id,
+                t.ConnectionSecret.name == name,
+            )
+        )
+
+    async def get_secrets(self, connection_id: uuid.UUID, vault: Vault) -> dict[str, str]:
+        stmt = self.scoped(t.ConnectionSecret).where(t.ConnectionSecret.connection_id == connection_id)
+        return {
+            row.name: vault.open(
+                row.key_id,
+                row.ciphertext,
+                account_id=str(self.account_id),
+                connection_id=str(connection_id),
+                name=row.name,
+            )
+            for row in (await self.session.scalars(stmt)).all()
+        }
+
+    # Orders ------------------------------------------------------------------------------------------------
+    def _orders(self) -> Select[t.Order]:
+        return self.scoped(t.Order).options(selectinload(t.Order.lines))
+
+    async def create_order(self, order: m.Order, *, source: str = "api") -> t.Order:
+        if order.connection_id is not None:
+            await self.get_connection(order.connection_id)
+        row = order_row(order, self.account_id)
+        row.id = uuid.uuid4()
+        row.status = order.status.value
+        self.session.add(row)
+        await self.session.flush()
+        await self.add_event(
+            row.id,
+            "order.created",
+            f"Order {row.external_number or row.id} created ({source}), status {row.status}",
+        )
+        return row
+
+    async def update_order(self, row: t.Order, order: m.Order) -> t.Order:
+        apply_order(row, order)
+        row.updated_at = utcnow()
+        await self.session.flush()
+        return row
+
+    async def get_order(self, order_id: uuid.UUID) -> t.Order:
+        row = (await self.session.scalars(self._orders().where(t.Order.id == order_id))).first()
+        if row is None:
+            raise NotFound("order", order_id)
+        return row
+
+    async def list_orders(
+        self,
+        *,
+        status: m.OrderStatus | None = None,
+        connection_id: uuid.UUID | None = None,
+        updated_since: datetime | None = None,
+        q: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        stmt = self._orders()
+        if status is not None:
+            stmt = stmt.where(t.Order.status == status.value)
+        if connection_id is not None:
+            stmt = stmt.where(t.Order.connection_id == connection_id)
+        if updated_since is not None:
+            stmt = stmt.where(t.Order.updated_at >= updated_since)
+        if q:
+            pattern = _like(q.strip())
+            stmt = stmt.where(
+                or_(
+                    t.Order.external_number.ilike(pattern, escape="\\"),
+                    t.Order.customer_email.ilike(pattern, escape="\\"),
+                    t.Order.external_id == q.strip(),
+                )
+            )
+        if cursor:
+            data = decode_cursor(cursor)
+            try:
+                at = datetime.fromisoformat(data["u"])
+                after_id = uuid.UUID(data["i"])
+            except (KeyError, ValueError, TypeError):
+                raise Conflict(
+                    "cursor is not one this API issued; start again without it", field="cursor"
+                ) from None
+            stmt = stmt.where(
+                or_(t.Order.updated_at < at, and_(t.Order.updated_at == at, t.Order.id < after_id))
+            )
+        stmt = stmt.order_by(t.Order.updated_at.desc(), t.Order.id.desc()).limit(limit + 1)
+        rows = list((await self.session.scalars(stmt)).all())
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            last = rows[-1]
+            next_cursor = encode_cursor({"u": last.updated_at.isoformat(), "i": str(last.id)})
+        return Page(rows, next_cursor)
+
+    async def count_orders_by_status(self) -> dict[str, int]:
+        stmt = (
+            select(t.Order.status, func.count())
+            .where(t.Order.account_id == self.account_id)
+            .group_by(t.Order.status)
+        )
+        return {status: count for status, count in (await self.session.execute(stmt)).all()}
+
+    async def transition_order(
+        self, row: t.Order, target: m.OrderStatus, *, reason: str | None = None
+    ) -> None:
+        current = m.OrderStatus(row.status)
+        try:
+            m.check_transition(current, target)
+        except m.IllegalTransition as exc:
+            raise Conflict(str(exc), field="status") from None
+        row.status = target.value
+        row.updated_at = utcnow()
+        summary = f"Status {current} -> {target}" + (f": {reason}" if reason else "")
+        await self.add_event(row.id, "order.status_changed", summary, {"from": current, "to": target})
+        await self.session.flush()
+
+    # Timeline ----------------------------------------------------------------------------------------------
+    async def add_event(
+        self,
+        order_id: uuid.UUID,
+        kind: str,
+        summary: str,
+        detail: dict[str, Any] | None = None,
+        severity: str = "info",
+    ) -> t.TimelineEvent:
+        event = t.TimelineEvent(
+            account_id=self.account_id,
+            order_id=order_id,
+            kind=kind,
+            summary=summary,
+            detail=detail or {},
+            severity=severity,
+        )
+        self.session.add(event)
+        await self.session.flush()
+        return event
+
+    async def timeline(self, order_id: uuid.UUID) -> Sequence[t.TimelineEvent]:
+        await self._one(t.Order, order_id, "order")
+        stmt = self.scoped(t.TimelineEvent).where(t.TimelineEvent.order_id == order_id)
+        return (await self.session.scalars(stmt.order_by(t.TimelineEvent.at, t.TimelineEvent.id))).all()
+
+    # Catalog -----------------------------------------------------------------------------------------------
+    async def create_product(self, product: m.Product) -> t.Product:
+        if product.category_id is not None:
+            await self._one(t.Category, product.category_id, "category")
+        skus = [v.sku for v in product.variants]
+        taken = (await self.session.scalars(self.scoped(t.Variant).where(t.Variant.sku.in_(skus)))).all()
+        if taken:
+            raise Conflict(
+                f"sku '{taken[0].sku}' is already used by another variant in this account", field="variants"
+            )
+        row = t.Product(
+            account_id=self.account_id,
+            title=product.title,
+            description=product.description,
+            vendor=product.vendor,
+            category_id=product.category_id,
+            tags=list(product.tags),
+        )
+        row.variants = [
+            t.Variant(
+                account_id=self.account_id,
+                sku=v.sku,
+                title=v.title,
+                price_minor=None if v.price is None else v.price.minor,
+                currency=None if v.price is None else v.price.currency,
+                weight_g=None if v.weight is None else v.weight.in_grams,
+                barcode=v.barcode,
+                tags=list(v.tags),
+            )
+            for v in product.variants
+        ]
+        self.session.add(row)
+        await self.session.flush()
+        return row
+
+    async def get_product(self, product_id: uuid.UUID) -> t.Product:
+        return await self._one(t.Product, product_id, "product", selectinload(t.Product.variants))
+
+    async def list_products(
+        self, *, limit: int = 50, cursor: str | None = None, sku: str | None = None
+    ) -> Page:
+        stmt = self.scoped(t.Product).options(selectinload(t.Product.variants))
+        if sku:
+            stmt = stmt.where(
+                t.Product.id.in_(
+                    select(t.Variant.product_id).where(
+                        t.Variant.account_id == self.account_id, t.Variant.sku == sku
+                    )
+                )
+            )
+        if cursor:
+            data = decode_cursor(cursor)
+            try:
+                after = uuid.UUID(data["i"])
+            except (KeyError, ValueError, TypeError):
+                raise Conflict(
+                    "cursor is not one this API issued; start again without it", field="cursor"
+                ) from None
+            stmt = stmt.where(t.Product.id > after)
+        rows = list((await self.session.scalars(stmt.order_by(t.Product.id).limit(limit + 1))).all())
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = encode_cursor({"i": str(rows[-1].id)})
+        return Page(rows, next_cursor)
+
+    async def create_category(self, category: m.Category) -> t.Category:
+        if category.parent_id is not None:
+            await self._one(t.Category, category.parent_id, "category")
+        row = t.Category(account_id=self.account_id, name=category.name, parent_id=category.parent_id)
+        self.session.add(row)
+        await self.session.flush()
+        return row
+
+    async def set_stock(self, level: m.StockLevel) -> t.StockLevel:
+        await upsert(
+            self.session,
+            t.StockLevel,
+            {
+                "id": uuid.uuid4(),
+                "account_id": self.account_id,
+                "sku": level.sku,
+                "location": level.location,
+                "available": level.available,
+                "updated_at": utcnow(),
+            },
+            conflict=("account_id", "sku", "location"),
+            update=("available", "updated_at"),
+        )
+        stmt = self.scoped(t.StockLevel).where(
+            t.StockLevel.sku == level.sku, t.StockLevel.location == level.location
+        )
+        return (await self.session.scalars(stmt.execution_options(populate_existing=True))).one()
+
+    async def list_stock(
+        self, *, sku: str | None = None, location: str | None = None, limit: int = 100
+    ) -> Sequence[t.StockLevel]:
+        stmt = self.scoped(t.StockLevel)
+        if sku:
+            stmt = stmt.where(t.StockLevel.sku == sku)
+        if location:
+            stmt = stmt.where(t.StockLevel.location == location)
+        return (
+            await self.session.scalars(stmt.order_by(t.StockLevel.sku, t.StockLevel.location).limit(limit))
+        ).all()

@@ -1,0 +1,362 @@
+"""The application's tables. Every tenant row carries account_id; repositories always filter on it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from crossdock.store.types import ExactDecimal, JSONDoc, UTCDateTime, utcnow
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), Decimal: ExactDecimal(), dict[str, Any]: JSONDoc}
+
+
+def _id() -> Mapped[uuid.UUID]:
+    return mapped_column(primary_key=True, default=uuid.uuid4)
+
+
+def _account() -> Mapped[uuid.UUID]:
+    return mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(default=utcnow)
+
+
+def _updated() -> Mapped[datetime]:
+    return mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _created()
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[uuid.UUID] = _id()
+    account_id: Mapped[uuid.UUID] = _account()
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = _created()
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class Connection(Base):
+    __tablename__ = "connections"
+
+    id: Mapped[uuid.UUID] = _id()
+    account_id: Mapped[uuid.UUID] = _account()
+    connector: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(32), default="active")
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    base_url: Mapped[str | None] = mapped_column(String(2000))
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+    secrets: Mapped[list[ConnectionSecret]] = relationship(
+        back_populates="connection", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class ConnectionSecret(Base):
+    """One encrypted credential of a connection. Plaintext never reaches this table."""
+
+    __tablename__ = "connection_secrets"
+    __table_args__ = (UniqueConstraint("connection_id", "name"),)
+
+    id: Mapped[uuid.UUID] = _id()
+    account_id: Mapped[uuid.UUID] = _account()
+    connection_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(32), index=True)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = _updated()
+
+    connection: Mapped[Connection] = relationship(back_populates="secrets")
+
+
+class Binding(Base):
+    """(connection, kind, external id) <-> canonical id, with the last external version seen."""
+
+    __tablename__ = "bindings"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "kind", "external_id"),
+        Index("ix_bindings_canonical", "kind", "canonical_id"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    account_id: Mapped[uuid.UUID] = _account()
+    connection_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str] = mapped_column(String(255))
+    canonical_id: Mapped[uuid.UUID]
+    external_version: Mapped[str | None] = mapped_column(String(64))
+    synced_at: Mapped[datetime] = _updated()
+    # Set when crossdock itself changed the remote object, so the echo is not imported back as a change.
+    pushed_version: Mapped[str | None] = mapped_column(String(64))
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        Index("ix_orders_account_updated", "account_id", "updated_at", "id"),
+        Index("ix_orders_account_status", "account_id", "status"),
+        Index("ix_orders_account_number", "account_id", "external_number"),
+        Index("ix_orders_account_email", "account_id", "customer_email"),
+        Index(
+            "uq_orders_source",
+            "account_id",
+            "connection_id",
+            "external_id",
+            unique=True,
+            postgresql_where=text("external_id IS NOT NULL"),
+            sqlite_where=text("external_id IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    account_id: Mapped[uuid.UUID] = _account()
+    connection_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("connections.id", ondelete="SET NULL"))
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    external_number: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(32))
+    currency: Mapped[str] = mapped_column(String(3))
+    customer_name: Mapped[str | None] = mapped_column(String(500))
+    customer_email: Mapped[str | None] = mapped_column(String(320))
+    customer_phone: Mapped[str | None] = mapped_column(String(64))
+    shipping_address: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+    billing_address: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+    subtotal_minor: Mapped[int | None] = mapped_column(BigInteger)
+    shipping_minor: Mapped[int | None] = mapped_column(BigInteger)
+    tax_minor: Mapped[int | None] = mapped_column(BigInteger)
+    discount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    total_minor: Mapped[int | None] = mapped_column(BigInteger)
+    placed_at: Mapped[datetime | None]
+    notes: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[str]] = mapped_column(JSONDoc, default=list)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+    lines: Mapped[list[OrderLine]] = relationship(
+        back_populates="order",
+        cascade="all, delete-orphan",
+        order_by="OrderLine.position",
+        passive_deletes=True,
+    )
+
+
+class OrderLine(Base):
+    __tablename__ = "order_lines"
+
+    id: Mapped[uuid.UUID] = _id()
+    account_id: Mapped[uuid.UUID] = _account()
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    sku: Mapped[str | None] = mapped_column(String(255), index=True)
+    title: Mapped[str] = mapped_column(String(1000))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price_minor: Mapped[int | None] = mapped_column(BigInteger)
+    weight_g: Mapped[Decimal | None]
+    requires_shipping: Mapped[bool] = mapped_column(Boolean, default=True)
+    shipped_quantity: Mapped[int] = mapped_column(Integer, default=0)
+
+    order: Mapped[Order] = relationship(back_populates="lines")
+
+
+class Category(Base):
+    __tablename__ = "categories"
+    __table_args__ = (UniqueConstraint("account_id", "parent_id", "name"),)
+
+    id: Mapped[uuid.UUID] = _id()
+    account_id: Mapped[uuid.UUID] = _account()
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("categories.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = _created()
+
+
+class Product(Base):
+    __tablename__ = "products"
+
+    id: Mapped[uuid.UUID] = _id()
+    account_id: Mapped[uuid.UUID] = _account()
+    title: Mapped[str] = mapped_column(String(1000))
+    description: Mapped[str | None] = mapped_column(Text)
+    vendor: Mapped[str | None] = mapped_column(String(500))
+    category_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("categories.id", ondelete="SET NULL"))
+    tags: Mapped[list[str]] = mapped_column(JSONDoc, default=list)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+    variants: Mapped[list[Variant]] = relationship(
+        back_populates="product", cascade="all, delete-orphan", order_by="Variant.sku", passive_deletes=True
+    )
+
+
+class Variant(Base):
+    __tablename__ = "variants"
+    __table_args__ = (UniqueConstraint("account_id", "sku"),)
+
+    id: Mapped[uuid.UUID] = _id()
+    account_id: Mapped[uuid.UUID] = _account()
+    product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), index=True)
+    sku: Mapped[str] = mapped_column(String(255))
+    title: Mapped[str | None] = mapped_column(String(1000))
+    price_minor: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    weight_g: Mapped[Decimal | None]
+    barcode: Mapped[str | None] = mapped_column(String(64))
+    tags: Mapped[list[str]] = mapped_column(JSONDoc, default=list)
+
+    product: Mapped[Product] = relationship(back_populates="variants")
+
+
+class StockLevel(Base):
+    __tablename__ = "stock_levels"
+    __table_args__ = (UniqueConstraint("account_id", "sku", "location"),)
+
+    id: Mapped[uuid.UUID] = _id()
+    account_id: Mapped[uuid.UUID] = _account()
+    sku: Mapped[str] = mapped_column(String(255))
+    location: Mapped[str] = mapped_column(String(255), default="default")
+    available: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = _updated()
+
+
+class Shipment(Base):
+    __tablename__ = "shipments"
+
+    id: Mapped[uuid.UUID] = _id()
+    account_id: Mapped[uuid.UUID] = _account()
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    connection_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("connections.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(32), default="draft")
+    carrier: Mapped[str | None] = mapped_column(String(100))
+    service_code: Mapped[str | None] = mapped_column(String(100))
+    tracking_number: Mapped[str | None] = mapped_column(String(100), index=True)
+    tracking_url: Mapped[str | None] = mapped_column(String(2000))
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    rate_minor: Mapped[int | None] = mapped_column(BigInteger)
+    rate_currency: Mapped[str | None] = mapped_column(String(3))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+    parcels: Mapped[list[Parcel]] = relationship(
+        back_populates="shipment",
+        cascade="all, delete-orphan",
+        order_by="Parcel.position",
+        passive_deletes=True,
+    )
+
+
+class Parcel(Base):
+    __tablename__ = "parcels"
+
+    id: Mapped[uuid.UUID] = _id()
+    account_id: Mapped[uuid.UUID] = _account()
+    shipment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("shipments.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    weight_g: Mapped[Decimal]
+    length_mm: Mapped[Decimal | None]
+    width_mm: Mapped[Decimal | None]
+    height_mm: Mapped[Decimal | None]
+    reference: Mapped[str | None] = mapped_column(String(255))
+
+    shipment: Mapped[Shipment] = relationship(back_populates="parcels")
+
+
+class Label(Base):
+    __tablename__ = "labels"
+
+    id: Mapped[uuid.UUID] = _id()
+    account_id: Mapped[uuid.UUID] = _account()
+    shipment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("shipments.id", ondelete="CASCADE"), index=True)
+    format: Mapped[str] = mapped_column(String(8))
+    blob_key: Mapped[str] = mapped_column(String(128))
+    size: Mapped[int] = mapped_column(Integer)
+    tracking_number: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = _created()
+
+
+class TrackingEvent(Base):
+    __tablename__ = "tracking_events"
+    __table_args__ = (UniqueConstraint("shipment_id", "occurred_at", "status"),)
+
+    id: Mapped[uuid.UUID] = _id()
+    account_id: Mapped[uuid.UUID] = _account()
+    shipment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("shipments.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[datetime]
+    description: Mapped[str | None] = mapped_column(Text)
+    location: Mapped[str | None] = mapped_column(String(500))
+    raw_status: Mapped[str | None] = mapped_column(String(200))
+
+
+class Fulfillment(Base):
+    __tablename__ = "fulfillments"
+
+    id: Mapped[uuid.UUID] = _id()
+    account_id: Mapped[uuid.UUID] = _account()
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    shipment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("shipments.id", ondelete="SET NULL"))
+    connection_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("connections.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(32), default="pending")
+    lines: Mapped[list[dict[str, Any]]] = mapped_column(JSONDoc, default=list)
+    carrier: Mapped[str | None] = mapped_column(String(100))
+    tracking_number: Mapped[str | None] = mapped_column(String(100))
+    tracking_url: Mapped[str | None] = mapped_column(String(2000))
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    pushed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _created()
+
+
+class TimelineEvent(Base):
+    """One thing that happened to an order: what came in, what went out, what failed and why."""
+
+    __tablename__ = "timeline_events"
+    __table_args__ = (Index("ix_timeline_order_at", "order_id", "at"),)
+
+    id: Mapped[uuid.UUID] = _id()
+    account_id: Mapped[uuid.UUID] = _account()
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = _created()
+    kind: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16), default="info")
+    summary: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
