@@ -394,7 +394,7 @@ class _ShippoApi:
         transactions = self._newest_first(self.state.transactions)
         params = request.query_params
         if rate := params.get("rate"):
-            transactions = [t for t in transactions if t["rate"] == rate]
+            transactions = [t for t in transactions if t["rate"]["object_id"] == rate]
         if status := params.get("object_status"):
             if status not in TRANSACTION_STATUSES:
                 raise ShippoError(400, {"object_status": _choice_error(status)})
@@ -540,7 +540,7 @@ class _ShippoApi:
         return Response(render_pdf(label, size), media_type="application/pdf")
 
     def _label_data(self, transaction: JSON, invoice: bool) -> LabelData:
-        rate = self.state.rates[transaction["rate"]]
+        rate = self.state.rates[transaction["rate"]["object_id"]]
         shipment = self.state.shipments[rate["shipment"]]
         parcel = shipment["parcels"][0]
 

@@ -442,7 +442,18 @@ class ShippoState:
             "object_updated": iso(now),
             "object_state": "VALID",
             "status": "QUEUED",
-            "rate": rate_id,
+            # The SDK's Transaction.rate decodes the CoreRate object (as in the documented list example).
+            "rate": {
+                "object_id": rate_id,
+                "amount": rate["amount"],
+                "currency": rate["currency"],
+                "amount_local": rate["amount_local"],
+                "currency_local": rate["currency_local"],
+                "provider": rate["provider"],
+                "carrier_account": rate["carrier_account"],
+                "servicelevel_name": rate["servicelevel"]["name"],
+                "servicelevel_token": rate["servicelevel"]["token"],
+            },
             "parcel": shipment["parcels"][0]["object_id"],
             "label_file_type": body.get("label_file_type") or "PDF_4x6",
             "metadata": body.get("metadata") or "",
@@ -453,6 +464,9 @@ class ShippoState:
             "label_url": None,
             "commercial_invoice_url": None,
             "qr_code_url": None,
+            # Null for labels bought through the API with a token (SDK Transaction.created_by docs); the SDK
+            # cannot decode a transaction that lacks the key.
+            "created_by": None,
             "messages": [],
             "test": True,
         }
@@ -467,7 +481,7 @@ class ShippoState:
     def finish_transaction(self, transaction_id: str) -> JSON:
         """Buy the label: SUCCESS with tracking number and label URL, or ERROR with the carrier's message."""
         transaction = self.transactions[transaction_id]
-        rate = self.rates[transaction["rate"]]
+        rate = self.rates[transaction["rate"]["object_id"]]
         shipment = self.shipments[rate["shipment"]]
         now = self.now()
         provider = rate["provider"]
