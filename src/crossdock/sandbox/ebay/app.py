@@ -13,6 +13,7 @@ import binascii
 import html
 import json
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -757,7 +758,7 @@ async def admin_update_order(request: Request) -> Response:
                 "countryCode": "country_code",
             }
             changes = {attr: contact[key] for key, attr in fields.items() if key in contact}
-            order.ship_to = type(a)(**{**a.__dict__, **changes})
+            order.ship_to = replace(a, **changes)
     state.touch(order)
     return JSONResponse(order.to_json(_api_base(request)))
 
