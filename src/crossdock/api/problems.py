@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -77,7 +77,7 @@ def field_path(loc: Sequence[Any]) -> str:
     return out or "body"
 
 
-def _message(error: dict[str, Any]) -> str:
+def message(error: Mapping[str, Any]) -> str:
     msg = str(error.get("msg", "invalid"))
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
@@ -91,7 +91,7 @@ def _message(error: dict[str, Any]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": field_path(e.get("loc", ())), "message": _message(e)} for e in exc.errors()]
+        errors = [{"field": field_path(e.get("loc", ())), "message": message(e)} for e in exc.errors()]
         first = errors[0] if errors else {"field": "body", "message": "invalid"}
         return problem_response(
             request,

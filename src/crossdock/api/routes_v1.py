@@ -6,10 +6,11 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
+from pydantic import ValidationError
 
 from crossdock import model as m
 from crossdock.api.deps import CallerDep, HubDep
-from crossdock.api.problems import Problem
+from crossdock.api.problems import Problem, field_path, message
 from crossdock.api.schemas import (
     AccountOut,
     CancelRequest,
@@ -37,6 +38,21 @@ from crossdock.store.types import utcnow
 
 router = APIRouter(prefix="/api/v1")
 Limit = Annotated[int, Query(ge=1, le=250, description="Page size (1-250).")]
+
+
+def _from_validation(exc: ValidationError, prefix: str = "") -> Problem:
+    """A model-level validation failure (after the request body parsed) as a problem naming each field."""
+    errors = [
+        {
+            "field": (prefix + field_path(e["loc"])) if e["loc"] else prefix.rstrip(".") or "body",
+            "message": message(e),
+        }
+        for e in exc.errors()
+    ]
+    first = errors[0]
+    return Problem(
+        422, "Invalid request", f"{first['field']}: {first['message']}", kind="validation", errors=errors
+    )
 
 
 def _invalid(field: str, message: str) -> Problem:
@@ -195,8 +211,8 @@ async def list_orders(
 async def create_order(body: OrderCreate, caller: CallerDep) -> OrderOut:
     try:
         order = body.to_model()
-    except ValueError as exc:
-        raise _invalid("body", str(exc).splitlines()[-1].strip()) from None
+    except ValidationError as exc:
+        raise _from_validation(exc) from None
     row = await caller.tenant.create_order(order, source="manual")
     return OrderOut.of(await caller.tenant.get_order(row.id))
 
@@ -234,8 +250,8 @@ async def order_timeline(order_id: uuid.UUID, caller: CallerDep) -> Timeline:
 async def create_product(body: ProductCreate, caller: CallerDep) -> ProductOut:
     try:
         product = m.Product.model_validate(body.model_dump())
-    except ValueError as exc:
-        raise _invalid("variants", str(exc).splitlines()[-1].strip()) from None
+    except ValidationError as exc:
+        raise _from_validation(exc) from None
     row = await caller.tenant.create_product(product)
     return ProductOut.of(await caller.tenant.get_product(row.id))
 

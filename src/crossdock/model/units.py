@@ -51,7 +51,9 @@ def _decimal(value: Fraction) -> Decimal:
     with localcontext() as ctx:
         ctx.prec = _PRECISION
         result = Decimal(value.numerator) / Decimal(value.denominator)
-    return result.normalize() if result == result.to_integral_value() else result
+    if result == result.to_integral_value():
+        return result.quantize(Decimal(1))
+    return result.normalize()
 
 
 def _non_negative(value: Any, what: str) -> Decimal:

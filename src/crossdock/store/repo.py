@@ -396,7 +396,7 @@ class Tenant:
                 barcode=v.barcode,
                 tags=list(v.tags),
             )
-            for v in product.variants
+            for v in sorted(product.variants, key=lambda variant: variant.sku)
         ]
         self.session.add(row)
         await self.session.flush()

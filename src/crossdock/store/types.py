@@ -60,7 +60,9 @@ class ExactDecimal(TypeDecorator[Decimal]):
             return None
         result = Decimal(value)
         # PostgreSQL pads to the column scale; drop trailing zeros so 250 g reads back as 250.
-        return result.normalize() if result == result.to_integral_value() else result
+        if result == result.to_integral_value():
+            return result.quantize(Decimal(1))
+        return result.normalize()
 
 
 JSONDoc = JSON().with_variant(JSONB(), "postgresql")

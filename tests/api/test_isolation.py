@@ -1,0 +1,122 @@
+"""Every /api/v1 route, called with account B's token against account A's objects, answers 404 or nothing."""
+
+import uuid
+
+import httpx
+import pytest
+
+from crossdock.api.app import create_app
+from crossdock.hub import Hub
+from tests.support import Tenant, order_body
+
+
+async def seed(client: httpx.AsyncClient, owner: Tenant) -> dict[str, str]:
+    conn = await client.post(
+        "/api/v1/connections",
+        json={"connector": "shippo", "name": "A's Shippo", "secrets": {"api_token": "shippo_test_secret_A"}},
+        headers=owner.headers,
+    )
+    order = await client.post("/api/v1/orders", json=order_body(), headers=owner.headers)
+    product = await client.post(
+        "/api/v1/products", json={"title": "A", "variants": [{"sku": "A-1"}]}, headers=owner.headers
+    )
+    await client.put("/api/v1/stock-levels", json={"sku": "A-1", "available": 4}, headers=owner.headers)
+    return {
+        "connection_id": conn.json()["id"],
+        "order_id": order.json()["id"],
+        "product_id": product.json()["id"],
+    }
+
+
+# Requests an intruder may send to each route; a new route must be added here or the test fails.
+BODIES: dict[tuple[str, str], dict[str, object] | None] = {
+    ("GET", "/api/v1/accounts/me"): None,
+    ("POST", "/api/v1/connections"): None,
+    ("GET", "/api/v1/connections"): None,
+    ("GET", "/api/v1/connections/{connection_id}"): None,
+    ("PATCH", "/api/v1/connections/{connection_id}"): {"name": "stolen", "secrets": {"api_token": "x"}},
+    ("DELETE", "/api/v1/connections/{connection_id}"): None,
+    ("GET", "/api/v1/orders"): None,
+    ("POST", "/api/v1/orders"): None,
+    ("GET", "/api/v1/orders/{order_id}"): None,
+    ("POST", "/api/v1/orders/{order_id}/cancel"): {"reason": "intruder"},
+    ("GET", "/api/v1/orders/{order_id}/timeline"): None,
+    ("POST", "/api/v1/products"): None,
+    ("GET", "/api/v1/products"): None,
+    ("GET", "/api/v1/products/{product_id}"): None,
+    ("GET", "/api/v1/stock-levels"): None,
+    ("PUT", "/api/v1/stock-levels"): None,
+}
+# Routes that create in the caller's own account: checked separately below (they must not touch A's data).
+CREATES = {
+    ("POST", "/api/v1/connections"),
+    ("POST", "/api/v1/orders"),
+    ("POST", "/api/v1/products"),
+    ("PUT", "/api/v1/stock-levels"),
+}
+
+
+def api_routes(hub: Hub) -> list[tuple[str, str]]:
+    spec = create_app(hub).openapi()
+    return [
+        (method.upper(), path)
+        for path, operations in spec["paths"].items()
+        if path.startswith("/api/v1")
+        for method in operations
+    ]
+
+
+async def test_every_route_is_scoped_to_the_callers_account(
+    client: httpx.AsyncClient, hub: Hub, acme: Tenant, globex: Tenant
+) -> None:
+    ids = await seed(client, acme)
+    routes = api_routes(hub)
+    missing = [r for r in routes if r not in BODIES]
+    assert not missing, f"add these routes to the isolation test: {missing}"
+    checked = 0
+    for method, path in routes:
+        if (method, path) in CREATES:
+            continue
+        url = path.format(**ids)
+        response = await client.request(method, url, json=BODIES[(method, path)], headers=globex.headers)
+        if "{" in path:
+            assert response.status_code == 404, (method, path, response.status_code, response.text)
+            assert response.headers["content-type"] == "application/problem+json"
+        else:
+            assert response.status_code == 200, (method, path, response.text)
+            body = response.json()
+            if "items" in body:
+                assert body["items"] == [], (method, path, body)
+            else:
+                assert body["id"] == globex.id
+        checked += 1
+    assert checked >= 11
+
+    # A's objects are untouched: the connection keeps its name and secret, the order is not cancelled.
+    conn = (await client.get(f"/api/v1/connections/{ids['connection_id']}", headers=acme.headers)).json()
+    assert conn["name"] == "A's Shippo" and conn["secret_names"] == ["api_token"]
+    order = (await client.get(f"/api/v1/orders/{ids['order_id']}", headers=acme.headers)).json()
+    assert order["status"] == "paid"
+    stock = (await client.get("/api/v1/stock-levels", headers=acme.headers)).json()["items"]
+    assert stock[0]["available"] == 4
+
+
+async def test_creating_with_the_same_keys_stays_in_the_callers_account(
+    client: httpx.AsyncClient, acme: Tenant, globex: Tenant
+) -> None:
+    await seed(client, acme)
+    # The same SKU is free in another account (unique per account), and B's stock write does not change A's.
+    product = await client.post(
+        "/api/v1/products", json={"title": "B", "variants": [{"sku": "A-1"}]}, headers=globex.headers
+    )
+    assert product.status_code == 201
+    await client.put("/api/v1/stock-levels", json={"sku": "A-1", "available": 99}, headers=globex.headers)
+    a_stock = (await client.get("/api/v1/stock-levels", headers=acme.headers)).json()["items"]
+    assert a_stock[0]["available"] == 4
+
+
+@pytest.mark.parametrize("bogus", [str(uuid.uuid4())])
+async def test_unknown_ids_are_404_not_500(client: httpx.AsyncClient, acme: Tenant, bogus: str) -> None:
+    for url in (f"/api/v1/orders/{bogus}", f"/api/v1/connections/{bogus}", f"/api/v1/products/{bogus}"):
+        assert (await client.get(url, headers=acme.headers)).status_code == 404
+    assert (await client.get("/api/v1/orders/not-a-uuid", headers=acme.headers)).status_code == 422
