@@ -923,3 +923,56 @@ def test_sdk_validates_the_sandbox_oauth_callback_hmac() -> None:
         assert not shopify.Session.validate_params({**params, "shop": "evil.myshopify.com"})
     finally:
         shopify.Session.setup(api_key=None, secret=None)
+
+
+async def test_token_without_scope_is_403() -> None:
+    app = make_app()
+    async with client(app) as c:
+        params = await _install(c, scope="read_orders")
+        token = (
+            await c.post(
+                "/admin/oauth/access_token",
+                data={
+                    "client_id": "sandbox-client-id",
+                    "client_secret": "sandbox-client-secret",
+                    "code": params["code"],
+                },
+            )
+        ).json()["access_token"]
+        headers = {"X-Shopify-Access-Token": token}
+        listed = await c.get(f"{API}/orders.json", headers=headers)
+        refused = await c.post(
+            f"{API}/inventory_levels/set.json",
+            headers=headers,
+            json={"location_id": 1, "inventory_item_id": 1, "available": 1},
+        )
+    assert listed.status_code == 200
+    assert refused.status_code == 403
+    assert refused.json() == {
+        "errors": "[API] This action requires merchant approval for write_inventory scope."
+    }
+
+
+def test_admin_install_link_is_signed_like_shopify() -> None:
+    import asyncio
+
+    import shopify
+
+    app = make_app()
+
+    async def install_link() -> dict[str, Any]:
+        async with client(app) as c:
+            response = await c.get(
+                "/_sandbox/install", params={"app_url": "https://hub.test/oauth/shopify/start"}
+            )
+            return dict(response.json())
+
+    link = asyncio.run(install_link())
+    params = dict(parse_qsl(urlsplit(link["url"]).query))
+    assert link["url"].startswith("https://hub.test/oauth/shopify/start?")
+    assert set(params) == {"host", "shop", "timestamp", "hmac"}
+    shopify.Session.setup(api_key="sandbox-client-id", secret="sandbox-client-secret")
+    try:
+        assert shopify.Session.validate_params(params)
+    finally:
+        shopify.Session.setup(api_key=None, secret=None)

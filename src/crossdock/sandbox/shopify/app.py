@@ -84,7 +84,33 @@ def effective_version(requested: str) -> str:
     return f"{year + 1:04d}-01"
 
 
-def api(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+def _has_scope(granted: str, needed: tuple[str, ...]) -> bool:
+    """Whether any of `needed` is granted; a write_X scope implies read_X, as in Shopify."""
+    scopes = {s.strip() for s in granted.split(",") if s.strip()}
+    scopes |= {"read_" + s[len("write_") :] for s in scopes if s.startswith("write_")}
+    return not needed or any(n in scopes for n in needed)
+
+
+# Access scopes per resource (shopify.dev/docs/api/usage/access-scopes); fulfillment orders accept the
+# merchant-managed scopes or the older *_fulfillments ones.
+READ_ORDERS = ("read_orders",)
+WRITE_ORDERS = ("write_orders",)
+READ_FO = (
+    "read_merchant_managed_fulfillment_orders",
+    "read_assigned_fulfillment_orders",
+    "read_fulfillments",
+)
+WRITE_FO = (
+    "write_merchant_managed_fulfillment_orders",
+    "write_assigned_fulfillment_orders",
+    "write_fulfillments",
+)
+READ_INVENTORY = ("read_inventory",)
+WRITE_INVENTORY = ("write_inventory",)
+READ_LOCATIONS = ("read_locations", "read_inventory")
+
+
+def api(handler: Handler, scopes: tuple[str, ...] = ()) -> Callable[[Request], Awaitable[Response]]:
     """Version check, token check, leaky bucket and Shopify's response headers around a REST handler."""
 
     async def endpoint(request: Request) -> Response:
@@ -107,6 +133,11 @@ def api(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             headers["Retry-After"] = f"{max(wait, 0.1):.1f}"
             return _errors(429, THROTTLED, headers)
         try:
+            if not _has_scope(state.tokens[token], scopes):
+                # Shopify's 403 for a token without the scope (e.g. gnikyt/laravel-shopify#190).
+                raise ShopifyError(
+                    403, f"[API] This action requires merchant approval for {scopes[0]} scope."
+                )
             response = await handler(request, state)
         except ShopifyError as exc:
             response = _errors(exc.status, exc.errors)
@@ -784,6 +815,21 @@ async def admin_tick(request: Request, state: ShopState) -> Response:
     return JSONResponse({"changes": state.tick(changes)})
 
 
+async def admin_install(request: Request, state: ShopState) -> Response:
+    """What Shopify does when a merchant installs the app: a signed GET to the app URL (step 1 of the flow)."""
+    app_url = request.query_params.get("app_url", "")
+    if urlsplit(app_url).scheme not in ("http", "https"):
+        raise ValueError("app_url must be the app's http(s) install URL")
+    host = base64.b64encode(f"admin.shopify.com/store/{state.shop_name}".encode()).decode().rstrip("=")
+    query = {"host": host, "shop": state.shop, "timestamp": str(int(time.time()))}
+    query["hmac"] = shopify_hmac_hex(query, state.config.client_secret)
+    separator = "&" if urlsplit(app_url).query else "?"
+    url = f"{app_url}{separator}{urlencode(query)}"
+    if request.query_params.get("redirect") == "1":
+        return RedirectResponse(url, status_code=302)
+    return JSONResponse({"url": url, "params": query})
+
+
 async def admin_inventory(request: Request, state: ShopState) -> Response:
     items = []
     for sku, title, *_ in CATALOG:
@@ -808,32 +854,44 @@ async def admin_inventory(request: Request, state: ShopState) -> Response:
 def _routes() -> list[Route]:
     v = "/admin/api/{version}"
     return [
-        Route(f"{v}/orders.json", api(list_orders), methods=["GET"]),
-        Route(f"{v}/orders/count.json", api(count_orders), methods=["GET"]),
-        Route(f"{v}/orders/{{order_id:int}}.json", api(get_order), methods=["GET"]),
-        Route(f"{v}/orders/{{order_id:int}}/cancel.json", api(cancel_order_api), methods=["POST"]),
+        Route(f"{v}/orders.json", api(list_orders, READ_ORDERS), methods=["GET"]),
+        Route(f"{v}/orders/count.json", api(count_orders, READ_ORDERS), methods=["GET"]),
+        Route(f"{v}/orders/{{order_id:int}}.json", api(get_order, READ_ORDERS), methods=["GET"]),
+        Route(
+            f"{v}/orders/{{order_id:int}}/cancel.json", api(cancel_order_api, WRITE_ORDERS), methods=["POST"]
+        ),
         Route(
             f"{v}/orders/{{order_id:int}}/fulfillment_orders.json",
-            api(list_fulfillment_orders),
+            api(list_fulfillment_orders, READ_FO),
             methods=["GET"],
         ),
-        Route(f"{v}/orders/{{order_id:int}}/fulfillments.json", api(list_fulfillments), methods=["GET"]),
+        Route(
+            f"{v}/orders/{{order_id:int}}/fulfillments.json",
+            api(list_fulfillments, READ_ORDERS),
+            methods=["GET"],
+        ),
         Route(
             f"{v}/orders/{{order_id:int}}/fulfillments/{{fulfillment_id:int}}.json",
-            api(get_fulfillment),
+            api(get_fulfillment, READ_ORDERS),
             methods=["GET"],
         ),
-        Route(f"{v}/fulfillment_orders/{{fo_id:int}}.json", api(get_fulfillment_order), methods=["GET"]),
-        Route(f"{v}/fulfillments.json", api(create_fulfillment), methods=["POST"]),
+        Route(
+            f"{v}/fulfillment_orders/{{fo_id:int}}.json", api(get_fulfillment_order, READ_FO), methods=["GET"]
+        ),
+        Route(f"{v}/fulfillments.json", api(create_fulfillment, WRITE_FO), methods=["POST"]),
         Route(
             f"{v}/fulfillments/{{fulfillment_id:int}}/update_tracking.json",
-            api(update_tracking),
+            api(update_tracking, WRITE_FO),
             methods=["POST"],
         ),
-        Route(f"{v}/inventory_levels.json", api(list_inventory_levels), methods=["GET"]),
-        Route(f"{v}/inventory_levels/set.json", api(set_inventory_level), methods=["POST"]),
-        Route(f"{v}/inventory_levels/adjust.json", api(adjust_inventory_level), methods=["POST"]),
-        Route(f"{v}/locations.json", api(list_locations), methods=["GET"]),
+        Route(f"{v}/inventory_levels.json", api(list_inventory_levels, READ_INVENTORY), methods=["GET"]),
+        Route(f"{v}/inventory_levels/set.json", api(set_inventory_level, WRITE_INVENTORY), methods=["POST"]),
+        Route(
+            f"{v}/inventory_levels/adjust.json",
+            api(adjust_inventory_level, WRITE_INVENTORY),
+            methods=["POST"],
+        ),
+        Route(f"{v}/locations.json", api(list_locations, READ_LOCATIONS), methods=["GET"]),
         Route(f"{v}/shop.json", api(get_shop), methods=["GET"]),
         Route(f"{v}/webhooks.json", api(list_webhooks), methods=["GET"]),
         Route(f"{v}/webhooks.json", api(create_webhook), methods=["POST"]),
@@ -856,6 +914,7 @@ def _routes() -> list[Route]:
         Route("/_sandbox/clock/advance", admin(admin_clock), methods=["POST"]),
         Route("/_sandbox/tick", admin(admin_tick), methods=["POST"]),
         Route("/_sandbox/inventory", admin(admin_inventory), methods=["GET"]),
+        Route("/_sandbox/install", admin(admin_install), methods=["GET"]),
     ]
 
 

@@ -61,6 +61,17 @@ TOPICS = (
     "orders/partially_fulfilled",
     "app/uninstalled",
 )
+ALL_SCOPES = (
+    "read_orders",
+    "write_orders",
+    "read_merchant_managed_fulfillment_orders",
+    "write_merchant_managed_fulfillment_orders",
+    "read_fulfillments",
+    "write_fulfillments",
+    "read_inventory",
+    "write_inventory",
+    "read_locations",
+)
 # Seeded orders spread over the last 60 days: what an app without read_all_orders can see.
 SEED_WINDOW = timedelta(days=60)
 # Spacing of seeded order ids (ids grow with time but are not consecutive, as in a real shop).
@@ -209,10 +220,8 @@ class ShopState:
         # Webhook and event ids come from their own stream so that they do not shift the data.
         self._id_rng = random.Random(config.seed ^ 0xB00C)
         self.token = config.token or "shpat_" + f"{random.Random(config.seed ^ 0x70CE).getrandbits(128):032x}"
-        self.tokens: dict[str, str] = {
-            self.token: "read_orders,write_orders,read_fulfillments,"
-            "write_fulfillments,read_inventory,write_inventory"
-        }
+        # The fixed token behaves like an installed custom app's token with every scope the sandbox knows.
+        self.tokens: dict[str, str] = {self.token: ",".join(ALL_SCOPES)}
         self.oauth_codes: dict[str, OAuthCode] = {}
         scale = 100.0 if config.fast_limits else 1.0
         self.bucket = LeakyBucket(40, 2.0 * scale)
