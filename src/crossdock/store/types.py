@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Dialect, Numeric, String
@@ -37,6 +37,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_SCALE = Decimal("0.000001")
+
+
 class ExactDecimal(TypeDecorator[Decimal]):
     """A Decimal that survives the round trip: NUMERIC on PostgreSQL, text on SQLite (whose NUMERIC is a float)."""
 
@@ -53,6 +56,9 @@ class ExactDecimal(TypeDecorator[Decimal]):
             return None
         if not isinstance(value, Decimal):
             raise TypeError("ExactDecimal takes Decimal values only")
+        # Both databases keep the same six decimals (a microgram, a nanometre): what PostgreSQL's NUMERIC
+        # scale would round to anyway, so a value reads back the same whichever database stored it.
+        value = value.quantize(_SCALE, rounding=ROUND_HALF_EVEN)
         return str(value) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
