@@ -271,6 +271,8 @@ class ShopState:
         self.subscriptions: dict[int, Subscription] = {}
         self._next_subscription_id = 1_470_000_000_001
         self._next_fulfillment_id = NEW_FULFILLMENT_ID_BASE
+        # Fulfillments created through the API -> their order's id (seeded ones follow from the id layout).
+        self._fulfillment_orders: dict[int, int] = {}
         # Orders sorted by id (ascending; ids grow with created_at), with an id index and an updated_at index.
         self._ids: list[int] = []
         self._orders: list[Order] = []
@@ -481,12 +483,10 @@ class ShopState:
         """A new order now: random, or built from the Shopify-shaped fields given in `spec`."""
         spec = spec or {}
         index = len(self._orders)
-        while (ORDER_ID_BASE + (index + 1) * ORDER_ID_STEP) in self._by_id:
-            index += 1
         created = self.now_ts()
         if self._created and created < self._created[-1]:
             created = self._created[-1]
-        order = Order(ORDER_ID_BASE + (index + 1) * ORDER_ID_STEP, index, len(self._orders) + 1, created)
+        order = Order(ORDER_ID_BASE + (index + 1) * ORDER_ID_STEP, index, index + 1, created)
         country = None
         address_spec = spec.get("shipping_address")
         if isinstance(address_spec, dict) and address_spec.get("country_code"):
@@ -575,12 +575,8 @@ class ShopState:
         return None
 
     def _order_by_index(self, index: int) -> Order | None:
-        if index < len(self._orders) and self._orders[index].index == index:
-            return self._orders[index]
-        for order in self._orders[max(0, index - 5) :]:
-            if order.index == index:
-                return order
-        return None
+        # Orders are only ever appended, so an order's index is its position.
+        return self._orders[index] if 0 <= index < len(self._orders) else None
 
     def create_fulfillment(self, payload: dict[str, Any]) -> tuple[Order, Fulfillment]:
         groups = payload.get("line_items_by_fulfillment_order")
@@ -678,6 +674,7 @@ class ShopState:
             lines=sorted(shipped.items()),
         )
         state.fulfillments.append(fulfillment)
+        self._fulfillment_orders[fulfillment.id] = order.id
         all_done = all(
             line.remaining == 0 for fo in state.orders if fo.status != "cancelled" for line in fo.lines
         )
@@ -691,12 +688,10 @@ class ShopState:
 
     def find_fulfillment(self, fulfillment_id: int) -> tuple[Order, Fulfillment] | None:
         if fulfillment_id > NEW_FULFILLMENT_ID_BASE:
-            for order in reversed(self._orders):
-                if order.fulfillment is not None:
-                    for f in order.fulfillment.fulfillments:
-                        if f.id == fulfillment_id:
-                            return order, f
-            return None
+            order = self._by_id.get(self._fulfillment_orders.get(fulfillment_id, -1))
+            if order is None or order.fulfillment is None:
+                return None
+            return next(((order, f) for f in order.fulfillment.fulfillments if f.id == fulfillment_id), None)
         index = (fulfillment_id - SEEDED_FULFILLMENT_ID_BASE) // FOS_PER_ORDER
         seeded = self._order_by_index(index) if index >= 0 else None
         if seeded is None:
