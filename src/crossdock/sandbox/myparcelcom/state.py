@@ -91,6 +91,7 @@ class MyParcelComState:
     events: list[JSON] = field(default_factory=list)
     clock_offset: timedelta = timedelta(0)
     _counter: int = 0
+    _quiet: bool = False
 
     def __post_init__(self) -> None:
         self.datagen = DataGen(self.config.seed)
@@ -113,8 +114,11 @@ class MyParcelComState:
             },
         }
         self.default_shop_id = shop_id
+        # The starting data is the world as it was before anyone subscribed: no webhooks for it.
+        self._quiet = True
         for _ in range(self.config.orders):
             self.seed_shipment()
+        self._quiet = False
 
     # -- time and ids ------------------------------------------------------------------------------------------
     def now(self) -> datetime:
@@ -248,7 +252,8 @@ class MyParcelComState:
             )
             return
         digits = str(int(hashlib.sha256(record.id.encode()).hexdigest(), 16))[:12]
-        prefix = "".join(w[0] for w in self.carrier(record).split()).upper()[:3]
+        words = self.carrier(record).split()
+        prefix = ("".join(w[0] for w in words) if len(words) > 1 else words[0][:3]).upper()
         code = f"{prefix}{digits}"
         record.attributes.update(
             tracking_code=code,
@@ -370,7 +375,7 @@ class MyParcelComState:
             self.shipment_resource(record, base), self.shipment_status(record)
         )
         self.events.append(document)
-        if self.config.webhook_url:
+        if self.config.webhook_url and not self._quiet:
             self.webhooks.enqueue(
                 self.config.webhook_url, json.dumps(document).encode(), {"Content-Type": JSON_API}
             )
