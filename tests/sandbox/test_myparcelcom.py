@@ -610,3 +610,12 @@ async def test_platform_detects_an_integration_that_is_not_json_api() -> None:
     async with MyParcelComPlatform(BASE, transport=httpx.ASGITransport(app=broken)) as platform:
         with pytest.raises(ContractViolation, match="expected a JSON body"):
             await platform.check_refusals(SHOP)
+
+
+async def test_registry_builds_the_myparcelcom_sandbox_and_its_fixed_token_works() -> None:
+    from crossdock.sandbox import create_sandbox_app
+
+    app = create_sandbox_app("myparcelcom", SandboxConfig(token="fixed-token"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as c:
+        response = await c.get("/shops", headers={"Authorization": "Bearer fixed-token"})
+    assert response.status_code == 200 and response.json()["meta"]["total_records"] == 1

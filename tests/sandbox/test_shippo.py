@@ -559,3 +559,11 @@ async def test_sandbox_settles_background_work_quickly(app: Starlette) -> None:
         shipment = await make_shipment(c)
         await c.post("/transactions", json={"rate": shipment["rates"][0]["object_id"]}, headers=AUTH)
     await asyncio.wait_for(sandbox(app).settle(), 1.0)
+
+
+def test_registry_builds_the_shippo_sandbox() -> None:
+    from crossdock.sandbox import create_sandbox_app
+
+    app = create_sandbox_app("shippo", SandboxConfig(seed=7))
+    assert sandbox(app).token.startswith("shippo_test_")
+    assert sandbox(app).token == sandbox(create_sandbox_app("shippo", SandboxConfig(seed=7))).token

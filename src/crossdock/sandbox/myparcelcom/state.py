@@ -150,7 +150,7 @@ class MyParcelComState:
 
     def check_token(self, token: str) -> str | None:
         """None when valid, else the detail MyParcel.com's JwtRequestAuthenticator gives."""
-        if self.config.token and hmac.compare_digest(token, self.config.token):
+        if self.config.token and hmac.compare_digest(token.encode(), self.config.token.encode()):
             return None
         parts = token.split(".")
         if len(parts) != 3:
