@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from crossdock import model as m
 from crossdock.store import tables as t
+from crossdock.store.types import stored_decimal
+
+
+def stored_grams(weight: m.Weight | None) -> Decimal | None:
+    return None if weight is None else stored_decimal(weight.in_grams)
 
 
 def money_minor(value: m.Money | None) -> int | None:
@@ -58,7 +64,7 @@ def apply_order(row: t.Order, order: m.Order) -> None:
         line_row.title = line.title
         line_row.quantity = line.quantity
         line_row.unit_price_minor = money_minor(line.unit_price)
-        line_row.weight_g = None if line.weight is None else line.weight.in_grams
+        line_row.weight_g = stored_grams(line.weight)
         line_row.requires_shipping = line.requires_shipping
         lines.append(line_row)
     row.lines = lines

@@ -19,7 +19,7 @@ from crossdock import model as m
 from crossdock.security.tokens import display_prefix, hash_token, new_token
 from crossdock.security.vault import Vault
 from crossdock.store import tables as t
-from crossdock.store.convert import apply_order, order_row
+from crossdock.store.convert import apply_order, order_row, stored_grams
 from crossdock.store.types import utcnow
 from crossdock.store.upsert import upsert
 
@@ -392,7 +392,7 @@ class Tenant:
                 title=v.title,
                 price_minor=None if v.price is None else v.price.minor,
                 currency=None if v.price is None else v.price.currency,
-                weight_g=None if v.weight is None else v.weight.in_grams,
+                weight_g=stored_grams(v.weight),
                 barcode=v.barcode,
                 tags=list(v.tags),
             )

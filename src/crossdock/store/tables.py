@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -360,3 +361,126 @@ class TimelineEvent(Base):
     severity: Mapped[str] = mapped_column(String(16), default="info")
     summary: Mapped[str] = mapped_column(Text)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# Engine: remote calls, rate limits, outbound webhooks (issue 3, "remote" part) ---------------------------------
+class RemoteCall(Base):
+    """One HTTP call to a remote API: what was asked (URL without secrets), what came back, how long it took."""
+
+    __tablename__ = "remote_calls"
+    __table_args__ = (
+        Index("ix_remote_calls_account_at", "account_id", "at"),
+        Index("ix_remote_calls_connection_at", "connection_id", "at"),
+        Index("ix_remote_calls_order", "order_id"),
+        Index("ix_remote_calls_at", "at"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    connection_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("connections.id", ondelete="SET NULL"))
+    order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
+    connector: Mapped[str] = mapped_column(String(64))
+    operation: Mapped[str | None] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(10))
+    url: Mapped[str] = mapped_column(String(2000))
+    status: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    # None when the call succeeded; else permanent, configuration, retryable, rate_limited, timeout, connection.
+    error_kind: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = _created()
+
+
+class RateLimit(Base):
+    """GCRA state of one rate-limit bucket of a connection, shared by every worker (see engine/ratelimit.py)."""
+
+    __tablename__ = "rate_limits"
+
+    connection_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    bucket: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[uuid.UUID] = _account()
+    interval_s: Mapped[float] = mapped_column(Float)
+    burst: Mapped[int] = mapped_column(Integer)
+    # Theoretical arrival time, unix seconds: the bucket is empty again at tat.
+    tat: Mapped[float] = mapped_column(Float)
+    # The remote's headers set interval_s/burst: the connector's declared plan no longer overrides them.
+    adjusted: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = _updated()
+
+
+class WebhookEndpoint(Base):
+    """A subscriber of outbound events. Signing secrets are sealed by the vault; the old one lives on for a
+    day after a rotation so receivers can switch over."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[uuid.UUID] = _id()
+    account_id: Mapped[uuid.UUID] = _account()
+    url: Mapped[str] = mapped_column(String(2000))
+    description: Mapped[str | None] = mapped_column(String(500))
+    event_types: Mapped[list[str]] = mapped_column(JSONDoc, default=list)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    secret_key_id: Mapped[str] = mapped_column(String(32))
+    secret_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    previous_secret_key_id: Mapped[str | None] = mapped_column(String(32))
+    previous_secret_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    previous_secret_expires_at: Mapped[datetime | None]
+    # First failed attempt since the last success: the endpoint is disabled when this is old enough.
+    failing_since: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint. The body is stored as sent, so every attempt sends the same bytes."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_endpoint_created", "endpoint_id", "created_at", "id"),)
+
+    id: Mapped[uuid.UUID] = _id()
+    account_id: Mapped[uuid.UUID] = _account()
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
+    event_type: Mapped[str] = mapped_column(String(100))
+    body: Mapped[str] = mapped_column(Text)
+    # pending, succeeded, failed (every attempt of the schedule failed, or 410), cancelled (endpoint disabled).
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    completed_at: Mapped[datetime | None]
+
+    attempt_rows: Mapped[list[WebhookAttempt]] = relationship(
+        back_populates="delivery",
+        cascade="all, delete-orphan",
+        order_by="WebhookAttempt.number",
+        passive_deletes=True,
+    )
+
+
+class WebhookAttempt(Base):
+    """One try of a delivery: the request headers (no secrets), the answer and how long it took."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (UniqueConstraint("delivery_id", "number"),)
+
+    id: Mapped[uuid.UUID] = _id()
+    account_id: Mapped[uuid.UUID] = _account()
+    delivery_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_deliveries.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    trigger: Mapped[str] = mapped_column(String(16), default="schedule")
+    at: Mapped[datetime] = _created()
+    request_headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_excerpt: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+
+    delivery: Mapped[WebhookDelivery] = relationship(back_populates="attempt_rows")

@@ -40,6 +40,18 @@ def utcnow() -> datetime:
 _SCALE = Decimal("0.000001")
 
 
+def stored_decimal(value: Decimal) -> Decimal:
+    """The value as the database will keep it (six decimals), so objects in memory match what reads return."""
+    return canonical_decimal(value.quantize(_SCALE, rounding=ROUND_HALF_EVEN))
+
+
+def canonical_decimal(value: Decimal) -> Decimal:
+    """No trailing zeros and no exponent: 250 g reads 250, 0.500 kg reads 0.5."""
+    if value == value.to_integral_value():
+        return value.quantize(Decimal(1))
+    return value.normalize()
+
+
 class ExactDecimal(TypeDecorator[Decimal]):
     """A Decimal that survives the round trip: NUMERIC on PostgreSQL, text on SQLite (whose NUMERIC is a float)."""
 
@@ -58,17 +70,14 @@ class ExactDecimal(TypeDecorator[Decimal]):
             raise TypeError("ExactDecimal takes Decimal values only")
         # Both databases keep the same six decimals (a microgram, a nanometre): what PostgreSQL's NUMERIC
         # scale would round to anyway, so a value reads back the same whichever database stored it.
-        value = value.quantize(_SCALE, rounding=ROUND_HALF_EVEN)
+        value = stored_decimal(value)
         return str(value) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
             return None
-        result = Decimal(value)
         # PostgreSQL pads to the column scale; drop trailing zeros so 250 g reads back as 250.
-        if result == result.to_integral_value():
-            return result.quantize(Decimal(1))
-        return result.normalize()
+        return canonical_decimal(Decimal(value))
 
 
 JSONDoc = JSON().with_variant(JSONB(), "postgresql")
