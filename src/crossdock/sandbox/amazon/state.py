@@ -494,7 +494,7 @@ class AmazonState:
         country: str | None = None,
         n_items: int | None = None,
     ) -> AmazonOrder:
-        now = self.now()
+        now = self.now().replace(microsecond=0)
         order = self._generate_order(now, status=status, channel=channel, country=country, n_items=n_items)
         self._add(order)
         return order
@@ -508,5 +508,5 @@ class AmazonState:
         return list(self._by_purchase)
 
     def touch(self, order: AmazonOrder) -> None:
-        # Whole seconds on the wire: step past the previous value so a change is always visible.
-        order.last_update = max(self.now().replace(microsecond=0), order.last_update + timedelta(seconds=1))
+        # Whole seconds, as on the wire; never backwards, never ahead of the clock.
+        order.last_update = max(self.now().replace(microsecond=0), order.last_update)
