@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from crossdock import model as m
 from crossdock.store import tables as t
-from crossdock.store.convert import minor_money
+from crossdock.store.convert import doc_address, minor_money, row_customer, row_totals
 
 
 class Strict(BaseModel):
@@ -109,16 +108,6 @@ class CancelRequest(Strict):
     reason: str | None = Field(default=None, max_length=1000)
 
 
-class MoneyOut(BaseModel):
-    amount: Decimal
-    currency: str
-
-
-class WeightOut(BaseModel):
-    value: Decimal
-    unit: str
-
-
 class OrderLineOut(BaseModel):
     id: uuid.UUID
     external_id: str | None
@@ -131,14 +120,6 @@ class OrderLineOut(BaseModel):
     requires_shipping: bool
 
 
-class TotalsOut(BaseModel):
-    subtotal: m.Money | None
-    shipping: m.Money | None
-    tax: m.Money | None
-    discount: m.Money | None
-    total: m.Money | None
-
-
 class OrderOut(BaseModel):
     id: uuid.UUID
     status: m.OrderStatus
@@ -147,7 +128,7 @@ class OrderOut(BaseModel):
     shipping_address: m.Address | None
     billing_address: m.Address | None
     lines: list[OrderLineOut]
-    totals: TotalsOut
+    totals: m.Totals
     connection_id: uuid.UUID | None
     external_id: str | None
     external_number: str | None
@@ -164,13 +145,9 @@ class OrderOut(BaseModel):
             id=row.id,
             status=m.OrderStatus(row.status),
             currency=cur,
-            customer=m.Customer(name=row.customer_name, email=row.customer_email, phone=row.customer_phone),
-            shipping_address=None
-            if row.shipping_address is None
-            else m.Address.model_validate(row.shipping_address),
-            billing_address=None
-            if row.billing_address is None
-            else m.Address.model_validate(row.billing_address),
+            customer=row_customer(row),
+            shipping_address=doc_address(row.shipping_address),
+            billing_address=doc_address(row.billing_address),
             lines=[
                 OrderLineOut(
                     id=line.id,
@@ -185,13 +162,7 @@ class OrderOut(BaseModel):
                 )
                 for line in row.lines
             ],
-            totals=TotalsOut(
-                subtotal=minor_money(row.subtotal_minor, cur),
-                shipping=minor_money(row.shipping_minor, cur),
-                tax=minor_money(row.tax_minor, cur),
-                discount=minor_money(row.discount_minor, cur),
-                total=minor_money(row.total_minor, cur),
-            ),
+            totals=row_totals(row),
             connection_id=row.connection_id,
             external_id=row.external_id,
             external_number=row.external_number,

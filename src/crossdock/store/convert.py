@@ -70,12 +70,26 @@ def apply_order(row: t.Order, order: m.Order) -> None:
     row.lines = lines
 
 
+def row_totals(row: t.Order) -> m.Totals:
+    return m.Totals(
+        subtotal=minor_money(row.subtotal_minor, row.currency),
+        shipping=minor_money(row.shipping_minor, row.currency),
+        tax=minor_money(row.tax_minor, row.currency),
+        discount=minor_money(row.discount_minor, row.currency),
+        total=minor_money(row.total_minor, row.currency),
+    )
+
+
+def row_customer(row: t.Order) -> m.Customer:
+    return m.Customer(name=row.customer_name, email=row.customer_email, phone=row.customer_phone)
+
+
 def row_order(row: t.Order) -> m.Order:
     return m.Order(
         id=row.id,
         status=m.OrderStatus(row.status),
         currency=row.currency,
-        customer=m.Customer(name=row.customer_name, email=row.customer_email, phone=row.customer_phone),
+        customer=row_customer(row),
         shipping_address=doc_address(row.shipping_address),
         billing_address=doc_address(row.billing_address),
         lines=[
@@ -90,13 +104,7 @@ def row_order(row: t.Order) -> m.Order:
             )
             for line in row.lines
         ],
-        totals=m.Totals(
-            subtotal=minor_money(row.subtotal_minor, row.currency),
-            shipping=minor_money(row.shipping_minor, row.currency),
-            tax=minor_money(row.tax_minor, row.currency),
-            discount=minor_money(row.discount_minor, row.currency),
-            total=minor_money(row.total_minor, row.currency),
-        ),
+        totals=row_totals(row),
         connection_id=row.connection_id,
         external_id=row.external_id,
         external_number=row.external_number,
