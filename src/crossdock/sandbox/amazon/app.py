@@ -560,14 +560,10 @@ async def confirm_shipment(request: Request) -> Response:
     return Response(status_code=204)
 
 
-def internal_failure() -> Response:
+def internal_failure(request_id: str) -> Response:
     response = sp_error(500, "InternalFailure", "We encountered an internal error. Please try again.")
-    response.headers["x-amzn-RequestId"] = "00000000-0000-4000-8000-000000000000"
+    response.headers["x-amzn-RequestId"] = request_id
     return response
-
-
-def throttled() -> Response:
-    return quota_exceeded("00000000-0000-4000-8000-000000000429")
 
 
 # -- admin API (/_sandbox/...) ----------------------------------------------------------------------------------
@@ -731,8 +727,8 @@ def create_app(config: SandboxConfig) -> Starlette:
         Middleware(
             FaultMiddleware,
             faults=faults,
-            error_5xx=internal_failure,
-            error_429=throttled,
+            error_5xx=lambda: internal_failure(state.new_request_id()),
+            error_429=lambda: quota_exceeded(state.new_request_id()),
             exempt_prefixes=("/_sandbox", "/apps/authorize"),
         )
     ]
