@@ -484,3 +484,154 @@ class WebhookAttempt(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
     delivery: Mapped[WebhookDelivery] = relationship(back_populates="attempt_rows")
+
+
+# Engine: inbox, jobs, sync runs and cursors (issue 3, "jobs" part) ---------------------------------------------
+# Job statuses. "failed" means failed-will-retry: it is still waiting, like "queued".
+JOB_WAITING = ("queued", "failed")
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "dead", "cancelled")
+
+
+class Job(Base):
+    """A unit of work, enqueued in the transaction of the change that caused it. The partial unique indexes
+    are the queue's promises; workers rely on them rather than on checks (see engine/jobs.py)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        # At most one waiting job per queueing key: enqueueing the same work again is a no-op.
+        Index(
+            "uq_jobs_queueing_key_waiting",
+            "queueing_key",
+            unique=True,
+            postgresql_where=text("queueing_key IS NOT NULL AND status IN ('queued', 'failed')"),
+            sqlite_where=text("queueing_key IS NOT NULL AND status IN ('queued', 'failed')"),
+        ),
+        # At most one running job per lock key: jobs of one order never overlap.
+        Index(
+            "uq_jobs_lock_key_running",
+            "lock_key",
+            unique=True,
+            postgresql_where=text("lock_key IS NOT NULL AND status = 'running'"),
+            sqlite_where=text("lock_key IS NOT NULL AND status = 'running'"),
+        ),
+        # One run per periodic task and tick, however many workers' schedulers try to enqueue it.
+        Index(
+            "uq_jobs_periodic_tick",
+            "periodic_task",
+            "periodic_tick",
+            unique=True,
+            postgresql_where=text("periodic_task IS NOT NULL"),
+            sqlite_where=text("periodic_task IS NOT NULL"),
+        ),
+        Index("ix_jobs_claim", "status", "run_at"),
+        Index("ix_jobs_account_created", "account_id", "created_at", "id"),
+        Index("ix_jobs_order", "order_id"),
+        Index("ix_jobs_worker", "worker_id"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    # None for maintenance jobs that serve every account (the inbox purge, the sync scheduler).
+    account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    queueing_key: Mapped[str | None] = mapped_column(String(255))
+    lock_key: Mapped[str | None] = mapped_column(String(255))
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    run_at: Mapped[datetime] = _created()
+    worker_id: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime | None]
+    # Set by a cancel request while the job runs; its worker stops it at the next heartbeat.
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
+    periodic_task: Mapped[str | None] = mapped_column(String(100))
+    periodic_tick: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _created()
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class InboxMessage(Base):
+    """A raw inbound payload (webhook body with its headers, or a pulled page), stored before it is
+    acknowledged or processed and kept for CROSSDOCK_INBOX_RETENTION_DAYS so orders can be derived again."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (
+        # The first payload with a dedup key is the original; repeats are stored as duplicates of it.
+        Index(
+            "uq_inbox_dedup",
+            "connection_id",
+            "kind",
+            "dedup_key",
+            unique=True,
+            postgresql_where=text("duplicate_of IS NULL"),
+            sqlite_where=text("duplicate_of IS NULL"),
+        ),
+        Index("ix_inbox_connection_received", "connection_id", "received_at"),
+        Index("ix_inbox_received", "received_at"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    account_id: Mapped[uuid.UUID] = _account()
+    connection_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(100))
+    dedup_key: Mapped[str] = mapped_column(String(255))
+    headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    # received, processed, failed (its processing job is dead), duplicate.
+    status: Mapped[str] = mapped_column(String(16), default="received")
+    duplicate_of: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("inbox.id", ondelete="CASCADE"))
+    order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
+    error: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = _created()
+    processed_at: Mapped[datetime | None]
+
+
+class SyncRun(Base):
+    """One scheduled or manual sync of one stream of a connection, with what it read and what it changed."""
+
+    __tablename__ = "sync_runs"
+    __table_args__ = (
+        Index("ix_sync_runs_account_started", "account_id", "started_at", "id"),
+        Index("ix_sync_runs_connection_stream", "connection_id", "stream", "started_at"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    account_id: Mapped[uuid.UUID] = _account()
+    connection_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    stream: Mapped[str] = mapped_column(String(64))
+    trigger: Mapped[str] = mapped_column(String(16), default="schedule")
+    # running, succeeded, failed.
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    read: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    invalid: Mapped[int] = mapped_column(Integer, default=0)
+    # The cursor the run started from and the one it reached, for "what did this run cover".
+    cursor_from: Mapped[datetime | None]
+    cursor_to: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = _created()
+    finished_at: Mapped[datetime | None]
+
+
+class SyncCursor(Base):
+    """Low watermark of one stream of a connection on the remote's updated time: everything updated before it
+    has been imported. Written in the same transaction as the records it covers."""
+
+    __tablename__ = "cursors"
+
+    connection_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    stream: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[uuid.UUID] = _account()
+    watermark: Mapped[datetime | None]
+    run_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sync_runs.id", ondelete="SET NULL"))
+    updated_at: Mapped[datetime] = _updated()

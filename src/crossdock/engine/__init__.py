@@ -1,0 +1,1 @@
+"""The durable engine: inbox, jobs and workers, sync runs and cursors, timeline, remote calls."""
