@@ -11,16 +11,34 @@ from typing import Any
 import structlog
 
 _SENSITIVE_KEY = re.compile(r"(secret|token|password|authorization|api[_-]?key|hmac|signature|cookie)", re.I)
-_SENSITIVE_QUERY = re.compile(
-    r"(?i)((?:access_token|refresh_token|client_secret|token|code|password|api_key|signature|hmac)=)[^&\s\"']+"
+# Query parameters that carry credentials: OAuth (code, tokens), WooCommerce's consumer_key/consumer_secret
+# fallback (PROTOCOLS.md section 2), Shippo's ?token= webhook URLs, presigned AWS URLs (X-Amz-Signature...).
+_HIDDEN_PARAMS = (
+    r"access_token|refresh_token|id_token|client_secret|consumer_key|consumer_secret|token|code|password|passwd"
+    r"|secret|api_?key|apikey|key|signature|sig|hmac|x-amz-signature|x-amz-credential|x-amz-security-token"
 )
+_SENSITIVE_QUERY = re.compile(rf"(?i)(?<![\w-])((?:{_HIDDEN_PARAMS})=)[^&\s\"'#]+")
 _BEARER = re.compile(r"(?i)\b(bearer|shippotoken|basic)\s+[A-Za-z0-9._~+/=|-]+")
 REDACTED = "[redacted]"
 
 
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
+
+
 def redact_text(text: str) -> str:
     text = _SENSITIVE_QUERY.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
     return _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+
+
+def is_sensitive_name(name: str) -> bool:
+    """Whether a header, field or query parameter of this name carries a credential."""
+    return bool(_SENSITIVE_KEY.search(name) or re.fullmatch(f"(?i)(?:{_HIDDEN_PARAMS})", name))
+
+
+def redact_url(url: str) -> str:
+    """A URL fit for logs and records: credentials in the user part or in the query are replaced."""
+    return redact_text(url)
 
 
 def redact(value: Any, key: str | None = None) -> Any:
@@ -35,12 +53,43 @@ def redact(value: Any, key: str | None = None) -> Any:
     return value
 
 
+def _redact_stdlib_records() -> None:
+    """Redact every stdlib log record as it is made, so a library that logs a URL with a query secret (or an
+    Authorization header) cannot leak it through whichever handler is attached. Installed once."""
+    current = logging.getLogRecordFactory()
+    if getattr(current, "_crossdock_redacts", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = current(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed format string is the caller's bug; leave the record as it was
+            return record
+        redacted = redact_text(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return record
+
+    factory._crossdock_redacts = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
 def _redactor(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     return {k: (v if k in {"timestamp", "level"} else redact(v, k)) for k, v in event.items()}
 
 
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    # sys.stderr as it is when a logger is made, not when logging was configured: whoever swapped the stream
+    # since (a test runner capturing output, a daemon redirecting it) gets the lines.
+    return structlog.PrintLogger(file=sys.stderr)
+
+
 def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
+    _redact_stdlib_records()
+    # httpx narrates every request, full URL included, at INFO; crossdock records remote calls itself.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     # Alembic narrates every step at INFO; only its warnings matter to an operator.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     renderer: Any = (
@@ -56,7 +105,7 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=True,
     )
 
