@@ -7,10 +7,11 @@ import pytest
 
 from crossdock.api.app import create_app
 from crossdock.hub import Hub
+from crossdock.store import tables as t
 from tests.support import Tenant, order_body
 
 
-async def seed(client: httpx.AsyncClient, owner: Tenant) -> dict[str, str]:
+async def seed(client: httpx.AsyncClient, hub: Hub, owner: Tenant) -> dict[str, str]:
     conn = await client.post(
         "/api/v1/connections",
         json={"connector": "shippo", "name": "A's Shippo", "secrets": {"api_token": "shippo_test_secret_A"}},
@@ -21,11 +22,35 @@ async def seed(client: httpx.AsyncClient, owner: Tenant) -> dict[str, str]:
         "/api/v1/products", json={"title": "A", "variants": [{"sku": "A-1"}]}, headers=owner.headers
     )
     await client.put("/api/v1/stock-levels", json={"sku": "A-1", "available": 4}, headers=owner.headers)
+    endpoint = await client.post(
+        "/api/v1/webhook-endpoints",
+        json={"url": "https://hooks.example.com/a", "event_types": ["order.created"]},
+        headers=owner.headers,
+    )
+    delivery_id = await failed_delivery(hub, owner, endpoint.json()["id"])
     return {
         "connection_id": conn.json()["id"],
         "order_id": order.json()["id"],
         "product_id": product.json()["id"],
+        "endpoint_id": endpoint.json()["id"],
+        "delivery_id": str(delivery_id),
     }
+
+
+async def failed_delivery(hub: Hub, owner: Tenant, endpoint_id: str) -> uuid.UUID:
+    """A delivery of A's endpoint that has used up its attempts, so redelivering it would be allowed."""
+    async with hub.db.transaction() as session:
+        delivery = t.WebhookDelivery(
+            account_id=uuid.UUID(owner.id),
+            endpoint_id=uuid.UUID(endpoint_id),
+            event_type="order.created",
+            body="{}",
+            status="failed",
+            attempts=10,
+        )
+        session.add(delivery)
+        await session.flush()
+        return delivery.id
 
 
 # Requests an intruder may send to each route; a new route must be added here or the test fails.
@@ -46,6 +71,17 @@ BODIES: dict[tuple[str, str], dict[str, object] | None] = {
     ("GET", "/api/v1/products/{product_id}"): None,
     ("GET", "/api/v1/stock-levels"): None,
     ("PUT", "/api/v1/stock-levels"): None,
+    ("POST", "/api/v1/webhook-endpoints"): None,
+    ("GET", "/api/v1/webhook-endpoints"): None,
+    ("GET", "/api/v1/webhook-endpoints/{endpoint_id}"): None,
+    ("PATCH", "/api/v1/webhook-endpoints/{endpoint_id}"): {
+        "url": "https://evil.example.com/",
+        "enabled": False,
+    },
+    ("DELETE", "/api/v1/webhook-endpoints/{endpoint_id}"): None,
+    ("POST", "/api/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): None,
+    ("GET", "/api/v1/webhook-endpoints/{endpoint_id}/deliveries"): None,
+    ("POST", "/api/v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/redeliver"): None,
 }
 # Routes that create in the caller's own account: checked separately below (they must not touch A's data).
 CREATES = {
@@ -53,6 +89,7 @@ CREATES = {
     ("POST", "/api/v1/orders"),
     ("POST", "/api/v1/products"),
     ("PUT", "/api/v1/stock-levels"),
+    ("POST", "/api/v1/webhook-endpoints"),
 }
 
 
@@ -69,7 +106,7 @@ def api_routes(hub: Hub) -> list[tuple[str, str]]:
 async def test_every_route_is_scoped_to_the_callers_account(
     client: httpx.AsyncClient, hub: Hub, acme: Tenant, globex: Tenant
 ) -> None:
-    ids = await seed(client, acme)
+    ids = await seed(client, hub, acme)
     routes = api_routes(hub)
     missing = [r for r in routes if r not in BODIES]
     assert not missing, f"add these routes to the isolation test: {missing}"
@@ -99,12 +136,28 @@ async def test_every_route_is_scoped_to_the_callers_account(
     assert order["status"] == "paid"
     stock = (await client.get("/api/v1/stock-levels", headers=acme.headers)).json()["items"]
     assert stock[0]["available"] == 4
+    endpoint = (
+        await client.get(f"/api/v1/webhook-endpoints/{ids['endpoint_id']}", headers=acme.headers)
+    ).json()
+    assert endpoint["url"] == "https://hooks.example.com/a" and endpoint["enabled"] is True
+    assert endpoint["previous_secret_expires_at"] is None  # the intruder's rotation did not happen
+    deliveries = await client.get(
+        f"/api/v1/webhook-endpoints/{ids['endpoint_id']}/deliveries", headers=acme.headers
+    )
+    assert [d["status"] for d in deliveries.json()["items"]] == ["failed"]
 
 
 async def test_creating_with_the_same_keys_stays_in_the_callers_account(
-    client: httpx.AsyncClient, acme: Tenant, globex: Tenant
+    client: httpx.AsyncClient, hub: Hub, acme: Tenant, globex: Tenant
 ) -> None:
-    await seed(client, acme)
+    await seed(client, hub, acme)
+    # B's webhook endpoint for the same URL is B's alone.
+    created = await client.post(
+        "/api/v1/webhook-endpoints", json={"url": "https://hooks.example.com/a"}, headers=globex.headers
+    )
+    assert created.status_code == 201
+    a_endpoints = (await client.get("/api/v1/webhook-endpoints", headers=acme.headers)).json()["items"]
+    assert [e["id"] for e in a_endpoints] != [created.json()["id"]] and len(a_endpoints) == 1
     # The same SKU is free in another account (unique per account), and B's stock write does not change A's.
     product = await client.post(
         "/api/v1/products", json={"title": "B", "variants": [{"sku": "A-1"}]}, headers=globex.headers

@@ -15,6 +15,7 @@ from crossdock import __version__
 from crossdock.api import problems
 from crossdock.api.limits import BodySizeLimit
 from crossdock.api.routes_v1 import router as v1
+from crossdock.api.routes_webhooks import router as webhook_endpoints
 from crossdock.hub import Hub
 from crossdock.store.migrate import current_revision, head_revision
 
@@ -40,6 +41,7 @@ def create_app(hub: Hub, *, dispose_on_shutdown: bool = False) -> FastAPI:
     app.state.hub = hub
     problems.install(app)
     app.include_router(v1)
+    app.include_router(webhook_endpoints)
 
     @app.middleware("http")
     async def _metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
