@@ -47,6 +47,28 @@ class Settings(BaseSettings):
     log_format: str = Field(default="console", description="'console' or 'json'.")
     db_pool_size: int = Field(default=10)
     sql_echo: bool = Field(default=False)
+    # Engine: inbox and workers (see README.md, 'Configuration').
+    inbox_retention_days: float = Field(
+        default=30, gt=0, description="Days raw inbound payloads are kept for replay before the purge job."
+    )
+    worker_concurrency: int = Field(default=4, ge=1, description="Jobs one worker process runs at once.")
+    worker_lease_s: float = Field(
+        default=30, gt=0, description="A running job whose worker sent no heartbeat this long is run again."
+    )
+    worker_heartbeat_s: float = Field(
+        default=5, gt=0, description="How often a worker renews its jobs' lease."
+    )
+    worker_poll_s: float = Field(
+        default=1.0, gt=0, description="How often an idle worker looks for due jobs."
+    )
+    worker_grace_s: float = Field(
+        default=30,
+        ge=0,
+        description="On shutdown, how long running jobs may take to finish before they stop.",
+    )
+    job_modules: list[str] = Field(
+        default_factory=list, description="Extra Python modules that register job kinds, imported by workers."
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -9,6 +9,7 @@ The worker (engine/worker.py) claims, runs, retries and dead-letters them.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crossdock.store import tables as t
@@ -173,4 +175,25 @@ async def enqueue(
     # No conflict target: whichever partial unique index objects (waiting queueing key, periodic tick), the
     # database decides and the insert does nothing. Never check-then-insert: two enqueuers would both pass.
     stmt = stmt.on_conflict_do_nothing().returning(t.Job.id)
-    return (await session.execute(stmt)).scalar_one_or_none()
+    job_id = (await session.execute(stmt)).scalar_one_or_none()
+    if job_id is not None:
+        event.listen(session.sync_session, "after_commit", _wake_workers, once=True)
+    return job_id
+
+
+# Workers in this process wait on these between polls; a commit that enqueued a job wakes them at once, so work
+# enqueued by the API of a `crossdock serve` runs without waiting for the next poll. Other processes poll.
+_wakers: set[asyncio.Event] = set()
+
+
+def add_waker(waker: asyncio.Event) -> None:
+    _wakers.add(waker)
+
+
+def remove_waker(waker: asyncio.Event) -> None:
+    _wakers.discard(waker)
+
+
+def _wake_workers(_session: object) -> None:
+    for waker in list(_wakers):
+        waker.set()

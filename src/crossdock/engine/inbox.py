@@ -1,0 +1,259 @@
+"""The inbox: every inbound payload is stored before it is acknowledged or processed.
+
+`receive` stores a webhook body (with its headers) or a pulled page and enqueues its processing in the same
+transaction, so an acknowledged payload is never lost and is processed once it commits. The first payload with
+a (connection, kind, dedup key) is the original; a repeat is stored as its duplicate and not processed again.
+Payloads are kept for CROSSDOCK_INBOX_RETENTION_DAYS so `crossdock replay` can derive orders again after a
+mapping fix; processing goes through bindings and upserts, so running it twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crossdock.engine.errors import JobError, PermanentError
+from crossdock.engine.jobs import JobContext, RetryPolicy, enqueue, job
+from crossdock.engine.periodic import periodic
+from crossdock.engine.timeline import add_event
+from crossdock.logs import REDACTED, get_logger, redact_text
+from crossdock.store import tables as t
+from crossdock.store.repo import NotFound
+from crossdock.store.types import utcnow
+from crossdock.store.upsert import insert_for
+
+log = get_logger(__name__)
+
+PROCESS_JOB = "inbox.process"
+PURGE_JOB = "inbox.purge"
+
+# Headers that prove or grant something (signatures, tokens, cookies) are not kept: a stored payload must not
+# be replayable against the remote or the hub, and it is shown to operators.
+_SENSITIVE_HEADER = re.compile(
+    r"(authorization|signature|hmac|token|secret|cookie|password|api[-_]?key|credential|x-amz-security)", re.I
+)
+
+
+@dataclass(frozen=True)
+class InboxResult:
+    stored: bool
+    duplicate: bool
+    # This delivery's row; for a duplicate, original_id names the payload that is processed.
+    inbox_id: uuid.UUID
+    original_id: uuid.UUID
+
+
+def clean_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {
+        name.lower(): (REDACTED if _SENSITIVE_HEADER.search(name) else redact_text(str(value)))
+        for name, value in headers.items()
+    }
+
+
+async def receive(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    connection_id: uuid.UUID,
+    kind: str,
+    dedup_key: str,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> InboxResult:
+    """Store one inbound payload and enqueue its processing, in the caller's transaction (commit, then
+    acknowledge). A payload whose dedup key was seen before is stored as a duplicate and not processed."""
+    owner = await session.scalar(select(t.Connection.account_id).where(t.Connection.id == connection_id))
+    if owner != account_id:
+        raise NotFound("connection", connection_id)
+    values: dict[str, Any] = {
+        "account_id": account_id,
+        "connection_id": connection_id,
+        "kind": kind,
+        "dedup_key": dedup_key,
+        "headers": clean_headers(headers),
+        "body": bytes(body),
+        "received_at": utcnow(),
+    }
+    # The unique index decides which delivery is the original; a concurrent twin waits for it and does nothing.
+    # If the original's transaction rolled back meanwhile, no original exists and this delivery becomes it.
+    for _ in range(3):
+        row_id = uuid.uuid4()
+        stmt: Any = insert_for(session, t.InboxMessage).values(id=row_id, status="received", **values)
+        inserted = (
+            await session.execute(stmt.on_conflict_do_nothing().returning(t.InboxMessage.id))
+        ).scalar()
+        if inserted is not None:
+            await enqueue_processing(session, account_id=account_id, inbox_id=row_id)
+            return InboxResult(stored=True, duplicate=False, inbox_id=row_id, original_id=row_id)
+        original = await session.scalar(
+            select(t.InboxMessage.id).where(
+                t.InboxMessage.connection_id == connection_id,
+                t.InboxMessage.kind == kind,
+                t.InboxMessage.dedup_key == dedup_key,
+                t.InboxMessage.duplicate_of.is_(None),
+            )
+        )
+        if original is None:
+            continue
+        session.add(t.InboxMessage(id=row_id, status="duplicate", duplicate_of=original, **values))
+        await session.flush()
+        return InboxResult(stored=True, duplicate=True, inbox_id=row_id, original_id=original)
+    raise RuntimeError("the inbox could neither store nor find the original of this payload")
+
+
+async def enqueue_processing(
+    session: AsyncSession, *, account_id: uuid.UUID, inbox_id: uuid.UUID, replay: bool = False
+) -> uuid.UUID | None:
+    # One waiting processing job per payload: replaying twice before the first replay ran queues it once.
+    return await enqueue(
+        session,
+        account_id=account_id,
+        kind=PROCESS_JOB,
+        payload={"inbox_id": str(inbox_id), "replay": replay},
+        queueing_key=f"inbox:{inbox_id}",
+    )
+
+
+# Processing ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Processed:
+    """What a processor made of a payload: the order it concerns (for the timeline) and a one-line summary."""
+
+    order_id: uuid.UUID | None = None
+    summary: str | None = None
+
+
+Processor = Callable[[AsyncSession, JobContext, t.InboxMessage], Awaitable[Processed]]
+PROCESSORS: dict[str, Processor] = {}
+
+
+def processor(kind: str) -> Callable[[Processor], Processor]:
+    """Register how payloads of `kind` are processed. The processor runs in the transaction that marks the
+    payload processed; it must be idempotent (bindings, upserts), because replay runs it again."""
+
+    def register(fn: Processor) -> Processor:
+        PROCESSORS[kind] = fn
+        return fn
+
+    return register
+
+
+@job(PROCESS_JOB, retry=RetryPolicy(max_attempts=8, base_s=5.0, cap_s=3600.0), timeout_s=300)
+async def process_job(ctx: JobContext, payload: dict[str, Any]) -> None:
+    inbox_id = uuid.UUID(payload["inbox_id"])
+    async with ctx.session() as session:
+        row = await session.get(t.InboxMessage, inbox_id)
+    if row is None:
+        log.info("inbox payload was purged before processing", inbox_id=str(inbox_id))
+        return
+    fn = PROCESSORS.get(row.kind)
+    try:
+        if fn is None:
+            raise PermanentError(
+                f"crossdock does not know how to process inbound '{row.kind}' payloads; "
+                "is the connector installed and up to date?"
+            )
+        async with ctx.session() as session:
+            row = await session.get(t.InboxMessage, inbox_id, with_for_update=_pg(session))
+            if row is None:
+                return
+            result = await fn(session, ctx, row)
+            row.status, row.error, row.processed_at = "processed", None, utcnow()
+            row.order_id = result.order_id or row.order_id
+            if result.order_id is not None:
+                again = " again (replay)" if payload.get("replay") else ""
+                await add_event(
+                    session,
+                    account_id=row.account_id,
+                    order_id=result.order_id,
+                    kind="inbox.processed",
+                    summary=(result.summary or f"Received {row.kind}") + again,
+                    detail={
+                        "inbox_id": str(row.id),
+                        "kind": row.kind,
+                        "received_at": row.received_at.isoformat(),
+                    },
+                )
+    except Exception as exc:
+        message = exc.message if isinstance(exc, JobError) else f"{type(exc).__name__}: {exc}"
+        async with ctx.session() as session:
+            await session.execute(
+                update(t.InboxMessage)
+                .where(t.InboxMessage.id == inbox_id)
+                .values(
+                    status="failed" if isinstance(exc, PermanentError) else "received",
+                    error=redact_text(message)[:4000],
+                )
+            )
+        raise
+
+
+def _pg(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+# Replay and retention ------------------------------------------------------------------------------------------
+async def replay(
+    session: AsyncSession,
+    *,
+    connection_id: uuid.UUID,
+    since: datetime | None = None,
+    account_id: uuid.UUID | None = None,
+) -> int:
+    """Enqueue processing again for the connection's stored payloads (originals only), received since `since`.
+    Returns how many were queued. account_id None is the operator's CLI (any account)."""
+    stmt = select(t.InboxMessage.id, t.InboxMessage.account_id).where(
+        t.InboxMessage.connection_id == connection_id, t.InboxMessage.duplicate_of.is_(None)
+    )
+    if account_id is not None:
+        stmt = stmt.where(t.InboxMessage.account_id == account_id)
+    if since is not None:
+        stmt = stmt.where(t.InboxMessage.received_at >= since)
+    count = 0
+    for inbox_id, owner in (await session.execute(stmt.order_by(t.InboxMessage.received_at))).all():
+        if await enqueue_processing(session, account_id=owner, inbox_id=inbox_id, replay=True):
+            count += 1
+    return count
+
+
+async def purge(session: AsyncSession, *, older_than: datetime, batch: int = 1000) -> int:
+    """Delete payloads received before `older_than` that need nothing more (processed, failed, duplicates).
+    Payloads still waiting to be processed are kept whatever their age."""
+    total = 0
+    while True:
+        ids = (
+            await session.scalars(
+                select(t.InboxMessage.id)
+                .where(
+                    t.InboxMessage.received_at < older_than,
+                    t.InboxMessage.status.in_(("processed", "failed", "duplicate")),
+                )
+                .limit(batch)
+            )
+        ).all()
+        if not ids:
+            return total
+        await session.execute(
+            delete(t.InboxMessage)
+            .where(t.InboxMessage.id.in_(ids))
+            .execution_options(synchronize_session=False)
+        )
+        total += len(ids)
+
+
+@job(PURGE_JOB, retry=RetryPolicy(max_attempts=3, base_s=60.0, cap_s=600.0), timeout_s=1800)
+async def purge_job(ctx: JobContext, payload: dict[str, Any]) -> None:
+    days = ctx.hub.settings.inbox_retention_days
+    async with ctx.session() as session:
+        deleted = await purge(session, older_than=utcnow() - timedelta(days=days))
+    log.info("inbox purged", deleted=deleted, retention_days=days)
+
+
+periodic(PURGE_JOB, every_s=3600)

@@ -1,0 +1,323 @@
+"""The job queue's state changes: claim, heartbeat, finish, recover stalled jobs, retry and cancel.
+
+Every change is one short statement guarded by the state it expects (status, worker, attempt), so two workers
+or a worker and an operator never both win: the loser's statement matches no row. The partial unique indexes of
+tables.Job are the final word; a unique violation means somebody else got there first.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, exists, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from crossdock.engine.jobs import policy_for
+from crossdock.logs import redact_text
+from crossdock.store import tables as t
+from crossdock.store.repo import Conflict, NotFound
+from crossdock.store.types import utcnow
+
+WAITING = t.JOB_WAITING
+MAX_ERROR_CHARS = 4000
+
+
+def _is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+class ClaimContended(Exception):
+    """Another worker claimed a job with the same lock key at the same moment; claim again."""
+
+
+async def claim(
+    session: AsyncSession, *, worker_id: str, kinds: Sequence[str], now: datetime | None = None
+) -> t.Job | None:
+    """Take the most urgent due job of one of `kinds` whose lock key is free, in one statement.
+
+    On PostgreSQL the candidate row is locked with FOR UPDATE SKIP LOCKED, so concurrent claimers pass over
+    each other's candidates instead of queueing behind them. Two claimers can still pick two different jobs
+    with one lock key; the second UPDATE then violates uq_jobs_lock_key_running, and ClaimContended is raised
+    after a rollback: someone else got that lock, nothing is lost. On SQLite one claimer per process and the
+    database-wide write lock make the statement atomic.
+    """
+    if not kinds:
+        return None
+    now = now or utcnow()
+    candidate = aliased(t.Job, name="candidate")
+    running = aliased(t.Job, name="running")
+    lock_is_free = or_(
+        candidate.lock_key.is_(None),
+        ~exists().where(running.status == "running", running.lock_key == candidate.lock_key),
+    )
+    pick = (
+        select(candidate.id)
+        .where(
+            candidate.status.in_(WAITING), candidate.run_at <= now, candidate.kind.in_(kinds), lock_is_free
+        )
+        .order_by(candidate.priority.desc(), candidate.run_at, candidate.created_at)
+        .limit(1)
+    )
+    if _is_postgres(session):
+        pick = pick.with_for_update(skip_locked=True)
+    stmt = (
+        update(t.Job)
+        .where(t.Job.id == pick.scalar_subquery(), t.Job.status.in_(WAITING))
+        .values(
+            status="running",
+            attempts=t.Job.attempts + 1,
+            worker_id=worker_id,
+            heartbeat_at=now,
+            started_at=now,
+            finished_at=None,
+        )
+        .returning(t.Job)
+        .execution_options(synchronize_session=False)
+    )
+    try:
+        return (await session.scalars(stmt)).one_or_none()
+    except IntegrityError:
+        await session.rollback()
+        raise ClaimContended from None
+
+
+async def heartbeat(
+    session: AsyncSession, *, worker_id: str, job_ids: Sequence[uuid.UUID], now: datetime | None = None
+) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
+    """Renew the lease of this worker's running jobs. Returns (still ours, cancel requested): a job missing
+    from the first set was taken from us (our lease lapsed and another worker recovered it)."""
+    if not job_ids:
+        return set(), set()
+    rows = (
+        await session.execute(
+            update(t.Job)
+            .where(t.Job.id.in_(job_ids), t.Job.worker_id == worker_id, t.Job.status == "running")
+            .values(heartbeat_at=now or utcnow())
+            .returning(t.Job.id, t.Job.cancel_requested)
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    return {r.id for r in rows}, {r.id for r in rows if r.cancel_requested}
+
+
+def _mine(job: t.Job, worker_id: str) -> list[ColumnElement[bool]]:
+    # The attempt number pins the claim: after a recovery and a new claim by this same worker, the old
+    # attempt's late outcome must not overwrite the new one.
+    return [
+        t.Job.id == job.id,
+        t.Job.status == "running",
+        t.Job.worker_id == worker_id,
+        t.Job.attempts == job.attempts,
+    ]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of an attempt: the job's new status, when it runs again, the message recorded."""
+
+    status: str
+    run_at: datetime | None = None
+    message: str | None = None
+    # The job was taken from this worker before it could record the outcome.
+    lost: bool = False
+
+
+async def succeed(session: AsyncSession, job: t.Job, *, worker_id: str) -> Outcome:
+    now = utcnow()
+    result = await session.execute(
+        update(t.Job)
+        .where(*_mine(job, worker_id))
+        .values(status="succeeded", finished_at=now, last_error=None, cancel_requested=False)
+        .execution_options(synchronize_session=False)
+    )
+    return Outcome("succeeded") if _rowcount(result) else Outcome("succeeded", lost=True)
+
+
+async def fail(
+    session: AsyncSession,
+    job: t.Job,
+    *,
+    worker_id: str | None,
+    message: str,
+    permanent: bool = False,
+    retry_after: float | None = None,
+    cancelled: bool = False,
+) -> Outcome:
+    """Record a failed attempt: dead when permanent or out of attempts, cancelled when asked to, else failed
+    (will retry) with the next run after the policy's backoff and no sooner than retry_after.
+
+    worker_id None means the caller recovers a stalled job: the guard is then the heartbeat it saw stall.
+    A job that would go back to waiting while the same work (its queueing key) is already waiting is cancelled
+    instead, in the same statement: two waiting jobs with one key would break the index and run the work twice.
+    If a job with that key is enqueued between this statement's snapshot and its write, the index refuses and
+    IntegrityError propagates; the caller rolls back and records the outcome again.
+    """
+    now = utcnow()
+    message = redact_text(message)[:MAX_ERROR_CHARS]
+    if worker_id is not None:
+        guard = _mine(job, worker_id)
+    else:
+        seen = (
+            t.Job.heartbeat_at.is_(None)
+            if job.heartbeat_at is None
+            else t.Job.heartbeat_at == job.heartbeat_at
+        )
+        guard = [t.Job.id == job.id, t.Job.status == "running", t.Job.attempts == job.attempts, seen]
+    if cancelled:
+        status, run_at = "cancelled", None
+    elif permanent or job.attempts >= job.max_attempts:
+        status, run_at = "dead", None
+    else:
+        status = "failed"
+        run_at = now + timedelta(seconds=policy_for(job.kind).delay_s(job.attempts, retry_after))
+    values: dict[str, Any] = {"status": status, "last_error": message, "cancel_requested": False}
+    if status == "failed":
+        values["run_at"] = run_at
+        if job.queueing_key is not None:
+            waiting = aliased(t.Job, name="waiting")
+            same_work_waits = exists().where(
+                waiting.queueing_key == job.queueing_key, waiting.status.in_(WAITING), waiting.id != job.id
+            )
+            superseded = f"{message} (not retried: the same work is already queued)"
+            values["status"] = case((same_work_waits, "cancelled"), else_="failed")
+            values["last_error"] = case((same_work_waits, superseded), else_=message)
+            values["finished_at"] = case((same_work_waits, now), else_=None)
+    else:
+        values["finished_at"] = now
+    stmt = (
+        update(t.Job)
+        .where(*guard)
+        .values(**values)
+        .returning(t.Job.status, t.Job.last_error)
+        .execution_options(synchronize_session=False)
+    )
+    row = (await session.execute(stmt)).first()
+    if row is None:
+        return Outcome(status, run_at, message, lost=True)
+    return Outcome(row.status, run_at if row.status == "failed" else None, row.last_error)
+
+
+def _rowcount(result: object) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def stalled(
+    session: AsyncSession, *, lease_s: float, limit: int = 100, now: datetime | None = None
+) -> list[t.Job]:
+    """Running jobs whose worker has not sent a heartbeat within the lease, locked for recovery."""
+    cutoff = (now or utcnow()) - timedelta(seconds=lease_s)
+    stmt = (
+        select(t.Job)
+        .where(t.Job.status == "running", or_(t.Job.heartbeat_at.is_(None), t.Job.heartbeat_at < cutoff))
+        .order_by(t.Job.heartbeat_at)
+        .limit(limit)
+    )
+    if _is_postgres(session):
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list((await session.scalars(stmt)).all())
+
+
+# Operator actions (API and CLI) ------------------------------------------------------------------------------
+async def get_job(session: AsyncSession, job_id: uuid.UUID, account_id: uuid.UUID | None) -> t.Job:
+    """A job of the account (or any job when account_id is None: the operator's CLI)."""
+    stmt = select(t.Job).where(t.Job.id == job_id)
+    if account_id is not None:
+        stmt = stmt.where(t.Job.account_id == account_id)
+    row = (await session.scalars(stmt)).first()
+    if row is None:
+        raise NotFound("job", job_id)
+    return row
+
+
+async def retry_job(session: AsyncSession, job_id: uuid.UUID, account_id: uuid.UUID | None) -> t.Job:
+    """Run a dead, cancelled or failed job again now, with a fresh budget of attempts."""
+    row = await get_job(session, job_id, account_id)
+    if row.status not in {"dead", "cancelled", "failed"}:
+        raise Conflict(
+            f"job {job_id} is {row.status}; only dead, cancelled or failed jobs can be retried",
+            field="status",
+        )
+    now = utcnow()
+    stmt = (
+        update(t.Job)
+        .where(t.Job.id == row.id, t.Job.status == row.status)
+        .values(
+            status="queued",
+            run_at=now,
+            finished_at=None,
+            cancel_requested=False,
+            max_attempts=row.attempts + policy_for(row.kind).max_attempts,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    try:
+        result = await session.execute(stmt)
+    except IntegrityError:
+        raise Conflict(
+            f"another job with queueing key '{row.queueing_key}' is already waiting; it does the same work",
+            field="queueing_key",
+        ) from None
+    if not _rowcount(result):
+        raise Conflict(f"job {job_id} changed meanwhile; look at it again", field="status")
+    await session.refresh(row)
+    return row
+
+
+async def cancel_job(session: AsyncSession, job_id: uuid.UUID, account_id: uuid.UUID | None) -> t.Job:
+    """Cancel a waiting job at once; ask a running one to stop (its worker cancels it at the next heartbeat)."""
+    row = await get_job(session, job_id, account_id)
+    now = utcnow()
+    if row.status in WAITING:
+        stmt = (
+            update(t.Job)
+            .where(t.Job.id == row.id, t.Job.status == row.status)
+            .values(status="cancelled", finished_at=now, last_error=_cancel_note(row.last_error))
+        )
+    elif row.status == "running":
+        stmt = (
+            update(t.Job).where(t.Job.id == row.id, t.Job.status == "running").values(cancel_requested=True)
+        )
+    else:
+        raise Conflict(f"job {job_id} is already {row.status}; there is nothing to cancel", field="status")
+    result = await session.execute(stmt.execution_options(synchronize_session=False))
+    if not _rowcount(result):
+        raise Conflict(f"job {job_id} changed meanwhile; look at it again", field="status")
+    await session.refresh(row)
+    return row
+
+
+def _cancel_note(previous: str | None) -> str:
+    return f"cancelled by an operator (last error: {previous})" if previous else "cancelled by an operator"
+
+
+async def list_jobs(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID | None,
+    status: str | None = None,
+    kind: str | None = None,
+    order_id: uuid.UUID | None = None,
+    limit: int = 50,
+    before: tuple[datetime, uuid.UUID] | None = None,
+) -> list[t.Job]:
+    """Newest first; `before` is the (created_at, id) of the last job of the previous page."""
+    stmt = select(t.Job)
+    if account_id is not None:
+        stmt = stmt.where(t.Job.account_id == account_id)
+    if status is not None:
+        stmt = stmt.where(t.Job.status == status)
+    if kind is not None:
+        stmt = stmt.where(t.Job.kind == kind)
+    if order_id is not None:
+        stmt = stmt.where(t.Job.order_id == order_id)
+    if before is not None:
+        at, after_id = before
+        stmt = stmt.where(or_(t.Job.created_at < at, and_(t.Job.created_at == at, t.Job.id < after_id)))
+    stmt = stmt.order_by(t.Job.created_at.desc(), t.Job.id.desc()).limit(limit)
+    return list((await session.scalars(stmt)).all())

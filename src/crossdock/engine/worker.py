@@ -1,0 +1,406 @@
+"""The worker: claims due jobs, runs their handlers, records each attempt, and never stops for a job's fault.
+
+One Worker per process, with one claiming loop: on PostgreSQL any number of processes on any number of machines
+claim side by side (FOR UPDATE SKIP LOCKED); on SQLite a deployment runs one worker process, whose single claimer
+keeps write transactions short. Alongside the claimer run a heartbeat (renews the lease of this worker's jobs and
+stops jobs an operator cancelled), a recoverer (gives jobs of silent workers back to the queue, their attempt
+counted) and the periodic scheduler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crossdock.engine import metrics, queue
+from crossdock.engine.errors import ConfigurationError, JobError, PermanentError, RetryableError
+from crossdock.engine.jobs import REGISTRY, JobContext, JobKind, add_waker, remove_waker
+from crossdock.engine.periodic import PERIODIC, enqueue_tick
+from crossdock.engine.timeline import add_event
+from crossdock.hub import Hub
+from crossdock.logs import get_logger, redact_text
+from crossdock.store import tables as t
+from crossdock.store.types import utcnow
+
+log = get_logger(__name__)
+
+# Modules whose import registers the engine's own job kinds and periodic tasks.
+JOB_MODULES: tuple[str, ...] = ("crossdock.engine.inbox", "crossdock.engine.webhooks_out")
+
+
+def load_job_modules(extra: Iterable[str] = ()) -> None:
+    for name in (*JOB_MODULES, *extra):
+        importlib.import_module(name)
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class _Running:
+    job: t.Job
+    task: asyncio.Task[None]
+    # Why the task was cancelled, if it was: "operator", "lost" (lease taken over) or "shutdown".
+    cancel_reason: str | None = None
+    # The outcome is being recorded: too late to cancel.
+    finishing: bool = False
+
+
+@dataclass
+class Attempt:
+    """What one attempt produced, for the record and the timeline."""
+
+    outcome: str  # succeeded, retry, dead, cancelled, lost
+    message: str | None = None
+    retry_after: float | None = None
+    configuration: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Worker:
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        concurrency: int | None = None,
+        worker_id: str | None = None,
+        run_periodic: bool = True,
+    ) -> None:
+        settings = hub.settings
+        self.hub = hub
+        self.concurrency = concurrency or settings.worker_concurrency
+        self.worker_id = worker_id or new_worker_id()
+        self.lease_s = settings.worker_lease_s
+        self.heartbeat_s = min(settings.worker_heartbeat_s, self.lease_s / 3)
+        self.poll_s = settings.worker_poll_s
+        self.grace_s = settings.worker_grace_s
+        self.run_periodic = run_periodic
+        self._running: dict[uuid.UUID, _Running] = {}
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._last_tick: dict[str, int] = {}
+
+    # Lifecycle ---------------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop claiming; running jobs get the grace period to finish. Safe to call from a signal handler."""
+        self._stopping.set()
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def run(self) -> None:
+        log.info(
+            "worker started", worker_id=self.worker_id, concurrency=self.concurrency, kinds=len(REGISTRY)
+        )
+        add_waker(self._wake)
+        helpers = [
+            asyncio.create_task(self._every(self.heartbeat_s, self._heartbeat), name="heartbeat"),
+            asyncio.create_task(
+                self._every(max(self.heartbeat_s, self.lease_s / 4), self._recover), name="recover"
+            ),
+        ]
+        if self.run_periodic:
+            helpers.append(asyncio.create_task(self._every(1.0, self._schedule), name="scheduler"))
+        try:
+            await self._claim_loop()
+            await self._drain()
+        finally:
+            remove_waker(self._wake)
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            log.info("worker stopped", worker_id=self.worker_id)
+
+    async def _claim_loop(self) -> None:
+        while not self.stopping:
+            if len(self._running) >= self.concurrency:
+                self._slot_freed.clear()
+                await self._until(self._slot_freed, None)
+                continue
+            job = await self._claim()
+            if job is None:
+                self._wake.clear()
+                await self._until(self._wake, self.poll_s)
+                continue
+            running = _Running(job, asyncio.create_task(self._execute(job), name=f"job {job.id}"))
+            self._running[job.id] = running
+
+    async def _until(self, event: asyncio.Event, wait_s: float | None) -> None:
+        waiters = [asyncio.create_task(event.wait()), asyncio.create_task(self._stopping.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _drain(self) -> None:
+        """Let running jobs finish within the grace period, then stop them (they will be retried)."""
+        tasks = [r.task for r in self._running.values()]
+        if not tasks:
+            return
+        log.info("waiting for running jobs", count=len(tasks), grace_s=self.grace_s)
+        _done, pending = await asyncio.wait(tasks, timeout=self.grace_s)
+        for running in list(self._running.values()):
+            if running.task in pending and not running.finishing:
+                running.cancel_reason = "shutdown"
+                running.task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=10)
+
+    async def _every(self, interval_s: float, work: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            try:
+                await work()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database may be restarting: try again at the next beat
+                log.warning("worker housekeeping failed", work=work.__name__, error=_describe(exc))
+            await asyncio.sleep(interval_s)
+
+    # Claiming ----------------------------------------------------------------------------------------------
+    async def _claim(self) -> t.Job | None:
+        for _ in range(5):
+            try:
+                async with self.hub.db.transaction() as session:
+                    job = await queue.claim(session, worker_id=self.worker_id, kinds=list(REGISTRY))
+            except queue.ClaimContended:
+                continue  # another worker took a job with the same lock key at the same moment
+            except (DBAPIError, OSError) as exc:
+                log.warning("claim failed", error=_describe(exc))
+                await asyncio.sleep(self.poll_s)
+                return None
+            if job is not None:
+                delay = (utcnow() - job.run_at).total_seconds()
+                metrics.JOB_QUEUE_DELAY.labels(job.kind).observe(max(delay, 0.0))
+            return job
+        return None
+
+    # Running one job ---------------------------------------------------------------------------------------
+    async def _execute(self, job: t.Job) -> None:
+        spec = REGISTRY[job.kind]
+        started = time.perf_counter()
+        try:
+            attempt = await self._attempt(spec, job)
+            if attempt.outcome != "lost":
+                self._running[job.id].finishing = True
+                await self._record(job, attempt)
+            metrics.JOB_ATTEMPTS.labels(job.kind, attempt.outcome).inc()
+        except Exception as exc:  # recording failed for good; the lease runs out and the job is run again
+            log.error(
+                "could not record a job's outcome", job_id=str(job.id), kind=job.kind, error=_describe(exc)
+            )
+        finally:
+            metrics.JOB_DURATION.labels(job.kind).observe(time.perf_counter() - started)
+            self._running.pop(job.id, None)
+            self._slot_freed.set()
+
+    async def _attempt(self, spec: JobKind, job: t.Job) -> Attempt:
+        ctx = JobContext(
+            hub=self.hub,
+            job_id=job.id,
+            kind=job.kind,
+            account_id=job.account_id,
+            attempt=job.attempts,
+            order_id=job.order_id,
+            worker_id=self.worker_id,
+        )
+        log.debug("job started", job_id=str(job.id), kind=job.kind, attempt=job.attempts)
+        try:
+            async with asyncio.timeout(spec.timeout_s) as deadline:
+                await spec.handler(ctx, dict(job.payload))
+        except asyncio.CancelledError:
+            reason = self._running[job.id].cancel_reason
+            if reason == "operator":
+                return Attempt("cancelled", "cancelled by an operator while it ran")
+            if reason == "shutdown":
+                return Attempt("retry", "interrupted: the worker shut down before the job finished", 0.0)
+            if reason == "lost":
+                return Attempt("lost")
+            raise
+        except TimeoutError as exc:
+            if deadline.expired():
+                return Attempt(
+                    "retry", f"{job.kind} did not finish within {spec.timeout_s:g} s and was stopped"
+                )
+            return Attempt("retry", _internal(job.kind, exc))
+        except ConfigurationError as exc:
+            return Attempt("dead", exc.message, configuration=True)
+        except PermanentError as exc:
+            return Attempt("dead", exc.message)
+        except RetryableError as exc:
+            return Attempt("retry", exc.message, exc.retry_after)
+        except JobError as exc:
+            return Attempt("retry", exc.message)
+        except Exception as exc:
+            log.exception("job raised", job_id=str(job.id), kind=job.kind)
+            return Attempt("retry", _internal(job.kind, exc))
+        return Attempt("succeeded")
+
+    async def _record(self, job: t.Job, attempt: Attempt) -> None:
+        outcome: queue.Outcome | None = None
+        for tries in range(1, 6):
+            try:
+                async with self.hub.db.transaction() as session:
+                    outcome = await self._store_outcome(session, job, attempt)
+                    if not outcome.lost:
+                        await self._on_timeline(session, job, outcome)
+                        if attempt.configuration:
+                            await _needs_reauth(session, job, attempt.message or "")
+                break
+            except IntegrityError:
+                continue  # the same work was enqueued under us: the next try sees it and cancels this one
+            except (DBAPIError, OSError) as exc:
+                if tries == 5:
+                    raise
+                log.warning("recording a job's outcome failed; trying again", error=_describe(exc))
+                await asyncio.sleep(min(2.0**tries * 0.1, 5.0))
+        if outcome is None:
+            raise RuntimeError("the outcome clashed with newly queued work five times in a row")
+        if outcome.lost:
+            log.warning(
+                "job was taken over before its outcome was recorded", job_id=str(job.id), kind=job.kind
+            )
+        log.info(
+            "job attempt finished",
+            job_id=str(job.id),
+            kind=job.kind,
+            attempt=job.attempts,
+            status=outcome.status,
+            error=outcome.message,
+        )
+
+    async def _store_outcome(self, session: AsyncSession, job: t.Job, attempt: Attempt) -> queue.Outcome:
+        if attempt.outcome == "succeeded":
+            return await queue.succeed(session, job, worker_id=self.worker_id)
+        return await queue.fail(
+            session,
+            job,
+            worker_id=self.worker_id,
+            message=attempt.message or "failed",
+            permanent=attempt.outcome == "dead",
+            retry_after=attempt.retry_after,
+            cancelled=attempt.outcome == "cancelled",
+        )
+
+    async def _on_timeline(self, session: AsyncSession, job: t.Job, outcome: queue.Outcome) -> None:
+        await job_timeline_event(session, job, outcome)
+
+    # Housekeeping ------------------------------------------------------------------------------------------
+    async def _heartbeat(self) -> None:
+        ids = [job_id for job_id, r in self._running.items() if not r.finishing]
+        if not ids:
+            return
+        async with self.hub.db.transaction() as session:
+            ours, cancel = await queue.heartbeat(session, worker_id=self.worker_id, job_ids=ids)
+        for job_id in ids:
+            running = self._running.get(job_id)
+            if running is None or running.finishing or running.task.done():
+                continue
+            if job_id not in ours:
+                log.warning("lease lost; stopping the job", job_id=str(job_id), kind=running.job.kind)
+                running.cancel_reason = "lost"
+                running.task.cancel()
+            elif job_id in cancel:
+                running.cancel_reason = "operator"
+                running.task.cancel()
+
+    async def _recover(self) -> None:
+        async with self.hub.db.session() as session:
+            stalled = await queue.stalled(session, lease_s=self.lease_s)
+        for job in stalled:
+            silent = f"worker {job.worker_id} stopped responding (no heartbeat for {self.lease_s:g} s)"
+            async with self.hub.db.transaction() as session:
+                outcome = await queue.fail(
+                    session, job, worker_id=None, message=f"attempt {job.attempts} was interrupted: {silent}"
+                )
+                if not outcome.lost:
+                    await job_timeline_event(session, job, outcome)
+            if not outcome.lost:
+                log.warning(
+                    "recovered a stalled job", job_id=str(job.id), kind=job.kind, status=outcome.status
+                )
+                self._wake.set()
+
+    async def _schedule(self) -> None:
+        now = utcnow()
+        for task in list(PERIODIC.values()):
+            tick = task.tick(now)
+            if self._last_tick.get(task.kind) == tick or task.kind not in REGISTRY:
+                continue
+            async with self.hub.db.transaction() as session:
+                await enqueue_tick(session, task, now)
+            self._last_tick[task.kind] = tick
+
+
+async def job_timeline_event(session: AsyncSession, job: t.Job, outcome: queue.Outcome) -> None:
+    """Put one attempt's outcome on the order's timeline, when the job concerns an order."""
+    if job.order_id is None or job.account_id is None:
+        return
+    attempt = f"attempt {job.attempts} of {job.kind}"
+    detail: dict[str, Any] = {"job_id": str(job.id), "kind": job.kind, "attempt": job.attempts}
+    if outcome.status == "succeeded":
+        summary, severity = f"{attempt.capitalize()} succeeded", "info"
+    elif outcome.status == "failed":
+        when = outcome.run_at.strftime("%Y-%m-%d %H:%M:%S UTC") if outcome.run_at else "soon"
+        summary, severity = (
+            f"{attempt.capitalize()} failed: {outcome.message}. It will be tried again at {when}.",
+            "warning",
+        )
+        detail["next_attempt_at"] = outcome.run_at.isoformat() if outcome.run_at else None
+    elif outcome.status == "dead":
+        summary = f"{attempt.capitalize()} failed and will not be retried: {outcome.message}"
+        severity = "error"
+    else:
+        summary, severity = f"{attempt.capitalize()} was cancelled: {outcome.message}", "warning"
+    detail["status"] = outcome.status
+    if outcome.message:
+        detail["error"] = outcome.message
+    await add_event(
+        session,
+        account_id=job.account_id,
+        order_id=job.order_id,
+        kind=f"job.{outcome.status}",
+        summary=summary,
+        detail=detail,
+        severity=severity,
+    )
+
+
+async def _needs_reauth(session: AsyncSession, job: t.Job, reason: str) -> None:
+    """A configuration error means the connection's credentials are wrong: flag it for re-authorisation."""
+    connection_id = job.payload.get("connection_id") if isinstance(job.payload, dict) else None
+    if not connection_id or job.account_id is None:
+        return
+    try:
+        ident = uuid.UUID(str(connection_id))
+    except ValueError:
+        return
+    await session.execute(
+        update(t.Connection)
+        .where(t.Connection.id == ident, t.Connection.account_id == job.account_id)
+        .values(status="needs_reauth", status_reason=redact_text(reason)[:2000], updated_at=utcnow())
+    )
+
+
+def _internal(kind: str, exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"internal error in {kind}: {type(exc).__name__}" + (f": {text}" if text else "")
+
+
+def _describe(exc: BaseException) -> str:
+    return redact_text(f"{type(exc).__name__}: {exc}")[:500]
