@@ -480,7 +480,8 @@ class RemoteClient:
         status = response.status_code if response is not None else None
         duration_ms = round(duration * 1000)
         log = get_logger(__name__)
-        log.info(
+        # Every call is in remote_calls; the log carries the ones an operator may want to see as they happen.
+        (log.debug if outcome.action is Action.OK else log.info)(
             "remote call",
             connector=self.target.connector,
             method=method,
