@@ -266,17 +266,22 @@ def _customer(r: Reader, order: dict[str, Any]) -> Customer:
         r.text(customer.get("last_name"), "customer.last_name"),
     ]
     name = " ".join(part for part in names if part) or None
-    if name is None:
-        shipping = order.get("shipping_address")
-        if isinstance(shipping, dict) and isinstance(shipping.get("name"), str) and shipping["name"].strip():
-            name = shipping["name"]
-    email = (
-        r.text(order.get("email"), "email")
-        or r.text(order.get("contact_email"), "contact_email")
-        or r.text(customer.get("email"), "customer.email")
-    )
+    for key in ("shipping_address", "billing_address"):
+        address = order.get(key)
+        if name is None and isinstance(address, dict):
+            parts = [address.get("first_name"), address.get("last_name")]
+            name = " ".join(p for p in parts if _present(p)) or (
+                address["name"] if _present(address.get("name")) else None
+            )
+    # The first of the order's addresses that parses (a typo in one must not hide a good one).
+    emails = [
+        r.text(order.get("email"), "email"),
+        r.text(order.get("contact_email"), "contact_email"),
+        r.text(customer.get("email"), "customer.email"),
+    ]
+    email = next((valid for valid in map(valid_email, emails) if valid), None)
     phone = r.text(order.get("phone"), "phone") or r.text(customer.get("phone"), "customer.phone")
-    return Customer(name=name, email=valid_email(email), phone=phone)
+    return Customer(name=name, email=email, phone=phone)
 
 
 def _tags(r: Reader, value: Any) -> list[str]:
