@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     job_modules: list[str] = Field(
         default_factory=list, description="Extra Python modules that register job kinds, imported by workers."
     )
+    # Engine: records of outbound traffic (remote calls, webhook deliveries).
+    remote_calls_retention_days: float = Field(
+        default=14, gt=0, description="Days each remote API call's record (remote_calls) is kept."
+    )
+    webhook_deliveries_retention_days: float = Field(
+        default=30, gt=0, description="Days a finished outbound webhook delivery and its attempts are kept."
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -464,3 +464,52 @@ async def test_vault_key_rotation_keeps_signing_secrets_usable(
     endpoint = await endpoint_row(hub, created["id"])
     assert endpoint.secret_key_id == endpoint.previous_secret_key_id == hub.vault.primary.id
     assert wh.signing_secrets(hub.vault, endpoint, utcnow()) == [rotated["secret"], created["secret"]]
+
+
+async def test_the_hourly_prune_keeps_outbound_records_bounded(
+    hub: Hub, client: httpx.AsyncClient, acme: Tenant
+) -> None:
+    from crossdock.engine.jobs import JobContext
+    from crossdock.engine.periodic import PERIODIC
+
+    assert PERIODIC[wh.PRUNE_JOB].every_s == 3600
+    await create_endpoint(client, acme, "https://a.example.com/hook")
+    old_done, old_pending, fresh_done = (
+        (await emit_one(hub, acme))[0],
+        (await emit_one(hub, acme))[0],
+        (await emit_one(hub, acme))[0],
+    )
+    for delivery_id in (old_done, fresh_done):
+        await wh.deliver(hub, delivery_id, attempt=1, transport=failing(200))
+    long_ago = utcnow() - timedelta(days=hub.settings.webhook_deliveries_retention_days + 1)
+    async with hub.db.transaction() as session:
+        for delivery_id in (old_done, old_pending):
+            row = await session.get(t.WebhookDelivery, delivery_id)
+            assert row is not None
+            row.created_at = long_ago
+        session.add(
+            t.RemoteCall(
+                account_id=uuid.UUID(acme.id),
+                connector="shopify",
+                method="GET",
+                url="https://x/",
+                duration_ms=1,
+                at=long_ago,
+            )
+        )
+    ctx = JobContext(
+        hub=hub,
+        job_id=uuid.uuid4(),
+        kind=wh.PRUNE_JOB,
+        account_id=None,
+        attempt=1,
+        order_id=None,
+        worker_id="test",
+    )
+    await wh.prune_job(ctx, {})
+    async with hub.db.session() as session:
+        left = {r.id for r in (await session.scalars(select(t.WebhookDelivery))).all()}
+        calls = (await session.scalars(select(t.RemoteCall))).all()
+        attempts = (await session.scalars(select(t.WebhookAttempt))).all()
+    assert left == {old_pending, fresh_done}  # pending work is never pruned
+    assert calls == [] and [a.delivery_id for a in attempts] == [fresh_done]

@@ -33,10 +33,12 @@ from typing import Any
 
 import httpx
 from prometheus_client import Counter
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crossdock.engine.http import prune_remote_calls
 from crossdock.engine.jobs import JobContext, RetryPolicy, enqueue, job
+from crossdock.engine.periodic import periodic
 from crossdock.hub import Hub
 from crossdock.logs import get_logger, redact_text
 from crossdock.security.urls import UnsafeURL, check_outbound_url
@@ -71,6 +73,7 @@ DISABLE_AFTER = timedelta(days=5)
 TIMEOUT_S = 15.0
 EXCERPT_CHARS = 1000
 DELIVER_JOB = "webhook.deliver"
+PRUNE_JOB = "outbound.prune"
 ALL_EVENTS = "*"
 
 # Event types crossdock emits (DESIGN.md); endpoints may also subscribe to types added later.
@@ -454,3 +457,38 @@ async def redeliver(session: AsyncSession, delivery: t.WebhookDelivery) -> None:
     delivery.completed_at = None
     delivery.next_attempt_at = utcnow()
     await _enqueue_attempt(session, delivery, number=delivery.attempts + 1, run_at=None, trigger="manual")
+
+
+# Retention ---------------------------------------------------------------------------------------------------
+async def prune_deliveries(hub: Hub, *, keep_days: float, batch: int = 1000) -> int:
+    """Delete finished deliveries (with their attempts) older than `keep_days`, in small transactions.
+    Pending deliveries are kept whatever their age: they still have attempts to make."""
+    cutoff = utcnow() - timedelta(days=keep_days)
+    removed = 0
+    while True:
+        async with hub.db.transaction() as session:
+            ids = (
+                await session.scalars(
+                    select(t.WebhookDelivery.id)
+                    .where(t.WebhookDelivery.status != "pending", t.WebhookDelivery.created_at < cutoff)
+                    .limit(batch)
+                )
+            ).all()
+            if not ids:
+                return removed
+            await session.execute(delete(t.WebhookAttempt).where(t.WebhookAttempt.delivery_id.in_(ids)))
+            await session.execute(delete(t.WebhookDelivery).where(t.WebhookDelivery.id.in_(ids)))
+            removed += len(ids)
+
+
+@job(PRUNE_JOB, retry=RetryPolicy(max_attempts=3, base_s=60.0, cap_s=600.0), timeout_s=1800)
+async def prune_job(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """Bounded retention for the records of outbound traffic: remote calls and webhook deliveries. (It lives
+    here, in a module the worker loads, so that both tables are pruned by one hourly job.)"""
+    settings = ctx.hub.settings
+    calls = await prune_remote_calls(ctx.hub.db, keep_days=settings.remote_calls_retention_days)
+    deliveries = await prune_deliveries(ctx.hub, keep_days=settings.webhook_deliveries_retention_days)
+    get_logger(__name__).info("outbound records pruned", remote_calls=calls, webhook_deliveries=deliveries)
+
+
+periodic(PRUNE_JOB, every_s=3600)
