@@ -269,11 +269,9 @@ def _customer(r: Reader, order: dict[str, Any]) -> Customer:
     for key in ("shipping_address", "billing_address"):
         address = order.get(key)
         if name is None and isinstance(address, dict):
-            parts = [address.get("first_name"), address.get("last_name")]
-            name = " ".join(p for p in parts if _present(p)) or (
-                address["name"] if _present(address.get("name")) else None
-            )
-    # The first of the order's addresses that parses (a typo in one must not hide a good one).
+            parts = [str(address[k]) for k in ("first_name", "last_name") if _present(address.get(k))]
+            name = " ".join(parts) or (str(address["name"]) if _present(address.get("name")) else None)
+    # The first of the order's e-mail addresses that parses (a typo in one must not hide a good one).
     emails = [
         r.text(order.get("email"), "email"),
         r.text(order.get("contact_email"), "contact_email"),
