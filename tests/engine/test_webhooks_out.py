@@ -513,3 +513,26 @@ async def test_the_hourly_prune_keeps_outbound_records_bounded(
         attempts = (await session.scalars(select(t.WebhookAttempt))).all()
     assert left == {old_pending, fresh_done}  # pending work is never pruned
     assert calls == [] and [a.delivery_id for a in attempts] == [fresh_done]
+
+
+async def test_a_worker_delivers_an_emitted_event_end_to_end(
+    hub: Hub, client: httpx.AsyncClient, acme: Tenant
+) -> None:
+    from tests.engine.support import eventually, fast, running_worker
+
+    receiver = Receiver([])
+    with local_server(receiver.app()) as base:
+        created = await create_endpoint(client, acme, f"{base}/hook", event_types=["shipment.label_created"])
+        receiver.secrets.append(created["secret"])
+        (delivery_id,) = await emit_one(hub, acme, "shipment.label_created", tracking_number="1Z999")
+
+        async def delivered() -> bool:
+            return (await delivery(hub, delivery_id)).status == "succeeded"
+
+        async with running_worker(fast(hub), run_periodic=False):
+            await eventually(delivered)
+    (got,) = receiver.received
+    assert got["verified"] == [created["secret"]]
+    assert json.loads(got["body"])["data"] == {"tracking_number": "1Z999"}
+    (job,) = await jobs_for(hub, delivery_id)
+    assert job.status == "succeeded"
