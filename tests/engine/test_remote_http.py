@@ -531,3 +531,40 @@ def test_remote_words_reads_common_error_shapes() -> None:
     assert words({"messages": [{"source": "UPS", "code": "", "text": "Invalid ZIP"}]}) == "Invalid ZIP"
     assert remote_words(httpx.Response(502, text="<html><body>Bad gateway</body></html>")) == ""
     assert remote_words(httpx.Response(500, text="upstream failed")) == "upstream failed"
+
+
+async def test_the_request_goes_to_the_address_that_was_checked(
+    hub: Hub, owner: Owner, tmp_path: Any
+) -> None:
+    """DNS rebinding: the name is resolved once, checked, and the connection goes to that very address."""
+    strict = Hub(
+        settings=Settings(
+            home=tmp_path, database_url=hub.settings.resolved_database_url, allow_private_urls=False
+        ),
+        db=hub.db,
+        vault=hub.vault,
+        blobs=hub.blobs,
+    )
+    answers = {"shop.example.com": ["93.184.216.34"], "rebound.example.com": ["93.184.216.35", "10.0.0.7"]}
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={})
+
+    client = RemoteClient(
+        strict,
+        Target(owner.account_id, "shopify", owner.connection_id),
+        base_url="https://shop.example.com",
+        transport=httpx.MockTransport(handler),
+        resolver=lambda host: answers[host],
+    )
+    async with client:
+        await client.get("/admin/api/2025-01/shop.json")
+        with pytest.raises(PermanentError) as caught:
+            await client.get("https://rebound.example.com/x")
+    (request,) = seen
+    assert request.url.host == "93.184.216.34" and request.headers["host"] == "shop.example.com"
+    assert request.extensions["sni_hostname"] == "shop.example.com"
+    assert "10.0.0.7" in caught.value.message
+    assert [c.url for c in await calls(hub)] == ["https://shop.example.com/admin/api/2025-01/shop.json"]

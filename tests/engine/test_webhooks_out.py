@@ -536,3 +536,29 @@ async def test_a_worker_delivers_an_emitted_event_end_to_end(
     assert json.loads(got["body"])["data"] == {"tracking_number": "1Z999"}
     (job,) = await jobs_for(hub, delivery_id)
     assert job.status == "succeeded"
+
+
+async def test_a_delivery_goes_to_the_address_that_was_checked(
+    hub: Hub, client: httpx.AsyncClient, acme: Tenant, tmp_path: Any
+) -> None:
+    await create_endpoint(client, acme, "https://hooks.example.com/in")
+    first, second = (await emit_one(hub, acme))[0], (await emit_one(hub, acme))[0]
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    transport = httpx.MockTransport(handler)
+    public = {"hooks.example.com": ["93.184.216.34"]}
+    assert await wh.deliver(
+        strict(hub, tmp_path), first, attempt=1, transport=transport, resolver=public.get
+    ) == ("succeeded")
+    (request,) = seen
+    assert str(request.url) == "https://93.184.216.34/in" and request.headers["host"] == "hooks.example.com"
+    assert request.extensions["sni_hostname"] == "hooks.example.com"
+    rebound = {"hooks.example.com": ["169.254.169.254"]}  # the name now points at the metadata service
+    assert await wh.deliver(
+        strict(hub, tmp_path), second, attempt=1, transport=transport, resolver=rebound.get
+    ) == ("refused")
+    assert len(seen) == 1

@@ -2,7 +2,8 @@
 
 It owns what no connector should reinvent:
 - timeouts (connect / read / total);
-- the outbound URL check (no loopback, private or link-local targets unless CROSSDOCK_ALLOW_PRIVATE_URLS);
+- the outbound URL check (no loopback, private or link-local targets unless CROSSDOCK_ALLOW_PRIVATE_URLS),
+  with the connection pinned to the checked address;
 - the connection's rate limiter (an optional RateLimiter plus an operation name per call);
 - one table mapping the remote's answer to an action (DESIGN.md, "Decisions"), raising the engine's errors
   with the remote's own words: 2xx ok; 400/404/422 (and other 4xx) permanent; 401/403 configuration, after
@@ -18,6 +19,7 @@ It owns what no connector should reinvent:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import time
 import uuid
@@ -42,7 +44,7 @@ from crossdock.engine.errors import (
 from crossdock.engine.ratelimit import RateLimiter, parse_retry_after
 from crossdock.hub import Hub
 from crossdock.logs import REDACTED, get_logger, is_sensitive_name, redact_text, redact_url
-from crossdock.security.urls import UnsafeURL, check_outbound_url
+from crossdock.security.urls import UnsafeURL, pin_outbound_url, resolve_host
 from crossdock.store import tables as t
 from crossdock.store.db import Database
 from crossdock.store.repo import Tenant
@@ -200,7 +202,9 @@ class RemoteClient:
     transport: httpx.AsyncBaseTransport | None = None
     sleep: Sleep = asyncio.sleep
     _client: httpx.AsyncClient | None = field(default=None, init=False, repr=False)
-    _checked_hosts: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    # Resolves a host name to its addresses (blocking; run in a thread). Tests give a fixed table.
+    resolver: Callable[[str], list[str]] = resolve_host
+    _resolved: dict[str, tuple[list[str], float]] = field(default_factory=dict, init=False, repr=False)
     _sent_secrets: set[str] = field(default_factory=set, init=False, repr=False)
 
     async def __aenter__(self) -> RemoteClient:
@@ -276,7 +280,7 @@ class RemoteClient:
                 method, url, params=params, json=json, data=data, content=content, headers=send_headers
             )
             shown_url = self._shown_url(request.url)
-            await self._check_url(request.url, shown_url)
+            await self._pin(request, shown_url)
             if self.limiter is not None:
                 await self.limiter.acquire(operation)
             if self.auth is not None:
@@ -308,20 +312,33 @@ class RemoteClient:
     def _shown_url(self, url: httpx.URL) -> str:
         return self._scrub(redact_url(str(url)))
 
-    async def _check_url(self, url: httpx.URL, shown_url: str) -> None:
-        """The outbound URL check, resolved in a thread (getaddrinfo blocks) and remembered for a minute."""
-        allow = self.hub.settings.allow_private_urls
-        host = url.host
-        now = time.monotonic()
-        if allow or self._checked_hosts.get(host, 0.0) > now:
+    async def _pin(self, request: httpx.Request, shown_url: str) -> None:
+        """The outbound URL check. The request is then sent to the very address that was checked (its Host
+        header and TLS SNI keep the name), so a DNS answer that changes after the check (rebinding) cannot
+        send it inside our network. A host's checked addresses are reused for a minute."""
+        if self.hub.settings.allow_private_urls:
             return
+        host = request.url.host
+        now = time.monotonic()
+        cached = self._resolved.get(host)
+        if cached is None or cached[1] <= now:
+            cached = (await asyncio.to_thread(_resolve_quietly, self.resolver, host), now + 60.0)
+            self._resolved[host] = cached
+        addresses = cached[0]
         try:
-            await asyncio.to_thread(check_outbound_url, str(url), allow_private=False)
+            target, name = pin_outbound_url(
+                str(request.url), allow_private=False, resolver=lambda _host: addresses
+            )
         except UnsafeURL as exc:
+            self._resolved.pop(host, None)
             raise RemotePermanentError(
                 f"{self.target.connector}: refused to call {shown_url}: {self._scrub(redact_text(str(exc)))}"
             ) from None
-        self._checked_hosts[host] = now + 60.0
+        if name is not None:
+            # httpx set the Host header from the original URL when it built the request; it stays.
+            request.url = httpx.URL(target)
+            if request.url.scheme == "https":
+                request.extensions["sni_hostname"] = name
 
     async def _send(
         self, client: httpx.AsyncClient, request: httpx.Request, method: str, shown_url: str
@@ -546,6 +563,19 @@ class RemoteClient:
                 )
                 .values(status="needs_reauth", status_reason=reason[:2000], updated_at=utcnow())
             )
+
+
+def _resolve_quietly(resolver: Callable[[str], list[str]], host: str) -> list[str]:
+    """Addresses of a host name; none for an IP literal or a name that does not resolve (the check says why)."""
+    try:
+        ipaddress.ip_address(host)
+        return []
+    except ValueError:
+        pass
+    try:
+        return resolver(host)
+    except UnsafeURL:
+        return []
 
 
 def remote_words(response: httpx.Response) -> str:

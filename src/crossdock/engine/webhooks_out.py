@@ -12,7 +12,8 @@ endpoint has succeeded for 5 days (counted from the first failure after the last
 deliveries), the endpoint is disabled with that reason. Pending deliveries of a disabled endpoint are cancelled
 when their turn comes; re-enabling the endpoint does not resurrect them (redeliver them by hand).
 A delivery is always to a URL that passes the outbound check at delivery time, not only at creation, because
-DNS can change in between.
+DNS can change in between; the request then goes to the very address that was checked (pinned, with the name
+kept as Host and TLS SNI), so a name that changes between check and connect cannot reach inside either.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client import Counter
@@ -41,7 +43,7 @@ from crossdock.engine.jobs import JobContext, RetryPolicy, enqueue, job
 from crossdock.engine.periodic import periodic
 from crossdock.hub import Hub
 from crossdock.logs import get_logger, redact_text
-from crossdock.security.urls import UnsafeURL, check_outbound_url
+from crossdock.security.urls import UnsafeURL, pin_outbound_url, resolve_host
 from crossdock.security.vault import Vault
 from crossdock.store import tables as t
 from crossdock.store.types import utcnow
@@ -254,6 +256,7 @@ async def deliver(
     trigger: str = "schedule",
     transport: httpx.AsyncBaseTransport | None = None,
     rng: random.Random | None = None,
+    resolver: Callable[[str], list[str]] = resolve_host,
 ) -> str:
     """Make one attempt of a delivery and record it; returns the attempt's outcome.
 
@@ -295,7 +298,7 @@ async def deliver(
         "webhook-timestamp": str(timestamp),
         "webhook-signature": " ".join(signatures),
     }
-    result = await _send(hub, endpoint.url, headers, delivery.body, transport)
+    result = await _send(hub, endpoint.url, headers, delivery.body, transport, resolver)
     await _record(hub, delivery.id, attempt, trigger, headers, result, rng)
     return result.outcome
 
@@ -310,13 +313,27 @@ class _Result:
 
 
 async def _send(
-    hub: Hub, url: str, headers: dict[str, str], body: str, transport: httpx.AsyncBaseTransport | None
+    hub: Hub,
+    url: str,
+    headers: dict[str, str],
+    body: str,
+    transport: httpx.AsyncBaseTransport | None,
+    resolver: Callable[[str], list[str]],
 ) -> _Result:
     try:
-        # getaddrinfo blocks: resolve in a thread. Checked on every attempt because DNS can change.
-        await asyncio.to_thread(check_outbound_url, url, allow_private=hub.settings.allow_private_urls)
+        # Checked on every attempt because DNS can change, and the request goes to the very address that was
+        # checked (pinned). getaddrinfo blocks: resolve in a thread.
+        target, host = await asyncio.to_thread(
+            pin_outbound_url, url, allow_private=hub.settings.allow_private_urls, resolver=resolver
+        )
     except UnsafeURL as exc:
         return _Result("refused", error=f"refused to deliver: {redact_text(str(exc))}")
+    send_headers = dict(headers)
+    extensions: dict[str, Any] = {}
+    if host is not None:
+        send_headers["host"] = urlsplit(url).netloc
+        if url.lower().startswith("https:"):
+            extensions["sni_hostname"] = host
     started = time.perf_counter()
     try:
         async with (
@@ -324,7 +341,9 @@ async def _send(
             httpx.AsyncClient(
                 timeout=httpx.Timeout(TIMEOUT_S), follow_redirects=False, transport=transport
             ) as client,
-            client.stream("POST", url, content=body.encode(), headers=headers) as response,
+            client.stream(
+                "POST", target, content=body.encode(), headers=send_headers, extensions=extensions
+            ) as response,
         ):
             excerpt = await _excerpt(response)
             status = response.status_code

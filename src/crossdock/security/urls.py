@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 
@@ -64,3 +65,49 @@ def check_outbound_url(url: str, *, allow_private: bool, resolve: bool = True) -
                 "set CROSSDOCK_ALLOW_PRIVATE_URLS=1 if this hub may call it"
             )
     return url
+
+
+def resolve_host(host: str) -> list[str]:
+    """Every address `host` resolves to (blocking: call it from a thread in async code)."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise UnsafeURL(f"host '{host}' does not resolve; check the URL") from None
+    return [str(info[4][0]) for info in infos]
+
+
+def pin_outbound_url(
+    url: str, *, allow_private: bool, resolver: Callable[[str], list[str]] = resolve_host
+) -> tuple[str, str | None]:
+    """Check `url` as check_outbound_url does and return (URL to connect to, host name it stands for).
+
+    When the host is a name, the returned URL carries one of the checked addresses instead, so the connection
+    goes exactly where the check looked: a DNS answer that changes between the check and the connect (DNS
+    rebinding) cannot send the request inside. The caller sends the name as Host and as TLS SNI, so virtual
+    hosting and certificate checks work as usual. (None: the URL is used as it is.)
+    """
+    check_url_syntax(url)
+    if allow_private:
+        return url, None
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return check_outbound_url(url, allow_private=False), None
+    check_outbound_url(url, allow_private=False, resolve=False)  # internal names (localhost, *.internal)
+    addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in resolver(host)]
+    if not addresses:
+        raise UnsafeURL(f"host '{host}' does not resolve; check the URL")
+    for address in addresses:
+        if _is_internal(address):
+            raise UnsafeURL(
+                f"'{host}' resolves to the internal address {address}; "
+                "set CROSSDOCK_ALLOW_PRIVATE_URLS=1 if this hub may call it"
+            )
+    chosen = addresses[0]
+    literal = f"[{chosen}]" if chosen.version == 6 else str(chosen)
+    netloc = literal + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl(), host
