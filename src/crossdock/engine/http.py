@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping
@@ -460,8 +461,6 @@ class RemoteClient:
         )
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        import random
-
         backoff = random.uniform(0, self.backoff_base_s * 2 ** (attempt - 1))
         return max(backoff, retry_after or 0.0)
 
