@@ -26,6 +26,8 @@ T = TypeVar("T")
 
 # The field named when a mapper itself fails: a bug in crossdock, never the remote's fault.
 INTERNAL = "(crossdock)"
+# No order line or total comes near a quadrillion; bigger numbers are garbage and would overflow Decimal contexts.
+MAX_AMOUNT = Decimal(10) ** 15
 
 
 class PushError(ValueError):
@@ -173,7 +175,11 @@ class Reader:
         if moment.tzinfo is None or moment.utcoffset() is None:
             self.problem(path, f"{text!r} has no time zone offset, so the moment it names is unknown")
             return None
-        return moment.astimezone(UTC)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 lies before the first representable instant
+            self.problem(path, f"{text!r} is outside the range of dates crossdock can store")
+            return None
 
     def currency(
         self, value: Any, path: str, *, required: bool = False, what: str = "prices need a currency"
@@ -198,10 +204,14 @@ class Reader:
             )
             return None
         try:
-            return to_decimal(value)
+            amount = to_decimal(value)
         except MoneyError as exc:
             self.problem(path, str(exc))
             return None
+        if abs(amount) >= MAX_AMOUNT:
+            self.problem(path, f"{value!r} is implausibly large for an amount of money")
+            return None
+        return amount
 
     def money(self, value: Any, currency: str | None, path: str, *, required: bool = False) -> Money | None:
         """An amount in `currency`, which must not carry more decimals than the currency has."""
@@ -210,7 +220,7 @@ class Reader:
             return None
         try:
             return Money.of(amount, currency)
-        except (MoneyError, ValidationError) as exc:
+        except (MoneyError, ValidationError, ArithmeticError) as exc:
             self.problem(path, _first_error(exc))
             return None
 
