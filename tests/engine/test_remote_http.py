@@ -35,6 +35,7 @@ from crossdock.engine.http import (
 from crossdock.engine.ratelimit import parse_retry_after
 from crossdock.hub import Hub
 from crossdock.logs import configure_logging
+from crossdock.security.urls import UnsafeURL
 from crossdock.store import repo
 from crossdock.store import tables as t
 from crossdock.store.types import utcnow
@@ -568,3 +569,37 @@ async def test_the_request_goes_to_the_address_that_was_checked(
     assert request.extensions["sni_hostname"] == "shop.example.com"
     assert "10.0.0.7" in caught.value.message
     assert [c.url for c in await calls(hub)] == ["https://shop.example.com/admin/api/2025-01/shop.json"]
+
+
+async def test_a_name_that_does_not_resolve_is_retried_and_an_internal_name_is_refused(
+    hub: Hub, owner: Owner, tmp_path: Any
+) -> None:
+    strict = Hub(
+        settings=Settings(
+            home=tmp_path, database_url=hub.settings.resolved_database_url, allow_private_urls=False
+        ),
+        db=hub.db,
+        vault=hub.vault,
+        blobs=hub.blobs,
+    )
+
+    def no_dns(host: str) -> list[str]:
+        raise UnsafeURL(f"host '{host}' does not resolve; check the URL")
+
+    sleeps = Sleeps()
+    client = RemoteClient(
+        strict,
+        Target(owner.account_id, "shopify", owner.connection_id),
+        base_url="https://shop.example.com",
+        transport=httpx.MockTransport(lambda request: httpx.Response(200)),
+        resolver=no_dns,
+        sleep=sleeps,
+        attempts=2,
+    )
+    async with client:
+        with pytest.raises(RetryableError) as caught:  # even a POST: nothing was sent
+            await client.post("/orders.json", json={})
+        assert "does not resolve" in caught.value.message and len(sleeps.waits) == 1
+        with pytest.raises(PermanentError):
+            await client.get("http://metadata.internal/latest")
+    assert [c.error_kind for c in await calls(hub)] == ["connection", "connection"]

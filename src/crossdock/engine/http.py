@@ -45,7 +45,7 @@ from crossdock.engine.errors import (
 from crossdock.engine.ratelimit import RateLimiter, parse_retry_after
 from crossdock.hub import Hub
 from crossdock.logs import REDACTED, get_logger, is_sensitive_name, redact_text, redact_url
-from crossdock.security.urls import UnsafeURL, pin_outbound_url, resolve_host
+from crossdock.security.urls import UnsafeURL, check_outbound_url, pin_outbound_url, resolve_host
 from crossdock.store import tables as t
 from crossdock.store.db import Database
 from crossdock.store.repo import Tenant
@@ -281,13 +281,16 @@ class RemoteClient:
                 method, url, params=params, json=json, data=data, content=content, headers=send_headers
             )
             shown_url = self._shown_url(request.url)
-            await self._pin(request, shown_url)
-            if self.limiter is not None:
-                await self.limiter.acquire(operation)
-            if self.auth is not None:
-                await self.auth.authorize(request)
-            self._remember_sent_secrets(request)
-            response, outcome, duration = await self._send(client, request, method, shown_url)
+            unresolved = await self._pin(request, method, shown_url)
+            if unresolved is not None:
+                response, outcome, duration = None, unresolved, 0.0
+            else:
+                if self.limiter is not None:
+                    await self.limiter.acquire(operation)
+                if self.auth is not None:
+                    await self.auth.authorize(request)
+                self._remember_sent_secrets(request)
+                response, outcome, duration = await self._send(client, request, method, shown_url)
             if response is not None and self.limiter is not None:
                 await self.limiter.observe(operation, response)
             await self._record(method, shown_url, operation, order_id, attempt, response, outcome, duration)
@@ -313,33 +316,54 @@ class RemoteClient:
     def _shown_url(self, url: httpx.URL) -> str:
         return self._scrub(redact_url(str(url)))
 
-    async def _pin(self, request: httpx.Request, shown_url: str) -> None:
+    async def _pin(self, request: httpx.Request, method: str, shown_url: str) -> _Outcome | None:
         """The outbound URL check. The request is then sent to the very address that was checked (its Host
         header and TLS SNI keep the name), so a DNS answer that changes after the check (rebinding) cannot
-        send it inside our network. A host's checked addresses are reused for a minute."""
+        send it inside our network. A host's checked addresses are reused for a minute.
+
+        An internal address raises a permanent error; a name that does not resolve (often a passing DNS
+        fault) is returned as a retryable outcome, before anything was sent."""
         if self.hub.settings.allow_private_urls:
-            return
+            return None
         host = request.url.host
+        try:  # internal names (localhost, *.internal) are refused before anything is resolved
+            check_outbound_url(str(request.url), allow_private=False, resolve=False)
+        except UnsafeURL as exc:
+            raise self._refused(shown_url, exc) from None
         now = time.monotonic()
         cached = self._resolved.get(host)
         if cached is None or cached[1] <= now:
             cached = (await asyncio.to_thread(_resolve_quietly, self.resolver, host), now + 60.0)
             self._resolved[host] = cached
         addresses = cached[0]
+        if not addresses and not _is_ip(host):
+            self._resolved.pop(host, None)
+            REMOTE_CALLS.labels(self.target.connector, "connection_error").inc()
+            return _Outcome(
+                Action.RETRY,
+                "connection",
+                f"could not reach {self.target.connector} for {method} {_path(shown_url)}: "
+                f"the host name '{host}' does not resolve",
+                not_processed=True,
+            )
         try:
             target, name = pin_outbound_url(
                 str(request.url), allow_private=False, resolver=lambda _host: addresses
             )
         except UnsafeURL as exc:
             self._resolved.pop(host, None)
-            raise RemotePermanentError(
-                f"{self.target.connector}: refused to call {shown_url}: {self._scrub(redact_text(str(exc)))}"
-            ) from None
+            raise self._refused(shown_url, exc) from None
         if name is not None:
             # httpx set the Host header from the original URL when it built the request; it stays.
             request.url = httpx.URL(target)
             if request.url.scheme == "https":
                 request.extensions["sni_hostname"] = name
+        return None
+
+    def _refused(self, shown_url: str, exc: UnsafeURL) -> RemotePermanentError:
+        return RemotePermanentError(
+            f"{self.target.connector}: refused to call {shown_url}: {self._scrub(redact_text(str(exc)))}"
+        )
 
     async def _send(
         self, client: httpx.AsyncClient, request: httpx.Request, method: str, shown_url: str
@@ -564,13 +588,18 @@ class RemoteClient:
             )
 
 
-def _resolve_quietly(resolver: Callable[[str], list[str]], host: str) -> list[str]:
-    """Addresses of a host name; none for an IP literal or a name that does not resolve (the check says why)."""
+def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
-        return []
     except ValueError:
-        pass
+        return False
+    return True
+
+
+def _resolve_quietly(resolver: Callable[[str], list[str]], host: str) -> list[str]:
+    """Addresses of a host name; none for an IP literal or a name that does not resolve."""
+    if _is_ip(host):
+        return []
     try:
         return resolver(host)
     except UnsafeURL:
