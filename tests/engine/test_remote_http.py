@@ -603,3 +603,26 @@ async def test_a_name_that_does_not_resolve_is_retried_and_an_internal_name_is_r
         with pytest.raises(PermanentError):
             await client.get("http://metadata.internal/latest")
     assert [c.error_kind for c in await calls(hub)] == ["connection", "connection"]
+
+
+async def test_a_connections_client_uses_its_base_url_and_shared_limiter(hub: Hub, owner: Owner) -> None:
+    from crossdock.engine.ratelimit import SHOPIFY_REST
+
+    async with hub.db.session() as session:
+        connection = await session.get(t.Connection, owner.connection_id)
+    assert connection is not None
+    seen: list[str] = []
+    client = RemoteClient.for_connection(
+        hub,
+        connection,
+        default_base_url="https://fallback.example.com",
+        policy=SHOPIFY_REST,
+        transport=httpx.MockTransport(lambda request: seen.append(str(request.url)) or httpx.Response(200)),
+    )
+    async with client:
+        await client.get("/shop.json", operation="shop")
+    assert seen == ["https://fallback.example.com/shop.json"]
+    assert client.limiter is not None and client.limiter.connection_id == owner.connection_id
+    async with hub.db.session() as session:
+        (bucket,) = (await session.scalars(select(t.RateLimit))).all()
+    assert (bucket.connection_id, bucket.bucket) == (owner.connection_id, "rest")

@@ -42,7 +42,7 @@ from crossdock.engine.errors import (
     RateLimited,
     RetryableError,
 )
-from crossdock.engine.ratelimit import RateLimiter, parse_retry_after
+from crossdock.engine.ratelimit import RateLimiter, RatePolicy, parse_retry_after
 from crossdock.hub import Hub
 from crossdock.logs import REDACTED, get_logger, is_sensitive_name, redact_text, redact_url
 from crossdock.security.urls import UnsafeURL, check_outbound_url, pin_outbound_url, resolve_host
@@ -207,6 +207,31 @@ class RemoteClient:
     resolver: Callable[[str], list[str]] = resolve_host
     _resolved: dict[str, tuple[list[str], float]] = field(default_factory=dict, init=False, repr=False)
     _sent_secrets: set[str] = field(default_factory=set, init=False, repr=False)
+
+    @classmethod
+    def for_connection(
+        cls,
+        hub: Hub,
+        connection: t.Connection,
+        *,
+        default_base_url: str = "",
+        policy: RatePolicy | None = None,
+        **kwargs: Any,
+    ) -> RemoteClient:
+        """The usual way a connector gets its client: the connection's base URL (or the connector's default)
+        and, given the connector's rate policy, the connection's shared limiter."""
+        limiter = (
+            RateLimiter(hub.db, account_id=connection.account_id, connection_id=connection.id, policy=policy)
+            if policy is not None
+            else None
+        )
+        return cls(
+            hub,
+            Target(connection.account_id, connection.connector, connection.id),
+            base_url=connection.base_url or default_base_url,
+            limiter=limiter,
+            **kwargs,
+        )
 
     async def __aenter__(self) -> RemoteClient:
         return self
