@@ -102,6 +102,17 @@ def test_cyrillic_address_is_kept_exactly() -> None:
     assert address.name == "Олена Шевченко"
 
 
+def test_unicode_is_not_normalised() -> None:
+    # "Zoë" with a combining diaeresis (NFD) stays NFD; the precomposed form stays precomposed.
+    decomposed, composed = "Zoe\u0308", "Zo\u00eb"
+    payload = changed(ORDER_UAH, "shipping_address.first_name", decomposed)
+    payload = changed(payload, "shipping_address.address2", composed)
+    mapped = map_order(payload)
+    assert mapped.value is not None and mapped.value.shipping_address is not None
+    assert mapped.value.shipping_address.first_name == decomposed
+    assert mapped.value.shipping_address.line2 == composed
+
+
 def test_cancelled_order_is_cancelled_even_when_refunded() -> None:
     mapped = map_order(ORDER_CANCELLED)
     assert mapped.value is not None and mapped.value.status == S.CANCELLED
