@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import math
+import time
 
 import httpx
 import pytest
@@ -216,3 +217,43 @@ async def test_the_client_takes_a_limiter_and_an_operation_per_call(hub: Hub, ow
                 "/orders/v0/orders/1/shipmentConfirmation", json={}, operation="confirmShipment"
             )
     assert waits == [pytest.approx(0.5)]  # burst of 10, then the 11th waits one interval
+
+
+async def test_against_the_shopify_sandbox_a_full_bucket_costs_one_429_then_none(
+    hub: Hub, owner: Owner
+) -> None:
+    """Another app has filled the shop's bucket: our first call hears 429 (with Retry-After and the call-limit
+    header); the limiter then follows the remote's level and no later call is refused."""
+    from crossdock.engine.ratelimit import leaky_bucket
+    from crossdock.sandbox.common.config import SandboxConfig
+    from crossdock.sandbox.shopify.app import create_app
+    from crossdock.sandbox.shopify.state import LeakyBucket
+    from tests.engine.remote_support import local_server
+
+    token = "shpat_ratelimit_test_000000000000000"
+    app = create_app(SandboxConfig(token=token))
+    bucket = app.state.sandbox.bucket = LeakyBucket(10, 20.0)  # Shopify's shape, faster so the test is short
+    policy = RatePolicy({"rest": leaky_bucket(10, 20.0)}, default="rest")
+    outcomes: list[str] = []
+    with local_server(app) as base:
+        client = RemoteClient(
+            hub,
+            Target(owner.account_id, "shopify", owner.connection_id),
+            base_url=base,
+            headers={"X-Shopify-Access-Token": token},
+            limiter=RateLimiter(
+                hub.db, account_id=owner.account_id, connection_id=owner.connection_id, policy=policy
+            ),
+            attempts=1,
+        )
+        async with client:
+            bucket.level, bucket._at = 10.0, time.monotonic()  # another app has just used the whole bucket
+            for _ in range(25):
+                try:
+                    await client.get("/admin/api/2025-01/shop.json")
+                    outcomes.append("ok")
+                except RateLimited:
+                    outcomes.append("429")
+    # The first call finds the bucket full (429), or just leaked enough to pass on a slow machine; either way
+    # its answer tells the limiter the remote's level and no later call is refused.
+    assert outcomes[1:] == ["ok"] * 24
