@@ -15,6 +15,7 @@ from rich.table import Table
 
 from crossdock import __version__
 from crossdock.config import Settings
+from crossdock.engine.cli_jobs import register as register_engine_commands
 from crossdock.hub import Hub
 from crossdock.logs import configure_logging
 from crossdock.store import repo
@@ -37,6 +38,7 @@ app.add_typer(accounts_app, name="accounts")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(orders_app, name="orders")
 app.add_typer(keys_app, name="keys")
+register_engine_commands(app)  # worker, jobs list|retry|cancel, replay
 
 out = Console()
 err = Console(stderr=True)
@@ -131,8 +133,11 @@ def migrate() -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        bool, typer.Option("--workers/--no-workers", help="Also run a job worker in this process.")
+    ] = True,
 ) -> None:
-    """Run the hub's HTTP server (runs migrations first)."""
+    """Run the hub's HTTP server (runs migrations first), and a job worker unless --no-workers."""
     import uvicorn
 
     from crossdock.api.app import create_app
@@ -142,7 +147,10 @@ def serve(
     _run(lambda hub: asyncio.sleep(0), migrate=True)
     hub = Hub.from_settings(settings)
     uvicorn.run(
-        create_app(hub, dispose_on_shutdown=True), host=host, port=port, log_level=settings.log_level.lower()
+        create_app(hub, dispose_on_shutdown=True, run_workers=workers),
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
     )
 
 
@@ -183,7 +191,12 @@ def demo(
     out.print(f"  API docs {url}/docs      stop with Ctrl-C")
     sys.stdout.flush()
     hub = Hub.from_settings(settings)
-    uvicorn.run(create_app(hub, dispose_on_shutdown=True), host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.run(
+        create_app(hub, dispose_on_shutdown=True, run_workers=True),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+    )
 
 
 # Accounts -------------------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ import httpx
 import pytest
 
 from crossdock.api.app import create_app
+from crossdock.engine.jobs import enqueue
+from crossdock.engine.syncruns import start_run
 from crossdock.hub import Hub
 from crossdock.store import tables as t
 from tests.support import Tenant, order_body
@@ -28,7 +30,10 @@ async def seed(client: httpx.AsyncClient, hub: Hub, owner: Tenant) -> dict[str, 
         headers=owner.headers,
     )
     delivery_id = await failed_delivery(hub, owner, endpoint.json()["id"])
+    job_id, run_id = await job_and_sync_run(hub, owner, conn.json()["id"])
     return {
+        "job_id": str(job_id),
+        "run_id": str(run_id),
         "connection_id": conn.json()["id"],
         "order_id": order.json()["id"],
         "product_id": product.json()["id"],
@@ -51,6 +56,22 @@ async def failed_delivery(hub: Hub, owner: Tenant, endpoint_id: str) -> uuid.UUI
         session.add(delivery)
         await session.flush()
         return delivery.id
+
+
+async def job_and_sync_run(hub: Hub, owner: Tenant, connection_id: str) -> tuple[uuid.UUID, uuid.UUID]:
+    """A waiting job of A's (cancellable, were the routes not scoped) and a sync run of A's connection."""
+    async with hub.db.transaction() as session:
+        job_id = await enqueue(
+            session,
+            account_id=uuid.UUID(owner.id),
+            kind="sync.orders",
+            payload={"connection_id": connection_id},
+        )
+        run = await start_run(
+            session, account_id=uuid.UUID(owner.id), connection_id=uuid.UUID(connection_id), stream="orders"
+        )
+    assert job_id is not None
+    return job_id, run.id
 
 
 # Requests an intruder may send to each route; a new route must be added here or the test fails.
@@ -82,6 +103,12 @@ BODIES: dict[tuple[str, str], dict[str, object] | None] = {
     ("POST", "/api/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): None,
     ("GET", "/api/v1/webhook-endpoints/{endpoint_id}/deliveries"): None,
     ("POST", "/api/v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/redeliver"): None,
+    ("GET", "/api/v1/jobs"): None,
+    ("GET", "/api/v1/jobs/{job_id}"): None,
+    ("POST", "/api/v1/jobs/{job_id}/retry"): None,
+    ("POST", "/api/v1/jobs/{job_id}/cancel"): None,
+    ("GET", "/api/v1/sync-runs"): None,
+    ("GET", "/api/v1/sync-runs/{run_id}"): None,
 }
 # Routes that create in the caller's own account: checked separately below (they must not touch A's data).
 CREATES = {
@@ -145,6 +172,10 @@ async def test_every_route_is_scoped_to_the_callers_account(
         f"/api/v1/webhook-endpoints/{ids['endpoint_id']}/deliveries", headers=acme.headers
     )
     assert [d["status"] for d in deliveries.json()["items"]] == ["failed"]
+    job = (await client.get(f"/api/v1/jobs/{ids['job_id']}", headers=acme.headers)).json()
+    assert job["status"] == "queued" and job["cancel_requested"] is False  # the intruder's cancel did nothing
+    runs = (await client.get("/api/v1/sync-runs", headers=acme.headers)).json()["items"]
+    assert [r["id"] for r in runs] == [ids["run_id"]]
 
 
 async def test_creating_with_the_same_keys_stays_in_the_callers_account(

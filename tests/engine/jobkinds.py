@@ -79,14 +79,28 @@ async def interval(ctx: JobContext, payload: dict[str, Any]) -> None:
         log.write(line + "\n")
 
 
+_clients: dict[int, httpx.AsyncClient] = {}
+
+
+def _client() -> httpx.AsyncClient:
+    """One client per event loop: building a client (and its TLS context) per call costs more than the call."""
+    loop = id(asyncio.get_running_loop())
+    if loop not in _clients:
+        _clients[loop] = httpx.AsyncClient(timeout=10)
+    return _clients[loop]
+
+
 @job("test.remote_effect", retry=RetryPolicy(max_attempts=10, base_s=0.05, cap_s=0.5), timeout_s=30)
 async def remote_effect(ctx: JobContext, payload: dict[str, Any]) -> None:
-    """Asks the remote for an effect under an idempotency key; the first attempt of a 'kill' job then dies by
-    SIGKILL before the worker can record success, as a machine losing power would."""
-    async with httpx.AsyncClient(timeout=10) as client:
-        response = await client.post(
-            payload["url"], json={"job": str(ctx.job_id)}, headers={"Idempotency-Key": payload["key"]}
-        )
+    """Asks the remote for an effect under an idempotency key. A 'kill' job then SIGKILLs its own worker process
+    before the worker can record success, as a power cut would, once: the marker file says it happened."""
+    response = await _client().post(
+        payload["url"], json={"job": str(ctx.job_id)}, headers={"Idempotency-Key": payload["key"]}
+    )
     response.raise_for_status()
-    if payload.get("kill") and ctx.attempt == 1:
+    if payload.get("kill"):
+        try:
+            (Path(payload["markers"]) / payload["key"]).touch(exist_ok=False)
+        except FileExistsError:
+            return
         os.kill(os.getpid(), signal.SIGKILL)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -14,21 +14,29 @@ from sqlalchemy import text
 from crossdock import __version__
 from crossdock.api import problems
 from crossdock.api.limits import BodySizeLimit
+from crossdock.api.routes_ops import router as ops
 from crossdock.api.routes_v1 import router as v1
 from crossdock.api.routes_webhooks import router as webhook_endpoints
+from crossdock.engine.metrics import refresh_queue_depth
+from crossdock.engine.worker import run_worker
 from crossdock.hub import Hub
+from crossdock.logs import get_logger
 from crossdock.store.migrate import current_revision, head_revision
 
+log = get_logger(__name__)
 HTTP_REQUESTS = Counter(
     "crossdock_http_requests_total", "HTTP requests served", ["method", "route", "status"]
 )
 HTTP_LATENCY = Histogram("crossdock_http_request_seconds", "HTTP request latency", ["method", "route"])
 
 
-def create_app(hub: Hub, *, dispose_on_shutdown: bool = False) -> FastAPI:
+def create_app(hub: Hub, *, dispose_on_shutdown: bool = False, run_workers: bool = False) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
+        # With run_workers (`crossdock serve` without --no-workers) a job worker shares the server's process;
+        # on shutdown it stops claiming and gives running jobs the grace period before the database closes.
+        async with run_worker(hub) if run_workers else nullcontext():
+            yield
         if dispose_on_shutdown:
             await hub.close()
 
@@ -42,6 +50,7 @@ def create_app(hub: Hub, *, dispose_on_shutdown: bool = False) -> FastAPI:
     problems.install(app)
     app.include_router(v1)
     app.include_router(webhook_endpoints)
+    app.include_router(ops)
 
     @app.middleware("http")
     async def _metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -82,6 +91,10 @@ def create_app(hub: Hub, *, dispose_on_shutdown: bool = False) -> FastAPI:
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
     async def metrics() -> Response:
+        try:
+            await refresh_queue_depth(hub.db)
+        except Exception as exc:  # an unreachable database must not hide the other metrics
+            log.warning("could not read the job queue's depth", error=f"{type(exc).__name__}")
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(BodySizeLimit, max_bytes=hub.settings.max_body_bytes)

@@ -15,7 +15,8 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,20 @@ JOB_MODULES: tuple[str, ...] = ("crossdock.engine.inbox", "crossdock.engine.webh
 def load_job_modules(extra: Iterable[str] = ()) -> None:
     for name in (*JOB_MODULES, *extra):
         importlib.import_module(name)
+
+
+@asynccontextmanager
+async def run_worker(hub: Hub, **kwargs: Any) -> AsyncIterator[Worker]:
+    """Run a worker beside other work in this process (`crossdock serve`); on exit it stops claiming and lets
+    running jobs finish within the grace period."""
+    load_job_modules(hub.settings.job_modules)
+    worker = Worker(hub, **kwargs)
+    task = asyncio.create_task(worker.run(), name="worker")
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        await task
 
 
 def new_worker_id() -> str:
