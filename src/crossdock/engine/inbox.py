@@ -223,9 +223,9 @@ async def replay(
     return count
 
 
-async def purge(session: AsyncSession, *, older_than: datetime, batch: int = 1000) -> int:
+async def purge(session: AsyncSession, *, older_than: datetime, batch: int = 1000, once: bool = False) -> int:
     """Delete payloads received before `older_than` that need nothing more (processed, failed, duplicates).
-    Payloads still waiting to be processed are kept whatever their age."""
+    Payloads still waiting to be processed are kept whatever their age. `once` deletes one batch only."""
     total = 0
     while True:
         ids = (
@@ -246,13 +246,22 @@ async def purge(session: AsyncSession, *, older_than: datetime, batch: int = 100
             .execution_options(synchronize_session=False)
         )
         total += len(ids)
+        if once:
+            return total
 
 
 @job(PURGE_JOB, retry=RetryPolicy(max_attempts=3, base_s=60.0, cap_s=600.0), timeout_s=1800)
 async def purge_job(ctx: JobContext, payload: dict[str, Any]) -> None:
     days = ctx.hub.settings.inbox_retention_days
-    async with ctx.session() as session:
-        deleted = await purge(session, older_than=utcnow() - timedelta(days=days))
+    cutoff = utcnow() - timedelta(days=days)
+    deleted = 0
+    # One short transaction per batch: a long delete would hold SQLite's only write lock for its whole length.
+    while True:
+        async with ctx.session() as session:
+            batch = await purge(session, older_than=cutoff, batch=1000, once=True)
+        deleted += batch
+        if batch == 0:
+            break
     log.info("inbox purged", deleted=deleted, retention_days=days)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from crossdock.logs import redact_text
 from crossdock.store import tables as t
@@ -87,19 +88,6 @@ async def commit_page(
     if cursor_value is not None and cursor_value.tzinfo is None:
         raise ValueError("cursor_value must be an aware datetime")
     now = utcnow()
-    await session.execute(
-        update(t.SyncRun)
-        .where(t.SyncRun.id == run.id)
-        .values(
-            pages=t.SyncRun.pages + 1,
-            read=t.SyncRun.read + counts.read,
-            created=t.SyncRun.created + counts.created,
-            updated=t.SyncRun.updated + counts.updated,
-            skipped=t.SyncRun.skipped + counts.skipped,
-            invalid=t.SyncRun.invalid + counts.invalid,
-        )
-        .execution_options(synchronize_session=False)
-    )
     if cursor_value is not None:
         stmt: Any = insert_for(session, t.SyncCursor).values(
             connection_id=run.connection_id,
@@ -120,25 +108,55 @@ async def commit_page(
             },
         )
         await session.execute(stmt)
+    watermark = (
+        select(t.SyncCursor.watermark)
+        .where(t.SyncCursor.connection_id == run.connection_id, t.SyncCursor.stream == run.stream)
+        .scalar_subquery()
+    )
+    counted = (
         await session.execute(
             update(t.SyncRun)
             .where(t.SyncRun.id == run.id)
             .values(
-                cursor_to=select(t.SyncCursor.watermark)
-                .where(t.SyncCursor.connection_id == run.connection_id, t.SyncCursor.stream == run.stream)
-                .scalar_subquery()
+                pages=t.SyncRun.pages + 1,
+                read=t.SyncRun.read + counts.read,
+                created=t.SyncRun.created + counts.created,
+                updated=t.SyncRun.updated + counts.updated,
+                skipped=t.SyncRun.skipped + counts.skipped,
+                invalid=t.SyncRun.invalid + counts.invalid,
+                cursor_to=watermark,
             )
+            .returning(*(getattr(t.SyncRun, name) for name in _PROGRESS))
             .execution_options(synchronize_session=False)
         )
-    await session.refresh(run)
+    ).one()
+    _refresh(run, dict(zip(_PROGRESS, counted, strict=True)))
+
+
+_PROGRESS = ("pages", "read", "created", "updated", "skipped", "invalid", "cursor_to")
+
+
+def _refresh(run: t.SyncRun, values: dict[str, Any]) -> None:
+    # The run usually comes from an earlier transaction (one per page): show the stored values on it without
+    # making it dirty, so nothing is written twice if it belongs to this session.
+    for name, value in values.items():
+        set_committed_value(run, name, value)
 
 
 async def finish_run(session: AsyncSession, run: t.SyncRun, *, error: str | None = None) -> None:
     """Close the run: succeeded, or failed with the error a user reads."""
-    run.status = "failed" if error else "succeeded"
-    run.error = redact_text(error)[:4000] if error else None
-    run.finished_at = utcnow()
-    await session.flush()
+    values = {
+        "status": "failed" if error else "succeeded",
+        "error": redact_text(error)[:4000] if error else None,
+        "finished_at": utcnow(),
+    }
+    await session.execute(
+        update(t.SyncRun)
+        .where(t.SyncRun.id == run.id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    _refresh(run, values)
 
 
 async def get_cursor(session: AsyncSession, *, connection_id: uuid.UUID, stream: str) -> datetime | None:
