@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from crossdock.engine import queue
 from crossdock.engine.jobs import enqueue
@@ -311,3 +311,73 @@ async def test_a_failing_job_is_not_requeued_beside_the_same_work_already_waitin
     assert outcome.status == "cancelled" and "the same work is already queued" in (outcome.message or "")
     assert (await job_row(hub, first)).status == "cancelled"
     assert (await job_row(hub, second)).status == "queued"
+
+
+async def test_two_claims_of_one_lock_key_at_the_same_moment_give_it_to_one_worker(hub: Hub) -> None:
+    shop = await new_shop(hub)
+    async with hub.db.transaction() as session:
+        for n in range(2):
+            await enqueue(
+                session, account_id=shop.account_id, kind="test.ok", payload={"n": n}, lock_key="order:1"
+            )
+    async with hub.db.transaction() as first:
+        mine = await queue.claim(first, worker_id="a", kinds=["test.ok"])
+        assert mine is not None
+        # The second claimer starts before the first commits: on PostgreSQL it skips the locked row, takes the
+        # other job of the same lock key and then meets the unique index; on SQLite it waits for the write lock.
+        second = asyncio.create_task(_claim_in_own_transaction(hub, "b"))
+        await _blocked_on_a_lock(hub)
+    outcome = await second
+    assert outcome == ("contended" if hub.db.dialect == "postgresql" else None)
+    assert await _claim_in_own_transaction(hub, "b") is None  # the lock key is running: nothing to claim
+    async with hub.db.session() as session:
+        running = (await session.scalars(select(t.Job).where(t.Job.status == "running"))).all()
+    assert [(r.id, r.worker_id) for r in running] == [(mine.id, "a")]
+
+
+async def _blocked_on_a_lock(hub: Hub) -> None:
+    """Until the second claimer waits for the first one's transaction (PostgreSQL), or a moment (SQLite)."""
+    if hub.db.dialect != "postgresql":
+        await asyncio.sleep(0.2)
+        return
+
+    async def waiting() -> bool:
+        async with hub.db.session() as session:
+            stmt = text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            return int((await session.execute(stmt)).scalar_one()) > 0
+
+    await eventually(waiting, within_s=10)
+
+
+async def _claim_in_own_transaction(hub: Hub, worker_id: str) -> str | None:
+    try:
+        async with hub.db.transaction() as session:
+            job = await queue.claim(session, worker_id=worker_id, kinds=["test.ok"])
+    except queue.ClaimContended:
+        return "contended"
+    return None if job is None else str(job.id)
+
+
+async def test_a_worker_whose_job_was_taken_over_stops_it_and_records_nothing(hub: Hub) -> None:
+    shop = await new_shop(fast(hub))
+    jobkinds.EVENTS["taken"] = asyncio.Event()
+    async with hub.db.transaction() as session:
+        job_id = await enqueue(
+            session, account_id=shop.account_id, kind="test.wait", payload={"name": "taken"}
+        )
+    async with running_worker(hub) as worker:
+        await eventually(lambda: status_is(hub, job_id, "running"))
+        # Another worker recovered the job (this one's heartbeats were late) and is running attempt 2.
+        async with hub.db.transaction() as session:
+            await session.execute(
+                update(t.Job).where(t.Job.id == job_id).values(worker_id="other", attempts=t.Job.attempts + 1)
+            )
+        await eventually(lambda: _idle(worker))
+    row = await job_row(hub, job_id)
+    assert (row.status, row.worker_id, row.attempts, row.last_error) == ("running", "other", 2, None)
+
+
+async def _idle(worker: object) -> bool:
+    return not worker._running  # type: ignore[attr-defined]
