@@ -176,8 +176,8 @@ async def enqueue(
     # database decides and the insert does nothing. Never check-then-insert: two enqueuers would both pass.
     stmt = stmt.on_conflict_do_nothing().returning(t.Job.id)
     job_id = (await session.execute(stmt)).scalar_one_or_none()
-    if job_id is not None:
-        event.listen(session.sync_session, "after_commit", _wake_workers, once=True)
+    if job_id is not None and not event.contains(session.sync_session, "after_commit", _wake_workers):
+        event.listen(session.sync_session, "after_commit", _wake_workers)
     return job_id
 
 
