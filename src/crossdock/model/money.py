@@ -81,7 +81,8 @@ class Money(BaseModel):
         if -exponent > digits and self.amount != self.amount.quantize(_quantum(digits)):
             raise MoneyError(
                 f"amount {self.amount} has more decimals than {self.currency} allows ({digits}); "
-                "round it first (Money.rounded)"
+                f"send it rounded to {digits} decimal{'s' if digits != 1 else ''}, e.g. "
+                f'"{self.amount.quantize(_quantum(digits), rounding=ROUND_HALF_EVEN)}"'
             )
         # Normalise to exactly the currency's minor units so 5 and 5.00 EUR are one value.
         object.__setattr__(self, "amount", self.amount.quantize(_quantum(digits)))
