@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from crossdock.connectors.base import Mapped, MappingProblem
-from crossdock.model import Address, Money, MoneyError, check_country
+from crossdock.model import Address, Money, MoneyError, Order, check_country
 from crossdock.model.address import check_email
 from crossdock.model.money import check_currency, to_decimal
 
@@ -75,6 +75,21 @@ class Reader:
     """Typed access to one remote payload; every refusal becomes a MappingProblem."""
 
     problems: list[MappingProblem] = field(default_factory=list)
+
+    def version(self, value: Any, path: str) -> str | None:
+        """The remote's last-change time as the external version a binding compares."""
+        moment = self.timestamp(value, path, required=True, what="it tells a newer version from an older one")
+        return version_of(moment) if moment else None
+
+    def order(self, external_id: str | None, version: str | None, /, **fields: Any) -> Mapped:
+        """The canonical Order from what was read, or every problem that stops it (model checks included)."""
+        if not self.problems:
+            try:
+                return Mapped(value=Order(**fields), external_id=external_id, external_version=version)
+            except ValidationError as exc:
+                for error in exc.errors():
+                    self.problem(".".join(str(p) for p in error["loc"]) or "order", str(error["msg"]))
+        return Mapped(external_id=external_id, external_version=version, problems=self.problems)
 
     def problem(self, path: str, reason: str) -> None:
         self.problems.append(MappingProblem(path, reason))

@@ -11,12 +11,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from crossdock.connectors.amazon.carriers import OTHER, carrier_code
 from crossdock.connectors.base import Mapped
-from crossdock.connectors.remote_json import PushError, Reader, guarded, join, valid_email, version_of
-from crossdock.model import Address, Customer, Fulfillment, Money, Order, OrderLine, OrderStatus, Totals
+from crossdock.connectors.remote_json import PushError, Reader, guarded, join, valid_email
+from crossdock.model import Address, Customer, Fulfillment, Money, OrderLine, OrderStatus, Totals
 
 S = OrderStatus
 
@@ -109,13 +107,7 @@ def map_order(order_payload: Any, items_payload: Any) -> Mapped:
         return Mapped(problems=r.problems)
 
     external_id = r.ident(order.get("AmazonOrderId"), "AmazonOrderId", required=True)
-    updated = r.timestamp(
-        order.get("LastUpdateDate"),
-        "LastUpdateDate",
-        required=True,
-        what="it tells a newer version from an older one",
-    )
-    version = version_of(updated) if updated else None
+    version = r.version(order.get("LastUpdateDate"), "LastUpdateDate")
     purchased = r.timestamp(order.get("PurchaseDate"), "PurchaseDate")
     amazon_status = r.text(
         order.get("OrderStatus"), "OrderStatus", required=True, what="it says where the order stands"
@@ -133,33 +125,26 @@ def map_order(order_payload: Any, items_payload: Any) -> Mapped:
     totals = _totals(r, order, items or [], currency)
     customer = _customer(r, order)
 
-    if r.problems or currency is None or status is None:
-        return Mapped(external_id=external_id, external_version=version, problems=r.problems)
-    if not lines:
+    if not r.problems and not lines:
         r.problem(
             "OrderItems",
             "no item has a quantity left (a cancelled order lists its items with QuantityOrdered 0), "
             "so there is no line to import",
         )
-        return Mapped(external_id=external_id, external_version=version, problems=r.problems)
-    try:
-        value = Order(
-            status=status,
-            currency=currency,
-            customer=customer,
-            shipping_address=shipping_address,
-            lines=lines,
-            totals=totals,
-            external_id=external_id,
-            external_number=external_id,
-            placed_at=purchased,
-            tags=[AFN_TAG] if amazon_ships else [],
-        )
-    except ValidationError as exc:
-        for error in exc.errors():
-            r.problem(".".join(str(p) for p in error["loc"]) or "Order", str(error["msg"]))
-        return Mapped(external_id=external_id, external_version=version, problems=r.problems)
-    return Mapped(value=value, external_id=external_id, external_version=version)
+    return r.order(
+        external_id,
+        version,
+        status=status,
+        currency=currency,
+        customer=customer,
+        shipping_address=shipping_address,
+        lines=lines,
+        totals=totals,
+        external_id=external_id,
+        external_number=external_id,
+        placed_at=purchased,
+        tags=[AFN_TAG] if amazon_ships else [],
+    )
 
 
 def _money(r: Reader, raw: Any, path: str, currency: str | None) -> Money | None:

@@ -10,12 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from crossdock.connectors.base import Mapped
 from crossdock.connectors.ebay.carriers import shipping_carrier_code
-from crossdock.connectors.remote_json import PushError, Reader, guarded, join, valid_email, version_of
-from crossdock.model import Address, Customer, Fulfillment, Money, Order, OrderLine, OrderStatus, Totals
+from crossdock.connectors.remote_json import PushError, Reader, guarded, join, valid_email
+from crossdock.model import Address, Customer, Fulfillment, Money, OrderLine, OrderStatus, Totals
 
 S = OrderStatus
 
@@ -61,13 +59,7 @@ def map_order(payload: Any) -> Mapped:
         return Mapped(problems=r.problems)
 
     external_id = r.ident(order.get("orderId"), "orderId", required=True)
-    modified = r.timestamp(
-        order.get("lastModifiedDate"),
-        "lastModifiedDate",
-        required=True,
-        what="it tells a newer version from an older one",
-    )
-    version = version_of(modified) if modified else None
+    version = r.version(order.get("lastModifiedDate"), "lastModifiedDate")
     created = r.timestamp(order.get("creationDate"), "creationDate")
     status, cancel_requested = _status(r, order)
     pricing = r.obj(order.get("pricingSummary"), "pricingSummary") or {}
@@ -78,27 +70,21 @@ def map_order(payload: Any) -> Mapped:
     customer = _customer(r, order, ship_to)
     note = r.text(order.get("buyerCheckoutNotes"), "buyerCheckoutNotes")
 
-    if r.problems or currency is None or status is None:
-        return Mapped(external_id=external_id, external_version=version, problems=r.problems)
-    try:
-        value = Order(
-            status=status,
-            currency=currency,
-            customer=customer,
-            shipping_address=shipping_address,
-            lines=lines,
-            totals=totals,
-            external_id=external_id,
-            external_number=external_id,
-            placed_at=created,
-            notes=note,
-            tags=[CANCEL_REQUESTED_TAG] if cancel_requested else [],
-        )
-    except ValidationError as exc:
-        for error in exc.errors():
-            r.problem(".".join(str(p) for p in error["loc"]) or "order", str(error["msg"]))
-        return Mapped(external_id=external_id, external_version=version, problems=r.problems)
-    return Mapped(value=value, external_id=external_id, external_version=version)
+    return r.order(
+        external_id,
+        version,
+        status=status,
+        currency=currency,
+        customer=customer,
+        shipping_address=shipping_address,
+        lines=lines,
+        totals=totals,
+        external_id=external_id,
+        external_number=external_id,
+        placed_at=created,
+        notes=note,
+        tags=[CANCEL_REQUESTED_TAG] if cancel_requested else [],
+    )
 
 
 def _status(r: Reader, order: dict[str, Any]) -> tuple[OrderStatus | None, bool]:

@@ -10,17 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import ValidationError
-
 from crossdock.connectors.base import Mapped
-from crossdock.connectors.remote_json import PushError, Reader, guarded, join, valid_email, version_of
+from crossdock.connectors.remote_json import PushError, Reader, guarded, join, valid_email
 from crossdock.connectors.shopify.carriers import tracking_company
 from crossdock.model import (
     Address,
     Customer,
     Fulfillment,
     Money,
-    Order,
     OrderLine,
     OrderStatus,
     Totals,
@@ -77,13 +74,7 @@ def map_order(payload: Any) -> Mapped:
         return Mapped(problems=r.problems)
 
     external_id = r.ident(order.get("id"), "id", required=True)
-    updated = r.timestamp(
-        order.get("updated_at"),
-        "updated_at",
-        required=True,
-        what="it tells a newer version from an older one",
-    )
-    version = version_of(updated) if updated else None
+    version = r.version(order.get("updated_at"), "updated_at")
     created = r.timestamp(order.get("created_at"), "created_at")
     currency = r.currency(order.get("currency"), "currency", required=True)
     status = _status(r, order)
@@ -97,31 +88,24 @@ def map_order(payload: Any) -> Mapped:
     # A billing address is not needed to ship: one that does not map is left out instead of stopping the order.
     billing = _address(Reader(), order.get("billing_address"), "billing_address")
 
-    if r.problems or currency is None or status is None:
-        return Mapped(external_id=external_id, external_version=version, problems=r.problems)
-    if not lines:
+    if not r.problems and not lines:
         r.problem("line_items", "every line item was removed by order edits, so nothing is left to fulfil")
-        return Mapped(external_id=external_id, external_version=version, problems=r.problems)
-    try:
-        value = Order(
-            status=status,
-            currency=currency,
-            customer=customer,
-            shipping_address=shipping_address,
-            billing_address=billing,
-            lines=lines,
-            totals=totals,
-            external_id=external_id,
-            external_number=number,
-            placed_at=created,
-            notes=note,
-            tags=tags,
-        )
-    except ValidationError as exc:
-        for error in exc.errors():
-            r.problem(".".join(str(p) for p in error["loc"]) or "order", str(error["msg"]))
-        return Mapped(external_id=external_id, external_version=version, problems=r.problems)
-    return Mapped(value=value, external_id=external_id, external_version=version)
+    return r.order(
+        external_id,
+        version,
+        status=status,
+        currency=currency,
+        customer=customer,
+        shipping_address=shipping_address,
+        billing_address=billing,
+        lines=lines,
+        totals=totals,
+        external_id=external_id,
+        external_number=number,
+        placed_at=created,
+        notes=note,
+        tags=tags,
+    )
 
 
 def _status(r: Reader, order: dict[str, Any]) -> OrderStatus | None:
