@@ -128,6 +128,9 @@ class Processed:
 
     order_id: uuid.UUID | None = None
     summary: str | None = None
+    # Why the payload could not be applied (the fields at fault). The row is marked quarantined with it and the
+    # processor's own writes (an error on the order's timeline) commit; a fixed mapping applies it on replay.
+    quarantined: str | None = None
 
 
 Processor = Callable[[AsyncSession, JobContext, t.InboxMessage], Awaitable[Processed]]
@@ -166,8 +169,10 @@ async def process_job(ctx: JobContext, payload: dict[str, Any]) -> None:
                 return
             result = await fn(session, ctx, row)
             row.status, row.error, row.processed_at = "processed", None, utcnow()
+            if result.quarantined is not None:
+                row.status, row.error = "quarantined", redact_text(result.quarantined)[:4000]
             row.order_id = result.order_id or row.order_id
-            if result.order_id is not None:
+            if result.order_id is not None and result.quarantined is None:
                 again = " again (replay)" if payload.get("replay") else ""
                 await add_event(
                     session,
@@ -224,8 +229,8 @@ async def replay(
 
 
 async def purge(session: AsyncSession, *, older_than: datetime, batch: int = 1000, once: bool = False) -> int:
-    """Delete payloads received before `older_than` that need nothing more (processed, failed, duplicates).
-    Payloads still waiting to be processed are kept whatever their age. `once` deletes one batch only."""
+    """Delete payloads received before `older_than` that need nothing more (processed, quarantined, failed,
+    duplicates). Payloads still waiting to be processed are kept whatever their age. `once` deletes one batch only."""
     total = 0
     while True:
         ids = (
@@ -233,7 +238,7 @@ async def purge(session: AsyncSession, *, older_than: datetime, batch: int = 100
                 select(t.InboxMessage.id)
                 .where(
                     t.InboxMessage.received_at < older_than,
-                    t.InboxMessage.status.in_(("processed", "failed", "duplicate")),
+                    t.InboxMessage.status.in_(("processed", "quarantined", "failed", "duplicate")),
                 )
                 .limit(batch)
             )

@@ -37,7 +37,11 @@ from crossdock.store.types import utcnow
 log = get_logger(__name__)
 
 # Modules whose import registers the engine's own job kinds and periodic tasks.
-JOB_MODULES: tuple[str, ...] = ("crossdock.engine.inbox", "crossdock.engine.webhooks_out")
+JOB_MODULES: tuple[str, ...] = (
+    "crossdock.engine.inbox",
+    "crossdock.engine.webhooks_out",
+    "crossdock.engine.shopify_orders",
+)
 
 
 def load_job_modules(extra: Iterable[str] = ()) -> None:
