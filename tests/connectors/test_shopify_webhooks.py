@@ -187,3 +187,13 @@ async def test_an_unmappable_payload_is_quarantined_on_the_inbox_row_and_the_ord
     errors = [e for e in await timeline(hub, rows[0].id) if e.severity == "error"]
     assert len(errors) == 1
     assert "shipping_address" in errors[0].summary
+
+
+async def test_a_body_over_the_size_limit_is_refused_and_nothing_is_stored(
+    hub: Hub, hub_client: httpx.AsyncClient
+) -> None:
+    setup = await _connection(hub)
+    body = b'{"note": "' + b"x" * hub.settings.max_body_bytes + b'"}'
+    response = await hub_client.post(setup.url, content=body, headers=_signed(body, "orders/create", "w-big"))
+    assert response.status_code == 413
+    assert await _count(hub, t.InboxMessage) == 0

@@ -3,6 +3,7 @@ applied, statuses only moved forward, unmappable payloads quarantined with their
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import uuid
 from typing import Any
@@ -148,3 +149,14 @@ async def test_an_unmappable_order_is_quarantined_and_named_on_the_existing_orde
     errors = [e for e in await timeline(hub, row.id) if e.severity == "error"]
     assert len(errors) == 1
     assert "shipping_address" in errors[0].summary
+
+
+async def test_two_concurrent_imports_of_one_new_order_make_one_order_and_one_binding(hub: Hub) -> None:
+    shop = await new_shop(hub)
+    results = await asyncio.gather(
+        *(_import(hub, shop.account_id, shop.connection_id, _payload(note=f"n{i}")) for i in range(4))
+    )
+    assert sorted(r.outcome for r in results).count(Outcome.CREATED) == 1
+    assert len({r.order_id for r in results}) == 1
+    assert await _count(hub, t.Binding) == 1
+    assert await _count(hub, t.Order) == 2  # the shop's own order and the imported one
