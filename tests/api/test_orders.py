@@ -141,3 +141,12 @@ async def test_products_and_stock_levels(client: httpx.AsyncClient, acme: Tenant
         assert r.status_code == 200 and r.json()["available"] == available
     levels = (await client.get("/api/v1/stock-levels", headers=acme.headers)).json()["items"]
     assert [(lv["sku"], lv["location"], lv["available"]) for lv in levels] == [("MUG-R", "default", 3)]
+
+
+async def test_timeline_text_is_redacted_whichever_path_writes_it(client: httpx.AsyncClient, acme: Tenant) -> None:
+    order = (await client.post("/api/v1/orders", json=order_body(), headers=acme.headers)).json()
+    reason = "remote said: https://shop.example/cb?access_token=shpat_LEAK123 rejected"
+    await client.post(f"/api/v1/orders/{order['id']}/cancel", json={"reason": reason}, headers=acme.headers)
+    timeline = (await client.get(f"/api/v1/orders/{order['id']}/timeline", headers=acme.headers)).text
+    assert "shpat_LEAK123" not in timeline
+    assert "access_token=[redacted]" in timeline

@@ -37,6 +37,17 @@ class Problem(Exception):
         self.headers = headers or {}
 
 
+def invalid(field: str, message: str) -> Problem:
+    """A 422 naming the field at fault, for checks made after the request body parsed."""
+    return Problem(
+        422,
+        "Invalid request",
+        f"{field}: {message}",
+        kind="validation",
+        errors=[{"field": field, "message": message}],
+    )
+
+
 def problem_response(
     request: Request,
     status: int,

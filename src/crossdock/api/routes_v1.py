@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from crossdock import model as m
 from crossdock.api.deps import CallerDep, HubDep
-from crossdock.api.problems import Problem, field_path, message
+from crossdock.api.problems import Problem, field_path, invalid, message
 from crossdock.api.schemas import (
     AccountOut,
     CancelRequest,
@@ -55,16 +55,6 @@ def _from_validation(exc: ValidationError, prefix: str = "") -> Problem:
     )
 
 
-def _invalid(field: str, message: str) -> Problem:
-    return Problem(
-        422,
-        "Invalid request",
-        f"{field}: {message}",
-        kind="validation",
-        errors=[{"field": field, "message": message}],
-    )
-
-
 @router.get("/accounts/me", response_model=AccountOut, tags=["accounts"])
 async def account_me(caller: CallerDep) -> AccountOut:
     return AccountOut(id=caller.account.id, name=caller.account.name, created_at=caller.account.created_at)
@@ -74,7 +64,7 @@ async def account_me(caller: CallerDep) -> AccountOut:
 def _spec(name: str) -> ConnectorSpec:
     spec = SPECS.get(name)
     if spec is None:
-        raise _invalid("connector", f"unknown connector '{name}'; choose one of: {', '.join(sorted(SPECS))}")
+        raise invalid("connector", f"unknown connector '{name}'; choose one of: {', '.join(sorted(SPECS))}")
     return spec
 
 
@@ -84,7 +74,7 @@ def _check_base_url(hub: Hub, url: str | None) -> None:
     try:
         check_outbound_url(url, allow_private=hub.settings.allow_private_urls)
     except UnsafeURL as exc:
-        raise _invalid("base_url", str(exc)) from None
+        raise invalid("base_url", str(exc)) from None
 
 
 def _check_fields(
@@ -92,18 +82,18 @@ def _check_fields(
 ) -> None:
     for name in spec.unknown_settings(settings):
         known = ", ".join(f.name for f in spec.settings) or "none"
-        raise _invalid(
+        raise invalid(
             f"settings.{name}", f"{spec.name} connections have no setting '{name}' (known: {known})"
         )
     for name in spec.unknown_secrets(secrets):
         known = ", ".join(f.name for f in spec.secrets) or "none"
-        raise _invalid(f"secrets.{name}", f"{spec.name} connections have no secret '{name}' (known: {known})")
+        raise invalid(f"secrets.{name}", f"{spec.name} connections have no secret '{name}' (known: {known})")
     if partial:
         return
     for name in spec.missing_settings(settings):
-        raise _invalid(f"settings.{name}", f"required for a {spec.title} connection")
+        raise invalid(f"settings.{name}", f"required for a {spec.title} connection")
     for name in spec.missing_secrets(secrets):
-        raise _invalid(f"secrets.{name}", f"required for a {spec.title} connection")
+        raise invalid(f"secrets.{name}", f"required for a {spec.title} connection")
 
 
 @router.post(
@@ -145,7 +135,7 @@ async def update_connection(
     _check_fields(spec, body.settings or {}, dict(body.secrets or {}), partial=True)
     if body.settings is not None:
         for name in spec.missing_settings(body.settings):
-            raise _invalid(f"settings.{name}", f"required for a {spec.title} connection")
+            raise invalid(f"settings.{name}", f"required for a {spec.title} connection")
     if "base_url" in body.model_fields_set:
         _check_base_url(hub, body.base_url)
         row.base_url = body.base_url
@@ -195,7 +185,7 @@ async def list_orders(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> OrderPage:
     if updated_since is not None and updated_since.tzinfo is None:
-        raise _invalid("updated_since", "give a time zone, e.g. 2025-01-31T00:00:00Z")
+        raise invalid("updated_since", "give a time zone, e.g. 2025-01-31T00:00:00Z")
     page = await caller.tenant.list_orders(
         status=status,
         connection_id=connection_id,

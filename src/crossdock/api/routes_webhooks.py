@@ -13,7 +13,7 @@ from sqlalchemy import and_, or_
 from sqlalchemy.orm import selectinload
 
 from crossdock.api.deps import CallerDep, HubDep
-from crossdock.api.problems import Problem
+from crossdock.api.problems import Problem, invalid
 from crossdock.engine import webhooks_out as wh
 from crossdock.hub import Hub
 from crossdock.security.urls import UnsafeURL, check_outbound_url
@@ -181,16 +181,6 @@ class DeliveryPage(BaseModel):
     next_cursor: str | None
 
 
-def _invalid(field: str, message: str) -> Problem:
-    return Problem(
-        422,
-        "Invalid request",
-        f"{field}: {message}",
-        kind="validation",
-        errors=[{"field": field, "message": message}],
-    )
-
-
 async def _check_url(hub: Hub, url: str) -> None:
     import asyncio
 
@@ -198,7 +188,7 @@ async def _check_url(hub: Hub, url: str) -> None:
         # getaddrinfo blocks; resolve in a thread.
         await asyncio.to_thread(check_outbound_url, url, allow_private=hub.settings.allow_private_urls)
     except UnsafeURL as exc:
-        raise _invalid("url", str(exc)) from None
+        raise invalid("url", str(exc)) from None
 
 
 async def _endpoint(caller: CallerDep, endpoint_id: uuid.UUID) -> t.WebhookEndpoint:
@@ -315,7 +305,7 @@ async def list_deliveries(
         try:
             at, last_id = datetime.fromisoformat(position["at"]), uuid.UUID(position["id"])
         except (KeyError, ValueError, TypeError):
-            raise _invalid("cursor", "not a cursor this API issued; start again without it") from None
+            raise invalid("cursor", "not a cursor this API issued; start again without it") from None
         stmt = stmt.where(or_(d.created_at < at, and_(d.created_at == at, d.id < last_id)))
     rows = list((await caller.tenant.session.scalars(stmt)).all())
     next_cursor = None

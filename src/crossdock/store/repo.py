@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from crossdock import model as m
+from crossdock.logs import redact, redact_text
 from crossdock.security.tokens import display_prefix, hash_token, new_token
 from crossdock.security.vault import Vault
 from crossdock.store import tables as t
@@ -24,6 +25,7 @@ from crossdock.store.types import utcnow
 from crossdock.store.upsert import upsert
 
 Row = TypeVar("Row", bound=t.Base)
+SEVERITIES = ("info", "warning", "error")
 
 
 class NotFound(LookupError):
@@ -350,12 +352,19 @@ class Tenant:
         detail: dict[str, Any] | None = None,
         severity: str = "info",
     ) -> t.TimelineEvent:
+        """Add one event to an order's timeline in this transaction.
+
+        `summary` is what a user reads; `detail` carries ids and numbers. Both are redacted on the way in,
+        because a remote's error text may echo a token back.
+        """
+        if severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {SEVERITIES}, not {severity!r}")
         event = t.TimelineEvent(
             account_id=self.account_id,
             order_id=order_id,
             kind=kind,
-            summary=summary,
-            detail=detail or {},
+            summary=redact_text(summary),
+            detail=redact(detail or {}),
             severity=severity,
         )
         self.session.add(event)
