@@ -7,7 +7,6 @@ Amazon sends it and the expected canonical result.
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import uuid4
@@ -38,21 +37,9 @@ from crossdock.model import (
 )
 from crossdock.sandbox.amazon import AmazonState, create_app
 from crossdock.sandbox.common import SandboxConfig
+from tests.connectors.support import changed
 
 S = OrderStatus
-
-
-def changed(base: Any, path: str, value: Any) -> Any:
-    payload = copy.deepcopy(base)
-    *parents, last = path.split(".")
-    node: Any = payload
-    for part in parents:
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
-    return payload
 
 
 def problems_of(order: Any, items: Any) -> dict[str, str]:

@@ -7,7 +7,6 @@ the end: the input as eBay sends it and the expected canonical result.
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import uuid4
@@ -37,6 +36,7 @@ from crossdock.model import (
 )
 from crossdock.sandbox.common import SandboxConfig
 from crossdock.sandbox.ebay import EbayState, create_app
+from tests.connectors.support import changed
 
 S = OrderStatus
 API_BASE = "https://api.ebay.com/sell/fulfillment/v1"
@@ -48,19 +48,6 @@ def problems_of(payload: Any) -> dict[str, str]:
     mapped = map_order(payload)
     assert mapped.value is None
     return {p.field: p.reason for p in mapped.problems}
-
-
-def changed(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
-    payload = copy.deepcopy(base)
-    *parents, last = path.split(".")
-    node: Any = payload
-    for part in parents:
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
-    return payload
 
 
 # -- orders --------------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ as Shopify sends it and the expected canonical result.
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -34,6 +33,7 @@ from crossdock.model import (
 from crossdock.sandbox.common import Faults, SandboxConfig, WebhookSender
 from crossdock.sandbox.shopify import create_app
 from crossdock.sandbox.shopify.state import ShopState
+from tests.connectors.support import changed
 
 S = OrderStatus
 
@@ -42,20 +42,6 @@ def problems_of(payload: Any) -> dict[str, str]:
     mapped = map_order(payload)
     assert mapped.value is None
     return {p.field: p.reason for p in mapped.problems}
-
-
-def changed(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
-    """A deep copy of `base` with the value at dotted `path` ("line_items.0.price") replaced."""
-    payload = copy.deepcopy(base)
-    *parents, last = path.split(".")
-    node: Any = payload
-    for part in parents:
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
-    return payload
 
 
 # -- orders --------------------------------------------------------------------------------------------------
