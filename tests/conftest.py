@@ -38,6 +38,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_slow)
 
 
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh CROSSDOCK_HOME for commands run in-process (SQLite, key file), with no outside settings."""
+    monkeypatch.setenv("CROSSDOCK_HOME", str(tmp_path))
+    monkeypatch.delenv("CROSSDOCK_DATABASE_URL", raising=False)
+    monkeypatch.delenv("CROSSDOCK_SECRET_KEY", raising=False)
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite file made once; each test gets a copy, which is much faster than migrating again."""

@@ -11,14 +11,6 @@ from crossdock.cli import app
 runner = CliRunner()
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("CROSSDOCK_HOME", str(tmp_path))
-    monkeypatch.delenv("CROSSDOCK_DATABASE_URL", raising=False)
-    monkeypatch.delenv("CROSSDOCK_SECRET_KEY", raising=False)
-    return tmp_path
-
-
 def run(*args: str) -> str:
     result = runner.invoke(app, list(args))
     assert result.exit_code == 0, (args, result.output)

@@ -7,7 +7,6 @@ import json
 import uuid
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
@@ -20,14 +19,6 @@ from crossdock.store import repo
 from crossdock.store import tables as t
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("CROSSDOCK_HOME", str(tmp_path))
-    monkeypatch.delenv("CROSSDOCK_DATABASE_URL", raising=False)
-    monkeypatch.delenv("CROSSDOCK_SECRET_KEY", raising=False)
-    return tmp_path
 
 
 def run(*args: str, code: int = 0) -> str:

@@ -230,8 +230,13 @@ class Tenant:
             )
         )
 
-    async def get_secrets(self, connection_id: uuid.UUID, vault: Vault) -> dict[str, str]:
+    async def get_secrets(
+        self, connection_id: uuid.UUID, vault: Vault, names: Sequence[str] | None = None
+    ) -> dict[str, str]:
+        """Decrypt a connection's secrets: all of them, or only `names` (decrypt no more than a caller needs)."""
         stmt = self.scoped(t.ConnectionSecret).where(t.ConnectionSecret.connection_id == connection_id)
+        if names is not None:
+            stmt = stmt.where(t.ConnectionSecret.name.in_(list(names)))
         return {
             row.name: vault.open(
                 row.key_id,
