@@ -143,7 +143,9 @@ async def test_products_and_stock_levels(client: httpx.AsyncClient, acme: Tenant
     assert [(lv["sku"], lv["location"], lv["available"]) for lv in levels] == [("MUG-R", "default", 3)]
 
 
-async def test_timeline_text_is_redacted_whichever_path_writes_it(client: httpx.AsyncClient, acme: Tenant) -> None:
+async def test_timeline_text_is_redacted_whichever_path_writes_it(
+    client: httpx.AsyncClient, acme: Tenant
+) -> None:
     order = (await client.post("/api/v1/orders", json=order_body(), headers=acme.headers)).json()
     reason = "remote said: https://shop.example/cb?access_token=shpat_LEAK123 rejected"
     await client.post(f"/api/v1/orders/{order['id']}/cancel", json={"reason": reason}, headers=acme.headers)
