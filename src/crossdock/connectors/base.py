@@ -6,12 +6,17 @@ the API or another connector.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from crossdock.model import Fulfillment, Order, Rate, Shipment, StockLevel, TrackingEvent
+
+if TYPE_CHECKING:
+    from crossdock.engine.http import RemoteClient
 
 
 class Capability(StrEnum):
@@ -52,6 +57,8 @@ class ConnectorSpec:
     settings: tuple[Field, ...] = ()
     secrets: tuple[Field, ...] = ()
     docs: str = ""
+    # "module:Class" of the connector's runtime (a Connector); empty while the connector only maps.
+    factory: str = ""
 
     def missing_settings(self, values: Mapping[str, Any]) -> list[str]:
         return [f.name for f in self.settings if f.required and not values.get(f.name)]
@@ -66,6 +73,48 @@ class ConnectorSpec:
     def unknown_secrets(self, values: Mapping[str, Any]) -> list[str]:
         known = {f.name for f in self.secrets}
         return sorted(k for k in values if k not in known)
+
+
+@dataclass
+class ConnectionContext:
+    """What the engine hands a connector when it opens one connection.
+
+    The connector calls its remote only through `make_client` (the engine's RemoteClient: URL checks, the
+    connection's rate limiter, the status-to-action table, a record of every call) and keeps credentials it
+    refreshes (OAuth access tokens) with `save_secrets`, which seals them into the vault in their own
+    transaction. It never sees the database.
+    """
+
+    account_id: uuid.UUID
+    connection_id: uuid.UUID
+    connector: str
+    settings: Mapping[str, Any]
+    secrets: Mapping[str, str]
+    # The connection's own base URL (a sandbox, a regional endpoint), or None for the connector's default.
+    base_url: str | None
+    # How remotes reach this hub, for addresses given to them (webhook subscriptions, OAuth redirects).
+    public_url: str
+    # make_client(default_base_url=..., auth=..., policy=..., **RemoteClient fields) -> RemoteClient
+    make_client: Callable[..., RemoteClient]
+    save_secrets: Callable[[Mapping[str, str]], Awaitable[None]]
+
+    @property
+    def hook_url(self) -> str:
+        """Where this connection's webhooks arrive (`/hooks/{connection_id}`)."""
+        return f"{self.public_url.rstrip('/')}/hooks/{self.connection_id}"
+
+
+class Connector(Protocol):
+    """A connector's runtime: built from a ConnectionContext, closed when the engine is done with it. It also
+    implements the capability protocols its spec declares."""
+
+    def __init__(self, ctx: ConnectionContext) -> None: ...
+
+    async def check(self) -> str:
+        """One cheap authenticated call proving the credentials work; returns what it reached ("shop Acme")."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass
@@ -84,17 +133,47 @@ class Mapped:
     external_id: str | None = None
     external_version: str | None = None
     problems: list[MappingProblem] = field(default_factory=list)
+    # The remote record as read, kept by pulls so that a record that did not map can be quarantined whole.
+    raw: Any = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
         return self.value is not None and not self.problems
 
 
+@dataclass(frozen=True)
+class PullWindow:
+    """Which remote records one pull reads: updated at or after `since` (None: as far back as the remote keeps)
+    and before `until`. The window is fixed when a run starts, so records changed while it runs leave it (their
+    new updated time is past `until`) instead of shifting pages, and the next run's window picks them up."""
+
+    since: datetime | None
+    until: datetime
+
+    def __post_init__(self) -> None:
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{name} must be an aware datetime")
+
+
+@dataclass
+class Page:
+    """One page of a pull: its mapped records, and where the next page starts (`resume`, a small JSON object
+    the engine stores with the page's records; None when the window is done). `raw_count` counts the remote
+    records read, which can exceed len(records) when a record could not even be identified."""
+
+    records: list[Mapped]
+    resume: dict[str, Any] | None
+    raw_count: int | None = None
+
+
 @runtime_checkable
 class OrdersPull(Protocol):
-    def pull_orders(
-        self, since: Any, cursor: str | None
-    ) -> AsyncIterator[tuple[list[Mapped], str | None]]: ...
+    def pull_orders(self, window: PullWindow, resume: dict[str, Any] | None) -> AsyncIterator[Page]:
+        """Yield the window's orders page by page, starting where `resume` (a Page.resume from an earlier,
+        interrupted run over the same window) says, or at the first page when it is None."""
+        ...
 
 
 @runtime_checkable
@@ -106,14 +185,54 @@ class OrdersWebhook(Protocol):
     def map_webhook(self, headers: Mapping[str, str], body: bytes) -> Mapped: ...
 
 
+@dataclass(frozen=True)
+class PushedFulfillment:
+    """What the channel knows of a fulfillment crossdock pushed: the channel's id for it and, when the remote
+    says, the order's new version (so the echo of our own change is not imported back as news)."""
+
+    external_id: str
+    order_version: str | None = None
+
+
 @runtime_checkable
 class FulfillmentsPush(Protocol):
-    async def push_fulfillment(self, order: Order, fulfillment: Fulfillment) -> str: ...
+    async def find_fulfillment(
+        self, order_external_id: str, fulfillment: Fulfillment
+    ) -> PushedFulfillment | None:
+        """The fulfillment already on the channel that carries this one's tracking number, if any: asked before
+        pushing again after an outcome we never learned, so a retry never fulfils twice."""
+        ...
+
+    async def push_fulfillment(
+        self, order_external_id: str, fulfillment: Fulfillment, idempotency_key: str
+    ) -> PushedFulfillment: ...
+
+    async def update_tracking(
+        self, order_external_id: str, external_id: str, fulfillment: Fulfillment
+    ) -> PushedFulfillment:
+        """Change the tracking of a fulfillment already pushed (Shopify update_tracking); connectors whose
+        remote cannot raise PermanentError saying so."""
+        ...
+
+
+@runtime_checkable
+class WebhookSubscriptions(Protocol):
+    async def subscribe(self, address: str) -> list[str]:
+        """Make the remote send its order events to `address`; returns the remote subscription ids. Safe to
+        run twice: existing subscriptions to the same address are kept, not duplicated."""
+        ...
+
+    async def unsubscribe(self, address: str) -> int:
+        """Remove every subscription to `address`; returns how many were removed."""
+        ...
 
 
 @runtime_checkable
 class InventoryPush(Protocol):
-    async def push_stock(self, levels: list[StockLevel]) -> None: ...
+    async def push_stock(self, levels: list[StockLevel]) -> int:
+        """Set the remote's available quantities to these levels; returns how many were set. Levels the remote
+        has no item for (unknown SKU or location) raise PermanentError naming them, after the others are set."""
+        ...
 
 
 @runtime_checkable

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+from typing import Any, cast
+
 from crossdock.connectors.base import Capability as C
-from crossdock.connectors.base import ConnectorSpec, Field, Role
+from crossdock.connectors.base import ConnectionContext, ConnectorSpec, Field, Role
 
 SPECS: dict[str, ConnectorSpec] = {}
 
@@ -13,6 +17,14 @@ def register(spec: ConnectorSpec) -> ConnectorSpec:
         raise ValueError(f"connector '{spec.name}' is registered twice")
     SPECS[spec.name] = spec
     return spec
+
+
+def load_factory(spec: ConnectorSpec) -> Callable[[ConnectionContext], Any]:
+    """The connector's runtime class, imported on first use (a connector's HTTP code loads only when needed)."""
+    if not spec.factory:
+        raise LookupError(f"connector '{spec.name}' cannot be opened yet: it has no runtime")
+    module_name, _, attr = spec.factory.partition(":")
+    return cast("Callable[[ConnectionContext], Any]", getattr(importlib.import_module(module_name), attr))
 
 
 def get_spec(name: str) -> ConnectorSpec:
@@ -41,6 +53,7 @@ register(
             Field("access_token", "Admin API access token"),
             Field("api_secret", "API secret key (signs webhooks)", required=False),
         ),
+        factory="crossdock.connectors.shopify.client:ShopifyConnector",
     )
 )
 register(
@@ -58,6 +71,7 @@ register(
             Field("client_secret", "Cert ID (client secret)"),
             Field("refresh_token", "User refresh token", required=False),
         ),
+        factory="crossdock.connectors.ebay.client:EbayConnector",
     )
 )
 register(
@@ -73,6 +87,7 @@ register(
             Field("lwa_url", "LWA token URL", required=False),
         ),
         secrets=(Field("client_secret", "LWA client secret"), Field("refresh_token", "LWA refresh token")),
+        factory="crossdock.connectors.amazon.client:AmazonConnector",
     )
 )
 register(

@@ -330,7 +330,19 @@ class TrackingEvent(Base):
 
 
 class Fulfillment(Base):
+    """A shipment told to the order's channel: pending until pushed, then the channel's id for it."""
+
     __tablename__ = "fulfillments"
+    __table_args__ = (
+        # One fulfillment per shipment: a shipment's tracking reaches its channel once, whoever asks twice.
+        Index(
+            "uq_fulfillments_shipment",
+            "shipment_id",
+            unique=True,
+            postgresql_where=text("shipment_id IS NOT NULL"),
+            sqlite_where=text("shipment_id IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = _id()
     account_id: Mapped[uuid.UUID] = _account()
@@ -345,6 +357,10 @@ class Fulfillment(Base):
     external_id: Mapped[str | None] = mapped_column(String(255))
     pushed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = _created()
+    # The tracking number the channel has: when tracking_number moves on, the push job updates the channel.
+    pushed_tracking_number: Mapped[str | None] = mapped_column(String(100))
+    # Why the last push failed, in the remote's words (status "failed").
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class TimelineEvent(Base):
@@ -636,3 +652,25 @@ class SyncCursor(Base):
     watermark: Mapped[datetime | None]
     run_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sync_runs.id", ondelete="SET NULL"))
     updated_at: Mapped[datetime] = _updated()
+    # An unfinished pull: its window ("since", "until") and where its next page starts ("page"), written with
+    # each page's records so that a pull cut short resumes where it stopped. None when no pull is unfinished.
+    resume: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+
+
+class OAuthState(Base):
+    """One OAuth authorization in flight: the state nonce sent to the remote (stored hashed), who asked, and the
+    browser it must come back to. Used once: a callback that presents it again is refused."""
+
+    __tablename__ = "oauth_states"
+
+    id: Mapped[uuid.UUID] = _id()
+    account_id: Mapped[uuid.UUID] = _account()
+    connector: Mapped[str] = mapped_column(String(64))
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Hash of the browser-binding cookie set by /oauth/{connector}/start.
+    browser_hash: Mapped[str] = mapped_column(String(64))
+    # What the flow needs back at the callback: shop domain, connection name, redirect, existing connection id.
+    details: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
