@@ -76,6 +76,18 @@ class Settings(BaseSettings):
     webhook_deliveries_retention_days: float = Field(
         default=30, gt=0, description="Days a finished outbound webhook delivery and its attempts are kept."
     )
+    # Channels: scheduled order pulls (see README.md, 'Configuration').
+    sync_interval_s: float = Field(
+        default=300, gt=0, description="How often each channel connection's orders are pulled on schedule."
+    )
+    sync_lookback_s: float = Field(
+        default=600,
+        ge=0,
+        description="How far before the last pull's end the next one starts again, for late remote commits.",
+    )
+    sync_backfill_days: float = Field(
+        default=60, gt=0, description="How far back the first pull of a new connection reads orders."
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,167 @@
+"""Connecting and disconnecting: what happens around a connection's row.
+
+`connect` stores the connection with its credentials in the vault, proves the credentials with one call to the
+remote, and subscribes the remote's order webhooks to `/hooks/{connection_id}` when the connector takes them.
+`disconnect` removes those subscriptions (best effort: a shop that uninstalled the app can no longer be asked)
+and deletes the connection. The CLI, the REST API and the OAuth callbacks all go through here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from crossdock.connectors.base import Capability, WebhookSubscriptions
+from crossdock.connectors.registry import get_spec
+from crossdock.engine.connections import open_connector
+from crossdock.engine.errors import JobError
+from crossdock.hub import Hub
+from crossdock.logs import get_logger
+from crossdock.store import tables as t
+from crossdock.store.repo import Tenant
+
+log = get_logger(__name__)
+
+
+class ConnectionRefused(ValueError):
+    """The settings or credentials given for a new connection are incomplete or do not work."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+@dataclass
+class Connected:
+    connection: t.Connection
+    # What check() reached ("Shopify shop Acme (acme.myshopify.com)"), or why it could not be checked.
+    reached: str = ""
+    subscriptions: list[str] = field(default_factory=list)
+
+
+def validate(connector: str, settings: Mapping[str, Any], secrets: Mapping[str, str]) -> None:
+    """Refuse unknown connectors, missing or unknown settings and secrets, naming the field."""
+    try:
+        spec = get_spec(connector)
+    except KeyError as exc:
+        raise ConnectionRefused(str(exc.args[0]), "connector") from None
+    for name in spec.missing_settings(settings):
+        raise ConnectionRefused(f"setting '{name}' is required for {spec.title}", f"settings.{name}")
+    for name in spec.unknown_settings(settings):
+        known = ", ".join(f.name for f in spec.settings) or "none"
+        raise ConnectionRefused(
+            f"unknown setting '{name}' for {spec.title}; known settings: {known}", f"settings.{name}"
+        )
+    for name in spec.missing_secrets(secrets):
+        raise ConnectionRefused(f"secret '{name}' is required for {spec.title}", f"secrets.{name}")
+    for name in spec.unknown_secrets(secrets):
+        known = ", ".join(f.name for f in spec.secrets) or "none"
+        raise ConnectionRefused(
+            f"unknown secret '{name}' for {spec.title}; known secrets: {known}", f"secrets.{name}"
+        )
+
+
+async def connect(
+    hub: Hub,
+    account_id: uuid.UUID,
+    *,
+    connector: str,
+    name: str,
+    settings: Mapping[str, Any],
+    secrets: Mapping[str, str],
+    base_url: str | None = None,
+    check: bool = True,
+) -> Connected:
+    """Store a new connection and make it work. When the remote refuses the credentials the connection is not
+    kept (ConnectionRefused says what the remote said); `check=False` stores it without calling the remote."""
+    validate(connector, settings, secrets)
+    spec = get_spec(connector)
+    async with hub.db.transaction() as session:
+        row = await Tenant(session, account_id).create_connection(
+            connector=connector,
+            name=name,
+            vault=hub.vault,
+            settings=dict(settings),
+            base_url=base_url,
+            secrets=dict(secrets),
+        )
+        session.expunge(row)
+    if not check or not spec.factory:
+        return Connected(row, reached="not checked")
+    try:
+        async with open_connector(hub, account_id, row.id) as (_, runtime):
+            reached = await runtime.check()
+            subscriptions: list[str] = []
+            if Capability.ORDERS_WEBHOOK in spec.capabilities and isinstance(runtime, WebhookSubscriptions):
+                subscriptions = await runtime.subscribe(hook_address(hub, row.id))
+    except JobError as exc:
+        await _forget(hub, account_id, row.id)
+        raise ConnectionRefused(f"{spec.title} refused the connection: {exc.message}") from None
+    return Connected(row, reached=reached, subscriptions=subscriptions)
+
+
+def hook_address(hub: Hub, connection_id: uuid.UUID) -> str:
+    return f"{hub.settings.public_url.rstrip('/')}/hooks/{connection_id}"
+
+
+async def disconnect(hub: Hub, account_id: uuid.UUID, connection_id: uuid.UUID) -> str:
+    """Remove the remote's webhook subscriptions to us, then the connection (its secrets, bindings and cursors
+    go with it; orders stay). Returns a note on the subscriptions for the user."""
+    note = ""
+    async with hub.db.transaction() as session:
+        row = await Tenant(session, account_id).get_connection(connection_id)
+        spec = get_spec(row.connector)
+    if Capability.ORDERS_WEBHOOK in spec.capabilities and spec.factory:
+        try:
+            async with open_connector(hub, account_id, connection_id, allow_unavailable=True) as (_, runtime):
+                if isinstance(runtime, WebhookSubscriptions):
+                    removed = await runtime.unsubscribe(hook_address(hub, connection_id))
+                    note = f"removed {removed} webhook subscription(s) at {spec.title}"
+        except JobError as exc:
+            # The shop may have uninstalled the app already; its subscriptions went with it. Say so, go on.
+            note = f"could not remove webhook subscriptions at {spec.title} ({exc.message}); they may be gone already"
+            log.warning("webhook unsubscribe failed", connection_id=str(connection_id), error=exc.message)
+    await _forget(hub, account_id, connection_id)
+    return note
+
+
+async def _forget(hub: Hub, account_id: uuid.UUID, connection_id: uuid.UUID) -> None:
+    async with hub.db.transaction() as session:
+        await Tenant(session, account_id).delete_connection(connection_id)
+
+
+async def set_status(
+    hub: Hub, account_id: uuid.UUID, connection_id: uuid.UUID, status: str, reason: str | None = None
+) -> t.Connection:
+    async with hub.db.transaction() as session:
+        row = await Tenant(session, account_id).get_connection(connection_id)
+        row.status, row.status_reason = status, reason
+        await session.flush()
+        session.expunge(row)
+    return row
+
+
+async def update_secrets(
+    hub: Hub, account_id: uuid.UUID, connection_id: uuid.UUID, secrets: Mapping[str, str]
+) -> t.Connection:
+    """Replace some of a connection's credentials (a rotated api_secret, a new access token). A connection that
+    needed re-authorisation becomes active again: the new credentials are the user's answer to it."""
+    async with hub.db.transaction() as session:
+        tenant = Tenant(session, account_id)
+        row = await tenant.get_connection(connection_id)
+        spec = get_spec(row.connector)
+        for name in spec.unknown_secrets(secrets):
+            known = ", ".join(f.name for f in spec.secrets)
+            raise ConnectionRefused(
+                f"unknown secret '{name}' for {spec.title}; known secrets: {known}", f"secrets.{name}"
+            )
+        for name, value in secrets.items():
+            await tenant.set_secret(row, name, value, hub.vault)
+        if row.status == "needs_reauth":
+            row.status, row.status_reason = "active", None
+        await session.flush()
+        session.expunge(row)
+    return row
