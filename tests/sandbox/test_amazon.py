@@ -474,16 +474,28 @@ async def test_confirm_shipment_refusals(client: httpx.AsyncClient) -> None:
     ] == "Unshipped"
 
 
-async def test_same_package_reference_twice_is_400(client: httpx.AsyncClient) -> None:
+async def test_same_package_reference_again_edits_the_package(client: httpx.AsyncClient) -> None:
+    # "If you need to make an edit to the shipment, submit another confirmShipment operation with the same
+    # packageReferenceID" (developer-docs.amazon.com/sp-api/docs/confirm-the-shipment-status).
     order = await new_order(client, status="Unshipped", items=2)
-    first, second = await items_of(client, order["AmazonOrderId"])
-    url = f"{ORDERS}/{order['AmazonOrderId']}/shipmentConfirmation"
+    order_id = order["AmazonOrderId"]
+    first, second = await items_of(client, order_id)
+    url = f"{ORDERS}/{order_id}/shipmentConfirmation"
     assert (
         await client.post(url, headers=AUTH, json=confirmation("", [(first["OrderItemId"], 1)]))
     ).status_code == 204
-    _assert_invalid_input(
-        await client.post(url, headers=AUTH, json=confirmation("", [(second["OrderItemId"], 1)]))
-    )
+    edit = confirmation("", [(second["OrderItemId"], 1)])
+    edit["packageDetail"]["trackingNumber"] = "1Z999AA1EDITED"
+    assert (await client.post(url, headers=AUTH, json=edit)).status_code == 204
+    recorded = [
+        c for c in (await client.get("/_sandbox/confirmations")).json()["confirmations"]
+        if c["amazonOrderId"] == order_id
+    ]  # fmt: skip
+    assert [(c["packageReferenceId"], c["trackingNumber"], c["edits"]) for c in recorded] == [
+        ("1", "1Z999AA1EDITED", 1)
+    ]
+    shipped = {i["OrderItemId"]: i["QuantityShipped"] for i in await items_of(client, order_id)}
+    assert shipped == {first["OrderItemId"]: 0, second["OrderItemId"]: 1}
 
 
 # -- usage plans, faults, scale ---------------------------------------------------------------------------------

@@ -464,8 +464,9 @@ async def get_order_items(request: Request) -> Response:
 
 def _confirmation_from(
     body: Any, order: AmazonOrder
-) -> tuple[dict[str, Any], list[tuple[str, int]], datetime]:
-    """Validate a ConfirmShipmentRequest against the model and the order."""
+) -> tuple[dict[str, Any], list[tuple[str, int]], datetime, Confirmation | None]:
+    """Validate a ConfirmShipmentRequest against the model and the order. The last value is the package this
+    request edits: the one confirmed earlier under the same packageReferenceId, if any."""
     if not isinstance(body, dict):
         raise _Invalid("The request body must be a ConfirmShipmentRequest object.")
     marketplace_id = body.get("marketplaceId")
@@ -492,8 +493,12 @@ def _confirmation_from(
     if not isinstance(ship_date_text, str):
         raise _Invalid("packageDetail.shipDate must be an ISO 8601 date-time.")
     ship_date = _parse_time("shipDate", ship_date_text)
-    if any(c.package_reference_id == reference for c in order.confirmations):
-        raise _Invalid(f"packageReferenceId {reference} was already confirmed for this order.")
+    # "If you need to make an edit to the shipment, submit another confirmShipment operation with the same
+    # packageReferenceID. The other shipment details are edited upon successful submission."
+    # Source: developer-docs.amazon.com/sp-api/docs/confirm-the-shipment-status
+    previous = next((c for c in order.confirmations if c.package_reference_id == reference), None)
+    # Units the earlier version of this package shipped are free again for its edit.
+    released = dict(previous.items) if previous is not None else {}
     raw_items = detail["orderItems"]
     if not isinstance(raw_items, list):
         raise _Invalid("packageDetail.orderItems must be a list.")
@@ -509,12 +514,11 @@ def _confirmation_from(
             raise _Invalid(f"orderItemId {item_id} is not part of order {order.amazon_order_id}.")
         if any(item_id == done for done, _ in items):
             raise _Invalid(f"orderItemId {item_id} appears twice.")
-        if not 1 <= quantity <= item.quantity - item.shipped:
-            raise _Invalid(
-                f"quantity {quantity} of orderItemId {item_id} must be 1..{item.quantity - item.shipped}."
-            )
+        available = item.quantity - item.shipped + released.get(item_id, 0)
+        if not 1 <= quantity <= available:
+            raise _Invalid(f"quantity {quantity} of orderItemId {item_id} must be 1..{available}.")
         items.append((item_id, quantity))
-    return detail, items, ship_date
+    return detail, items, ship_date, previous
 
 
 @operation("confirmShipment")
@@ -530,12 +534,14 @@ async def confirm_shipment(request: Request) -> Response:
         return invalid_input("The request body is not valid JSON.")
     if order.fulfillment_channel != "MFN":
         return invalid_input("Shipments of orders fulfilled by Amazon (AFN) cannot be confirmed.")
-    if order.status not in ("Unshipped", "PartiallyShipped"):
-        return invalid_input(f"Order {order.amazon_order_id} is {order.status} and cannot be confirmed.")
     try:
-        detail, items, ship_date = _confirmation_from(body, order)
+        detail, items, ship_date, previous = _confirmation_from(body, order)
     except _Invalid as exc:
         return invalid_input(exc.details)
+    # A new package needs units left to ship; an edit of a confirmed package may come after the order shipped.
+    allowed = ("Unshipped", "PartiallyShipped") + (("Shipped",) if previous is not None else ())
+    if order.status not in allowed:
+        return invalid_input(f"Order {order.amazon_order_id} is {order.status} and cannot be confirmed.")
     now = state.now()
     confirmation = Confirmation(
         amazon_order_id=order.amazon_order_id,
@@ -549,12 +555,21 @@ async def confirm_shipment(request: Request) -> Response:
         items=items,
         received_at=now,
     )
+    if previous is not None:
+        for item_id, quantity in previous.items:
+            item = order.item(item_id)
+            assert item is not None
+            item.shipped -= quantity
+        confirmation.edits = previous.edits + 1
+        order.confirmations[order.confirmations.index(previous)] = confirmation
+        state.confirmations[state.confirmations.index(previous)] = confirmation
+    else:
+        order.confirmations.append(confirmation)
+        state.confirmations.append(confirmation)
     for item_id, quantity in items:
         item = order.item(item_id)
         assert item is not None
         item.shipped += quantity
-    order.confirmations.append(confirmation)
-    state.confirmations.append(confirmation)
     order.refresh_status()
     state.touch(order)
     return Response(status_code=204)

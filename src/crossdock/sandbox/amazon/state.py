@@ -157,6 +157,8 @@ class Confirmation:
     ship_date: datetime
     items: list[tuple[str, int]]
     received_at: datetime
+    # How many times the package was edited (confirmShipment again with its packageReferenceId).
+    edits: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -170,6 +172,7 @@ class Confirmation:
             "shipDate": amazon_time(self.ship_date),
             "orderItems": [{"orderItemId": i, "quantity": q} for i, q in self.items],
             "receivedAt": amazon_time(self.received_at),
+            "edits": self.edits,
         }
 
 
