@@ -66,10 +66,25 @@ register(
         settings=(
             Field("client_id", "App ID (client id)"),
             Field("ru_name", "RuName (redirect URL name)", required=False),
+            Field(
+                "scopes",
+                "OAuth scopes",
+                required=False,
+                help="space separated; asked for when the access token is renewed, so they must be among the "
+                "scopes the seller consented to (default: https://api.ebay.com/oauth/api_scope/sell.fulfillment)",
+            ),
         ),
         secrets=(
             Field("client_secret", "Cert ID (client secret)"),
             Field("refresh_token", "User refresh token", required=False),
+            # Kept by the connector itself when it renews the ~2-hour user token with the refresh token.
+            Field("access_token", "User access token", required=False, help="renewed automatically"),
+            Field(
+                "access_token_expires_at",
+                "User access token expiry",
+                required=False,
+                help="ISO 8601 UTC; the token is renewed 5 minutes before it",
+            ),
         ),
         factory="crossdock.connectors.ebay.client:EbayConnector",
     )

@@ -836,6 +836,23 @@ async def admin_tokens(request: Request) -> Response:
     )
 
 
+async def admin_revoke(request: Request) -> Response:
+    """POST /_sandbox/tokens/revoke {"refresh_token": "..."}: the seller revokes the application's access (eBay
+    account settings), which ends the refresh token and every access token of this client; the refresh grant
+    then answers invalid_grant."""
+    body = await _json_body(request)
+    if isinstance(body, Response):
+        return body
+    state = _state(request)
+    token = body.get("refresh_token")
+    if not isinstance(token, str) or state.refresh_tokens.pop(token, None) is None:
+        return JSONResponse({"error": "no such refresh token"}, status_code=404)
+    revoked = [t for t, a in state.access_tokens.items() if a.kind == "user" and a.expires_at is not None]
+    for t in revoked:
+        del state.access_tokens[t]
+    return JSONResponse({"revoked_access_tokens": len(revoked)})
+
+
 def create_app(config: SandboxConfig) -> Starlette:
     """The eBay sandbox: OAuth + Sell Fulfillment API v1, seeded with `config.orders` orders."""
     state = EbayState(config)
@@ -869,6 +886,7 @@ def create_app(config: SandboxConfig) -> Starlette:
         Route("/_sandbox/tick", admin_tick, methods=["POST"]),
         Route("/_sandbox/clock", admin_clock, methods=["POST"]),
         Route("/_sandbox/tokens", admin_tokens, methods=["POST"]),
+        Route("/_sandbox/tokens/revoke", admin_revoke, methods=["POST"]),
     ]
     middleware = [
         Middleware(

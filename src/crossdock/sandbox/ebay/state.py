@@ -75,6 +75,10 @@ def ebay_time(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
+def _to_ms(value: datetime) -> datetime:
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
 def money(amount: Decimal, currency: str) -> dict[str, str]:
     return {"value": str(quantize_money(amount, currency)), "currency": currency}
 
@@ -341,8 +345,9 @@ class EbayState:
 
     # -- clock -----------------------------------------------------------------------------------------------
     def now(self) -> datetime:
-        """Wall clock plus the offset the admin API may add (to expire tokens without waiting)."""
-        return datetime.now(UTC) + self._clock_offset
+        """Wall clock plus the offset the admin API may add (to expire tokens without waiting), to the
+        millisecond: eBay's timestamps carry milliseconds, and its date filters compare what it reports."""
+        return _to_ms(datetime.now(UTC) + self._clock_offset)
 
     def advance_clock(self, seconds: float) -> datetime:
         self._clock_offset += timedelta(seconds=seconds)
@@ -490,6 +495,8 @@ class EbayState:
         )
 
     def _add(self, order: EbayOrder) -> None:
+        # Seeded times come from a generator with microseconds; eBay keeps milliseconds.
+        order.created, order.modified = _to_ms(order.created), _to_ms(order.modified)
         self.orders[order.order_id] = order
         index = bisect.bisect_right(self._created_keys, order.created)
         self._created_keys.insert(index, order.created)
