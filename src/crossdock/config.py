@@ -14,6 +14,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from crossdock.security.oauth import OAuthApp
+
 
 class Settings(BaseSettings):
     """Every default lives here. See README.md, 'Configuration', for the list with explanations."""
@@ -87,6 +89,14 @@ class Settings(BaseSettings):
     )
     sync_backfill_days: float = Field(
         default=60, gt=0, description="How far back the first pull of a new connection reads orders."
+    )
+    # OAuth: one app per connector that connects with an authorisation flow (see security/oauth.py, OAuthApp).
+    oauth_apps: dict[str, OAuthApp] = Field(
+        default_factory=dict,
+        description="OAuth apps by connector name (shopify, ebay, amazon): client_id, client_secret, scopes, "
+        "redirect_base and, for sandboxes and regions, authorize_url, token_url, api_base_url. "
+        'Environment: CROSSDOCK_OAUTH_APPS=\'{"shopify": {"client_id": "...", "client_secret": "..."}}\'; '
+        "TOML: [oauth_apps.shopify].",
     )
 
     @classmethod
