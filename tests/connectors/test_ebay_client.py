@@ -305,6 +305,25 @@ async def test_a_revoked_refresh_token_asks_for_reconnection_after_one_token_req
             pass
 
 
+async def test_a_connection_without_tokens_asks_for_the_ebay_account_without_a_token_request(
+    hub: Hub, acme: Tenant, sandbox: Sandbox
+) -> None:
+    async with hub.db.transaction() as session:
+        row = await repo.Tenant(session, uuid.UUID(acme.id)).create_connection(
+            connector="ebay",
+            name="Acme on eBay",
+            vault=hub.vault,
+            settings={"client_id": CLIENT_ID},
+            base_url=sandbox.url,
+            secrets={"client_secret": CLIENT_SECRET},  # stored before the seller finished eBay's consent
+        )
+    async with open_connector(hub, uuid.UUID(acme.id), row.id) as (_row, connector):
+        with pytest.raises(RemoteConfigurationError, match="must connect the eBay account"):
+            await connector.check()
+    rows = await calls(hub, row.id)
+    assert [(r.method, r.status) for r in rows] == [("GET", 401)]
+
+
 async def test_no_token_or_secret_is_recorded_in_remote_calls(
     hub: Hub, acme: Tenant, sandbox: Sandbox
 ) -> None:

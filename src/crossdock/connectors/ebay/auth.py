@@ -121,7 +121,10 @@ class EbayUserAuth:
         if self.refused is not None:
             return False
         if not self._refresh_token:
-            self.refused = "the connection has no refresh token"
+            self.refused = (
+                "the eBay connection has no refresh token (or its access token no longer works): the seller "
+                "must connect the eBay account to crossdock again"
+            )
             return False
         return True
 
