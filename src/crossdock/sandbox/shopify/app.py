@@ -23,6 +23,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from crossdock.sandbox.common import CATALOG, FaultMiddleware, Faults, SandboxConfig, WebhookSender
+from crossdock.sandbox.shopify.graphql import InventoryItem, execute
 from crossdock.sandbox.shopify.orders import catalog_ids
 from crossdock.sandbox.shopify.state import (
     DEFAULT_API_VERSION,
@@ -110,8 +111,11 @@ WRITE_INVENTORY = ("write_inventory",)
 READ_LOCATIONS = ("read_locations", "read_inventory")
 
 
-def api(handler: Handler, scopes: tuple[str, ...] = ()) -> Callable[[Request], Awaitable[Response]]:
-    """Version check, token check, leaky bucket and Shopify's response headers around a REST handler."""
+def api(
+    handler: Handler, scopes: tuple[str, ...] = (), *, rest: bool = True
+) -> Callable[[Request], Awaitable[Response]]:
+    """Version check, token check, leaky bucket and Shopify's response headers around a REST handler (GraphQL,
+    `rest=False`, has its own cost bucket instead of the REST call limit)."""
 
     async def endpoint(request: Request) -> Response:
         state: ShopState = request.app.state.sandbox
@@ -123,12 +127,13 @@ def api(handler: Handler, scopes: tuple[str, ...] = ()) -> Callable[[Request], A
             return _errors(
                 401, INVALID_TOKEN, {"WWW-Authenticate": 'Basic Realm="Shopify API Authentication"'}
             )
-        allowed, wait = state.bucket.take()
+        allowed, wait = state.bucket.take() if rest else (True, 0.0)
         headers = {
-            "X-Shopify-Shop-Api-Call-Limit": state.bucket.header(),
             "X-Shopify-API-Version": effective_version(version),
             "X-Request-Id": secrets.token_hex(16),
         }
+        if rest:
+            headers["X-Shopify-Shop-Api-Call-Limit"] = state.bucket.header()
         if not allowed:
             headers["Retry-After"] = f"{max(wait, 0.1):.1f}"
             return _errors(429, THROTTLED, headers)
@@ -454,6 +459,22 @@ async def list_locations(request: Request, state: ShopState) -> Response:
             ]
         }
     )
+
+
+async def graphql(request: Request, state: ShopState) -> Response:
+    """POST graphql.json: the inventoryItems query (see graphql.py); errors come back with HTTP 200."""
+    data = await _json_body(request)
+    granted = state.tokens.get(request.headers.get("x-shopify-access-token", ""), "")
+    if not _has_scope(granted, READ_INVENTORY):
+        # GraphQL answers a missing scope in `errors` with HTTP 200 (code ACCESS_DENIED).
+        message = "Access denied for inventoryItems field. Required access: `read_inventory` access scope."
+        return JSONResponse({"errors": [{"message": message, "extensions": {"code": "ACCESS_DENIED"}}]})
+    items = []
+    for sku, title, *_ in CATALOG:
+        _product_id, variant_id, item_id = catalog_ids(sku)
+        assert item_id is not None and variant_id is not None
+        items.append(InventoryItem(item_id, sku, variant_id, title))
+    return JSONResponse(execute(data, items, state.points))
 
 
 async def get_shop(request: Request, state: ShopState) -> Response:
@@ -893,6 +914,7 @@ def _routes() -> list[Route]:
         ),
         Route(f"{v}/locations.json", api(list_locations, READ_LOCATIONS), methods=["GET"]),
         Route(f"{v}/shop.json", api(get_shop), methods=["GET"]),
+        Route(f"{v}/graphql.json", api(graphql, rest=False), methods=["POST"]),
         Route(f"{v}/webhooks.json", api(list_webhooks), methods=["GET"]),
         Route(f"{v}/webhooks.json", api(create_webhook), methods=["POST"]),
         Route(f"{v}/webhooks/count.json", api(count_webhooks), methods=["GET"]),

@@ -28,6 +28,7 @@ from crossdock.sandbox.common import (
     WebhookSender,
     from_usd,
 )
+from crossdock.sandbox.shopify.graphql import PointBucket
 from crossdock.sandbox.shopify.orders import (
     CATALOG_USD,
     FOS_PER_ORDER,
@@ -225,6 +226,7 @@ class ShopState:
         self.oauth_codes: dict[str, OAuthCode] = {}
         scale = 100.0 if config.fast_limits else 1.0
         self.bucket = LeakyBucket(40, 2.0 * scale)
+        self.points = PointBucket(scale)
         # The sandbox clock: real time plus what /_sandbox/clock/advance added, or pinned by extra["now"].
         self._clock_offset = 0.0
         if "now" in config.extra:
