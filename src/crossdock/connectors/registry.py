@@ -101,7 +101,22 @@ register(
             Field("marketplace_ids", "Marketplace ids", help="comma separated, e.g. ATVPDKIKX0DER"),
             Field("lwa_url", "LWA token URL", required=False),
         ),
-        secrets=(Field("client_secret", "LWA client secret"), Field("refresh_token", "LWA refresh token")),
+        secrets=(
+            Field("client_secret", "LWA client secret"),
+            Field("refresh_token", "LWA refresh token"),
+            Field(
+                "access_token",
+                "LWA access token",
+                required=False,
+                help="kept by crossdock: the current one-hour token, shared by every worker",
+            ),
+            Field(
+                "access_token_expires_at",
+                "LWA access token expiry",
+                required=False,
+                help="kept by crossdock: when the access token above expires (ISO 8601)",
+            ),
+        ),
         factory="crossdock.connectors.amazon.client:AmazonConnector",
     )
 )

@@ -386,7 +386,7 @@ def _page(state: AmazonState, criteria: dict[str, Any]) -> tuple[list[AmazonOrde
         ),
         key=key,
     )
-    limit = int(criteria["n"])
+    limit = min(int(criteria["n"]), state.orders_page_size)
     page = selected[:limit]
     # Keyset cursor: an order updated while a client pages moves to the end instead of shifting pages.
     next_token = _encode_token({**criteria, "c": list(key(page[-1]))}) if len(selected) > limit else None

@@ -315,6 +315,9 @@ class AmazonState:
         self.marketplace_ids = ids
         self.access_token_ttl = int(config.extra.get("access_token_ttl", ACCESS_TOKEN_TTL_S))
         self.items_page_size = int(config.extra.get("order_items_page_size", "30"))
+        # getOrders returns at most MaxResultsPerPage orders a page; this caps pages lower so that tests can page
+        # through a handful of orders (a client must follow NextToken whatever a page holds).
+        self.orders_page_size = int(config.extra.get("orders_page_size", "100"))
         self.application_id = config.extra.get("application_id", "amzn1.sp.solution.sandbox")
         self.selling_partner_id = config.extra.get("selling_partner_id", "A3SANDBOXSELLER")
         self._clock_offset = timedelta(0)
