@@ -288,6 +288,7 @@ async def test_a_window_over_several_pages_returns_every_order_once_with_all_its
     calls = await remote_calls(hub, cid)
     assert sum(c.operation == "getOrders" for c in calls) == 3
     assert sum(c.operation == "getOrderItems" for c in calls) == 7 * 2
+    assert await lwa_calls(hub, cid) == 1  # one access token signed all 17 calls
     # The calls went through the connection's usage-plan buckets, which follow x-amzn-RateLimit-Limit.
     async with hub.db.session() as session:
         buckets = {
