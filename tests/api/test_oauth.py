@@ -463,3 +463,29 @@ async def test_a_start_signed_by_shopify_must_verify(
     assert query_of(r.headers["location"])["redirect_uri"] == f"{PUBLIC}/oauth/shopify/callback"
     tampered = local(signed).replace(f"shop={SHOP}", "shop=other-store.myshopify.com")
     assert_refused(await browser.get(tampered, headers=acme.headers), 403, "hmac")
+
+
+async def test_a_code_the_remote_refuses_stores_nothing_and_is_not_repeated_back(
+    oauth_hub: Hub, browser: httpx.AsyncClient, remote: httpx.AsyncClient, acme: Tenant, amazon_url: str
+) -> None:
+    back = await consent(remote, await start(browser, acme, "amazon"), "confirm")
+    code = query_of(back)["spapi_oauth_code"]
+    # Someone else exchanged the code first (codes are single-use).
+    spent = await remote.post(
+        f"{amazon_url}/auth/o2/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "client_id": "amzn1.application-oa2-client.test",
+            "client_secret": AMAZON_SECRET,
+        },
+    )
+    assert spent.status_code == 200
+    r = await browser.get(local(back))
+    assert_refused(r, 400, "refused the authorisation code", "/oauth/amazon/start")
+    assert code not in r.text and AMAZON_SECRET not in r.text
+    assert await connections(oauth_hub) == []
+    async with oauth_hub.db.transaction() as session:
+        calls = (await session.scalars(select(t.RemoteCall))).all()
+    assert [(c.operation, c.status) for c in calls] == [("oauth.token", 400)]
+    assert all(code not in (c.url + (c.error or "")) for c in calls)
