@@ -85,7 +85,6 @@ class EbayUserAuth:
         self._lock = asyncio.Lock()
         # Why the refresh token cannot work any more (set once eBay refused it): no further token calls.
         self.refused: str | None = None
-        self.refreshes = 0
 
     # AuthHook ---------------------------------------------------------------------------------------------
     async def authorize(self, request: httpx.Request) -> None:
@@ -147,7 +146,6 @@ class EbayUserAuth:
         # grant_type=refresh_token, refresh_token, and scope (the URL-encoded, space-separated scopes of the
         # original consent, or a subset of them).
         basic = base64.b64encode(f"{self._client_id}:{self._client_secret}".encode()).decode()
-        self.refreshes += 1
         try:
             response = await self._token_client.post(
                 GRANT_PATH,
