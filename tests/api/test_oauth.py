@@ -192,6 +192,7 @@ async def test_shopify_install_stores_the_shop_token_in_the_vault_and_answers_no
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["status"] == "connected" and body["connector"] == "shopify"
+    assert SHOP in body["reached"]  # the new token was proven with a call to the shop
 
     [row] = await connections(oauth_hub)
     assert str(row.id) == body["connection_id"]
@@ -220,6 +221,7 @@ async def test_ebay_consent_stores_the_refresh_token_in_the_vault(
     r = await browser.get(local(back))
     assert r.status_code == 200, r.text
     connection_id = r.json()["connection_id"]
+    assert r.json()["reached"] not in ("", "not checked")
 
     [row] = await connections(oauth_hub)
     assert row.connector == "ebay" and row.base_url == ebay_url

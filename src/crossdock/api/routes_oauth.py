@@ -293,22 +293,10 @@ async def _store(hub: Hub, claimed: ClaimedFlow, grant: Grant) -> tuple[uuid.UUI
             settings=settings,
             secrets=secrets,
             base_url=grant.base_url,
-            check=bool(spec.factory) and _runtime_available(spec.factory),
         )
     except connecting.ConnectionRefused as exc:
         raise FlowRefused(exc.message, exc.field) from None
     return connected.connection.id, connected.reached
-
-
-def _runtime_available(factory: str) -> bool:
-    """Whether the connector's runtime module is installed (the flows ship before some runtimes do)."""
-    import importlib.util
-
-    module = factory.partition(":")[0]
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def _connected(
