@@ -94,9 +94,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 def make_settings(backend: str, home: Path, template: Path, pg_url: str | None) -> Settings:
     if backend == "sqlite":
         shutil.copy(template, home / "crossdock.db")
-        return Settings(home=home, allow_private_urls=True)
+        return Settings(home=home, allow_private_urls=True, sync_schedule=False)
     assert pg_url
-    return Settings(home=home, database_url=pg_url, allow_private_urls=True)
+    return Settings(home=home, database_url=pg_url, allow_private_urls=True, sync_schedule=False)
 
 
 @pytest.fixture

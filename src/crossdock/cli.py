@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from crossdock import __version__
+from crossdock.cli_connections import register as register_connection_commands
 from crossdock.config import Settings
 from crossdock.engine.cli_jobs import register as register_engine_commands
 from crossdock.hub import Hub
@@ -39,6 +40,7 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(orders_app, name="orders")
 app.add_typer(keys_app, name="keys")
 register_engine_commands(app)  # worker, jobs list|retry|cancel, replay
+register_connection_commands(app)  # connections add|list|update|pause|resume|remove, sync
 
 out = Console()
 err = Console(stderr=True)

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
         default=30, gt=0, description="Days a finished outbound webhook delivery and its attempts are kept."
     )
     # Channels: scheduled order pulls (see README.md, 'Configuration').
+    sync_schedule: bool = Field(
+        default=True, description="Pull every active channel connection's orders on schedule."
+    )
     sync_interval_s: float = Field(
         default=300, gt=0, description="How often each channel connection's orders are pulled on schedule."
     )

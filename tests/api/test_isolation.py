@@ -29,6 +29,12 @@ async def seed(client: httpx.AsyncClient, hub: Hub, owner: Tenant) -> dict[str, 
         json={"url": "https://hooks.example.com/a", "event_types": ["order.created"]},
         headers=owner.headers,
     )
+    fulfillment = await client.post(
+        f"/api/v1/orders/{order.json()['id']}/fulfillments",
+        json={"lines": [{"sku": "MUG-1", "quantity": 1}], "carrier": "DHL", "tracking_number": "A-1"},
+        headers=owner.headers,
+    )
+    assert fulfillment.status_code == 201, fulfillment.text
     delivery_id = await failed_delivery(hub, owner, endpoint.json()["id"])
     job_id, run_id = await job_and_sync_run(hub, owner, conn.json()["id"])
     return {
@@ -36,6 +42,7 @@ async def seed(client: httpx.AsyncClient, hub: Hub, owner: Tenant) -> dict[str, 
         "run_id": str(run_id),
         "connection_id": conn.json()["id"],
         "order_id": order.json()["id"],
+        "fulfillment_id": fulfillment.json()["id"],
         "product_id": product.json()["id"],
         "endpoint_id": endpoint.json()["id"],
         "delivery_id": str(delivery_id),
@@ -87,6 +94,9 @@ BODIES: dict[tuple[str, str], dict[str, object] | None] = {
     ("GET", "/api/v1/orders/{order_id}"): None,
     ("POST", "/api/v1/orders/{order_id}/cancel"): {"reason": "intruder"},
     ("GET", "/api/v1/orders/{order_id}/timeline"): None,
+    ("POST", "/api/v1/orders/{order_id}/fulfillments"): {"carrier": "UPS", "tracking_number": "1Z"},
+    ("GET", "/api/v1/orders/{order_id}/fulfillments"): None,
+    ("PATCH", "/api/v1/orders/{order_id}/fulfillments/{fulfillment_id}"): {"tracking_number": "1Z"},
     ("POST", "/api/v1/products"): None,
     ("GET", "/api/v1/products"): None,
     ("GET", "/api/v1/products/{product_id}"): None,
@@ -160,7 +170,11 @@ async def test_every_route_is_scoped_to_the_callers_account(
     conn = (await client.get(f"/api/v1/connections/{ids['connection_id']}", headers=acme.headers)).json()
     assert conn["name"] == "A's Shippo" and conn["secret_names"] == ["api_token"]
     order = (await client.get(f"/api/v1/orders/{ids['order_id']}", headers=acme.headers)).json()
-    assert order["status"] == "paid"
+    assert order["status"] == "partially_shipped"  # by A's own fulfillment in seed(), not cancelled
+    fulfillments = (
+        await client.get(f"/api/v1/orders/{ids['order_id']}/fulfillments", headers=acme.headers)
+    ).json()["items"]
+    assert [f["tracking_number"] for f in fulfillments] == ["A-1"]
     stock = (await client.get("/api/v1/stock-levels", headers=acme.headers)).json()["items"]
     assert stock[0]["available"] == 4
     endpoint = (

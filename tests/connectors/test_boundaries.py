@@ -22,8 +22,9 @@ FORBIDDEN = (
     "crossdock.hub",
     "crossdock.sandbox",
 )
-# The engine's HTTP client is the one part of the engine a connector may use (DESIGN.md, Architecture).
-ENGINE_ALLOWED = ("crossdock.engine.http", "crossdock.engine.errors")
+# The engine's HTTP client (with its errors and the rate policies a connector declares for its remote) is
+# the one part of the engine a connector may use (DESIGN.md, Architecture).
+ENGINE_ALLOWED = ("crossdock.engine.http", "crossdock.engine.errors", "crossdock.engine.ratelimit")
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -61,7 +61,7 @@ async def test_a_new_remote_order_is_created_paid_with_its_binding_and_timeline(
     assert binding.canonical_id == row.id
     assert binding.external_version == map_order(ORDER).external_version
     summaries = [e.summary for e in await timeline(hub, row.id)]
-    assert any("pending -> paid" in s for s in summaries)
+    assert any(s.endswith("created (Shopify), status paid") for s in summaries)
     assert any(s.startswith("Imported from Shopify #1001") for s in summaries)
 
 

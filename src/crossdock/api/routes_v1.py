@@ -18,6 +18,9 @@ from crossdock.api.schemas import (
     ConnectionList,
     ConnectionOut,
     ConnectionUpdate,
+    FulfillmentCreate,
+    FulfillmentList,
+    FulfillmentOut,
     OrderCreate,
     OrderOut,
     OrderPage,
@@ -29,11 +32,15 @@ from crossdock.api.schemas import (
     StockLevelOut,
     Timeline,
     TimelineEventOut,
+    TrackingUpdate,
 )
 from crossdock.connectors.base import ConnectorSpec
 from crossdock.connectors.registry import SPECS
+from crossdock.engine.fulfillments import fulfillments_of, record_fulfillment
+from crossdock.engine.fulfillments import update_tracking as update_fulfillment_tracking
 from crossdock.hub import Hub
 from crossdock.security.urls import UnsafeURL, check_outbound_url
+from crossdock.store.repo import NotFound
 from crossdock.store.types import utcnow
 
 router = APIRouter(prefix="/api/v1")
@@ -219,6 +226,57 @@ async def cancel_order(order_id: uuid.UUID, caller: CallerDep, body: CancelReque
         row, m.OrderStatus.CANCELLED, reason=(body.reason if body else None) or "cancelled through the API"
     )
     return OrderOut.of(row)
+
+
+@router.post(
+    "/orders/{order_id}/fulfillments",
+    response_model=FulfillmentOut,
+    status_code=status.HTTP_201_CREATED,
+    tags=["orders"],
+)
+async def create_fulfillment(
+    order_id: uuid.UUID, body: FulfillmentCreate, caller: CallerDep
+) -> FulfillmentOut:
+    """Record that (some of) the order shipped. The order moves to shipped or partially_shipped, and the
+    channel it came from is told, with the tracking, exactly once."""
+    recorded = await record_fulfillment(
+        caller.tenant.session,
+        caller.tenant,
+        order_id,
+        lines=[m.FulfillmentLine(**line.model_dump()) for line in body.lines] if body.lines else None,
+        carrier=body.carrier,
+        tracking_number=body.tracking_number,
+        tracking_url=body.tracking_url,
+    )
+    return FulfillmentOut.of(recorded.fulfillment)
+
+
+@router.get("/orders/{order_id}/fulfillments", response_model=FulfillmentList, tags=["orders"])
+async def list_fulfillments(order_id: uuid.UUID, caller: CallerDep) -> FulfillmentList:
+    await caller.tenant.get_order(order_id)
+    rows = await fulfillments_of(caller.tenant.session, caller.tenant, order_id)
+    return FulfillmentList(items=[FulfillmentOut.of(row) for row in rows])
+
+
+@router.patch(
+    "/orders/{order_id}/fulfillments/{fulfillment_id}", response_model=FulfillmentOut, tags=["orders"]
+)
+async def change_tracking(
+    order_id: uuid.UUID, fulfillment_id: uuid.UUID, body: TrackingUpdate, caller: CallerDep
+) -> FulfillmentOut:
+    """Change a fulfillment's tracking; the channel is updated where it allows it."""
+    await caller.tenant.get_order(order_id)
+    row = await update_fulfillment_tracking(
+        caller.tenant.session,
+        caller.tenant,
+        fulfillment_id,
+        tracking_number=body.tracking_number,
+        carrier=body.carrier,
+        tracking_url=body.tracking_url,
+    )
+    if row.order_id != order_id:
+        raise NotFound("fulfillment", fulfillment_id)
+    return FulfillmentOut.of(row)
 
 
 @router.get("/orders/{order_id}/timeline", response_model=Timeline, tags=["orders"])

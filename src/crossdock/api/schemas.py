@@ -277,3 +277,50 @@ class StockLevelOut(BaseModel):
 
 class StockLevelList(BaseModel):
     items: list[StockLevelOut]
+
+
+# Fulfillments ---------------------------------------------------------------------------------------------
+class FulfillmentLineIn(Strict):
+    line_external_id: str | None = Field(
+        default=None, max_length=255, description="The channel's id of the order line."
+    )
+    sku: str | None = Field(default=None, max_length=255, description="Or the line's SKU.")
+    quantity: int = Field(gt=0)
+
+
+class FulfillmentCreate(Strict):
+    lines: list[FulfillmentLineIn] | None = Field(
+        default=None, description="What was shipped; left out: every line not shipped yet, in full."
+    )
+    carrier: str | None = Field(default=None, max_length=100)
+    tracking_number: str | None = Field(default=None, max_length=100)
+    tracking_url: str | None = Field(default=None, max_length=2000)
+
+
+class TrackingUpdate(Strict):
+    tracking_number: str = Field(min_length=1, max_length=100)
+    carrier: str | None = Field(default=None, max_length=100)
+    tracking_url: str | None = Field(default=None, max_length=2000)
+
+
+class FulfillmentOut(BaseModel):
+    id: uuid.UUID
+    order_id: uuid.UUID
+    shipment_id: uuid.UUID | None
+    status: str = Field(description="local, pending, pushing, pushed or failed.")
+    lines: list[dict[str, Any]]
+    carrier: str | None
+    tracking_number: str | None
+    tracking_url: str | None
+    external_id: str | None = Field(description="The channel's id for it, once pushed.")
+    pushed_at: datetime | None
+    error: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: Any) -> FulfillmentOut:
+        return cls.model_validate(row, from_attributes=True)
+
+
+class FulfillmentList(BaseModel):
+    items: list[FulfillmentOut]

@@ -236,9 +236,10 @@ async def import_order(
     label = f"{source} {order.external_number or '#' + mapped.external_id}"
 
     if existing is None:
-        row = await tenant.create_order(order.model_copy(update={"status": S.PENDING}), source=source)
+        # A new order starts where the channel has it: the path from pending is legal for every status
+        # (model.path_to), so it is stored in that status at once rather than walked there one flush at a time.
+        row = await tenant.create_order(order, source=source, connection_checked=True)
         binding.canonical_id = row.id
-        await _move_status(session, tenant, row, order.status, source)
         binding.external_version, binding.synced_at = mapped.external_version, utcnow()
         summary = f"Imported from {label}"
         await add_event(
@@ -249,7 +250,6 @@ async def import_order(
             summary=summary,
             detail={"external_id": mapped.external_id, "version": mapped.external_version},
         )
-        await session.flush()
         return ImportResult(Outcome.CREATED, order_id=row.id, summary=summary)
 
     skipped = ImportResult(Outcome.SKIPPED, order_id=existing.id, summary=f"Up to date with {label}")
@@ -278,5 +278,4 @@ async def import_order(
         summary=summary,
         detail={"changed": changed, "version": mapped.external_version},
     )
-    await session.flush()
     return ImportResult(Outcome.UPDATED, order_id=existing.id, summary=summary)

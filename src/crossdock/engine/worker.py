@@ -41,6 +41,8 @@ JOB_MODULES: tuple[str, ...] = (
     "crossdock.engine.inbox",
     "crossdock.engine.webhooks_out",
     "crossdock.engine.shopify_orders",
+    "crossdock.engine.sync",
+    "crossdock.engine.fulfillments",
 )
 
 

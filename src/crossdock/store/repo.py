@@ -252,14 +252,18 @@ class Tenant:
     def _orders(self) -> Select[t.Order]:
         return self.scoped(t.Order).options(selectinload(t.Order.lines))
 
-    async def create_order(self, order: m.Order, *, source: str = "api") -> t.Order:
-        if order.connection_id is not None:
+    async def create_order(
+        self, order: m.Order, *, source: str = "api", connection_checked: bool = False
+    ) -> t.Order:
+        """Add the order to this transaction. Nothing is flushed: its id is set here, and the rows go to the
+        database together at the next flush (an import of a page writes its orders in a few batched statements).
+        `connection_checked` says the caller already knows the connection is this account's."""
+        if order.connection_id is not None and not connection_checked:
             await self.get_connection(order.connection_id)
         row = order_row(order, self.account_id)
         row.id = uuid.uuid4()
         row.status = order.status.value
         self.session.add(row)
-        await self.session.flush()
         await self.add_event(
             row.id,
             "order.created",
@@ -270,7 +274,6 @@ class Tenant:
     async def update_order(self, row: t.Order, order: m.Order) -> t.Order:
         apply_order(row, order)
         row.updated_at = utcnow()
-        await self.session.flush()
         return row
 
     async def get_order(self, order_id: uuid.UUID) -> t.Order:
@@ -346,7 +349,6 @@ class Tenant:
         row.updated_at = utcnow()
         summary = f"Status {current} -> {target}" + (f": {reason}" if reason else "")
         await self.add_event(row.id, "order.status_changed", summary, {"from": current, "to": target})
-        await self.session.flush()
 
     # Timeline ----------------------------------------------------------------------------------------------
     async def add_event(
@@ -365,6 +367,8 @@ class Tenant:
         if severity not in SEVERITIES:
             raise ValueError(f"severity must be one of {SEVERITIES}, not {severity!r}")
         event = t.TimelineEvent(
+            id=uuid.uuid4(),
+            at=utcnow(),
             account_id=self.account_id,
             order_id=order_id,
             kind=kind,
@@ -372,8 +376,7 @@ class Tenant:
             detail=redact(detail or {}),
             severity=severity,
         )
-        self.session.add(event)
-        await self.session.flush()
+        self.session.add(event)  # flushed with the rest of the transaction's work
         return event
 
     async def timeline(self, order_id: uuid.UUID) -> Sequence[t.TimelineEvent]:

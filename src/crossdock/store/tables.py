@@ -378,6 +378,10 @@ class TimelineEvent(Base):
     summary: Mapped[str] = mapped_column(Text)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
+    # Never loaded; declared so that a flush writes a new order before the events that name it (events are
+    # added without flushing, and the unit of work orders its inserts by relationships, not by foreign keys).
+    order: Mapped[Order] = relationship(lazy="raise", passive_deletes=True)
+
 
 # Engine: remote calls, rate limits, outbound webhooks (issue 3, "remote" part) ---------------------------------
 class RemoteCall(Base):
@@ -605,6 +609,9 @@ class InboxMessage(Base):
     error: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = _created()
     processed_at: Mapped[datetime | None]
+
+    # Never loaded; makes a flush write a new order before the inbox row that names it (see TimelineEvent.order).
+    order: Mapped[Order | None] = relationship(lazy="raise", passive_deletes=True)
 
 
 class SyncRun(Base):

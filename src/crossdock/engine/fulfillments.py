@@ -1,0 +1,334 @@
+"""Fulfillments: what was shipped, told back to the channel the order came from, exactly once.
+
+`record_fulfillment` stores a fulfillment (which lines, carrier, tracking) for an order, counts the lines as
+shipped, moves the order to shipped or partially_shipped, and enqueues its push, all in the caller's
+transaction. A shipment has at most one fulfillment (a unique index), so a flow or a person recording the same
+shipment twice records it once.
+
+The push job tells the channel through the connector's FulfillmentsPush:
+1. a fulfillment already pushed whose tracking number has not changed: nothing to do (the job ran twice);
+2. pushed, tracking changed since: update_tracking;
+3. not pushed yet: mark it "pushing" in its own transaction, then push. A fulfillment found "pushing" was
+   attempted before with an outcome we never learned (a crash, a timeout): the channel is asked first
+   (find_fulfillment) and only pushed when it does not have it. That is what makes it exactly once: remotes
+   without idempotency keys (Shopify, eBay, Amazon) are looked up before any second try.
+The channel's fulfillment id is stored with the pushed tracking number; the binding remembers the order version
+the push produced, so the channel's echo of our own change is not news.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from crossdock import model as m
+from crossdock.connectors.base import Capability, FulfillmentsPush
+from crossdock.connectors.registry import get_spec
+from crossdock.engine.connections import open_connector
+from crossdock.engine.errors import ConfigurationError, JobError, PermanentError
+from crossdock.engine.importer import ORDER
+from crossdock.engine.jobs import JobContext, RetryPolicy, enqueue, job
+from crossdock.engine.timeline import add_event
+from crossdock.logs import redact_text
+from crossdock.store import tables as t
+from crossdock.store.repo import Conflict, Tenant
+from crossdock.store.types import utcnow
+from crossdock.store.upsert import insert_for
+
+PUSH_JOB = "fulfillment.push"
+S = m.OrderStatus
+
+PENDING = "pending"
+PUSHING = "pushing"
+PUSHED = "pushed"
+FAILED = "failed"
+# The order has no channel that takes fulfillments (created through the API, or a channel without the capability).
+LOCAL = "local"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    fulfillment: t.Fulfillment
+    created: bool
+    push_job_id: uuid.UUID | None
+
+
+def _lines_for(order: t.Order, lines: list[m.FulfillmentLine] | None) -> list[dict[str, Any]]:
+    """The fulfillment's lines as stored: each names the order line's channel id and SKU. No lines means every
+    line still to ship, in full."""
+    shippable = [line for line in order.lines if line.requires_shipping]
+    if not lines:
+        chosen = [
+            {
+                "line_external_id": line.external_id,
+                "sku": line.sku,
+                "quantity": line.quantity - line.shipped_quantity,
+            }
+            for line in shippable
+            if line.quantity > line.shipped_quantity
+        ]
+        if not chosen:
+            raise Conflict("every line of this order has been shipped already", field="lines")
+        return chosen
+    result: list[dict[str, Any]] = []
+    for i, wanted in enumerate(lines):
+        match = next(
+            (
+                line
+                for line in shippable
+                if (wanted.line_external_id and line.external_id == wanted.line_external_id)
+                or (not wanted.line_external_id and wanted.sku and line.sku == wanted.sku)
+            ),
+            None,
+        )
+        if match is None:
+            what = wanted.line_external_id or wanted.sku or "(no id or sku)"
+            raise Conflict(f"the order has no line to ship with id or SKU {what}", field=f"lines[{i}]")
+        left = match.quantity - match.shipped_quantity
+        if wanted.quantity > left:
+            raise Conflict(
+                f"{wanted.quantity} of {match.sku or match.title} to ship but only {left} not shipped yet",
+                field=f"lines[{i}].quantity",
+            )
+        result.append({"line_external_id": match.external_id, "sku": match.sku, "quantity": wanted.quantity})
+    return result
+
+
+async def record_fulfillment(
+    session: AsyncSession,
+    tenant: Tenant,
+    order_id: uuid.UUID,
+    *,
+    lines: list[m.FulfillmentLine] | None = None,
+    carrier: str | None = None,
+    tracking_number: str | None = None,
+    tracking_url: str | None = None,
+    shipment_id: uuid.UUID | None = None,
+) -> Recorded:
+    """Store a fulfillment and enqueue its push (see the module doc). For a shipment already recorded, the
+    existing fulfillment is returned and nothing changes. Raises repo.Conflict naming the field at fault."""
+    order = (
+        await session.scalars(
+            tenant.scoped(t.Order)
+            .options(selectinload(t.Order.lines))
+            .where(t.Order.id == order_id)
+            .with_for_update()
+        )
+    ).first()
+    if order is None:
+        from crossdock.store.repo import NotFound
+
+        raise NotFound("order", order_id)
+    if shipment_id is not None:
+        existing = await session.scalar(
+            tenant.scoped(t.Fulfillment).where(t.Fulfillment.shipment_id == shipment_id)
+        )
+        if existing is not None:
+            return Recorded(existing, created=False, push_job_id=None)
+    status = S(order.status)
+    if status in (S.CANCELLED, S.REFUNDED, S.PENDING):
+        raise Conflict(f"a {status} order cannot be shipped", field="order")
+    stored_lines = _lines_for(order, lines)
+    pushes = False
+    if order.connection_id is not None and order.external_id is not None:
+        connection = await session.get(t.Connection, order.connection_id)
+        pushes = (
+            connection is not None
+            and Capability.FULFILLMENTS_PUSH in get_spec(connection.connector).capabilities
+        )
+    values = {
+        "id": uuid.uuid4(),
+        "account_id": tenant.account_id,
+        "order_id": order.id,
+        "shipment_id": shipment_id,
+        "connection_id": order.connection_id if pushes else None,
+        "status": PENDING if pushes else LOCAL,
+        "lines": stored_lines,
+        "carrier": carrier,
+        "tracking_number": tracking_number,
+        "tracking_url": tracking_url,
+        "created_at": utcnow(),
+    }
+    stmt: Any = insert_for(session, t.Fulfillment).values(**values)
+    inserted = (await session.execute(stmt.on_conflict_do_nothing().returning(t.Fulfillment.id))).scalar()
+    if inserted is None:  # the same shipment, recorded concurrently
+        existing = await session.scalar(
+            tenant.scoped(t.Fulfillment).where(t.Fulfillment.shipment_id == shipment_id)
+        )
+        assert existing is not None
+        return Recorded(existing, created=False, push_job_id=None)
+    row = await session.get(t.Fulfillment, inserted)
+    assert row is not None
+
+    by_id = {line.external_id: line for line in order.lines if line.external_id}
+    by_sku = {line.sku: line for line in order.lines if line.sku}
+    for line in stored_lines:
+        target = by_id.get(line["line_external_id"]) or by_sku.get(line["sku"])
+        if target is not None:
+            target.shipped_quantity += line["quantity"]
+    done = all(line.shipped_quantity >= line.quantity for line in order.lines if line.requires_shipping)
+    goal = S.SHIPPED if done else S.PARTIALLY_SHIPPED
+    current = S(order.status)
+    if current not in (S.SHIPPED, S.DELIVERED) and current != goal:
+        for step in m.path_to(current, goal):
+            await tenant.transition_order(order, step, reason="fulfillment recorded")
+    tracking = f" {carrier or ''} {tracking_number}".rstrip() if tracking_number else ""
+    await add_event(
+        session,
+        account_id=tenant.account_id,
+        order_id=order.id,
+        kind="fulfillment.recorded",
+        summary=f"Shipped {sum(line['quantity'] for line in stored_lines)} item(s){tracking}",
+        detail={"fulfillment_id": str(row.id), "lines": stored_lines},
+    )
+    job_id = await enqueue_push(session, row) if pushes else None
+    return Recorded(row, created=True, push_job_id=job_id)
+
+
+async def enqueue_push(session: AsyncSession, row: t.Fulfillment) -> uuid.UUID | None:
+    return await enqueue(
+        session,
+        account_id=row.account_id,
+        kind=PUSH_JOB,
+        payload={"fulfillment_id": str(row.id)},
+        queueing_key=f"fulfillment:{row.id}",
+        lock_key=f"order:{row.order_id}",
+        order_id=row.order_id,
+    )
+
+
+async def update_tracking(
+    session: AsyncSession,
+    tenant: Tenant,
+    fulfillment_id: uuid.UUID,
+    *,
+    tracking_number: str,
+    carrier: str | None = None,
+    tracking_url: str | None = None,
+) -> t.Fulfillment:
+    """Change a fulfillment's tracking; the push job tells the channel (update_tracking)."""
+    row = (
+        await session.scalars(tenant.scoped(t.Fulfillment).where(t.Fulfillment.id == fulfillment_id))
+    ).first()
+    if row is None:
+        from crossdock.store.repo import NotFound
+
+        raise NotFound("fulfillment", fulfillment_id)
+    row.tracking_number = tracking_number
+    row.carrier = carrier or row.carrier
+    row.tracking_url = tracking_url or row.tracking_url
+    if row.status != LOCAL:
+        if row.status == FAILED:
+            row.status = PENDING if row.external_id is None else PUSHED
+        await enqueue_push(session, row)
+    await session.flush()
+    return row
+
+
+def _canonical(row: t.Fulfillment) -> m.Fulfillment:
+    return m.Fulfillment(
+        id=row.id,
+        order_id=row.order_id,
+        shipment_id=row.shipment_id,
+        lines=[m.FulfillmentLine(**line) for line in row.lines],
+        carrier=row.carrier,
+        tracking_number=row.tracking_number,
+        tracking_url=row.tracking_url,
+        external_id=row.external_id,
+    )
+
+
+async def _set(ctx: JobContext, fulfillment_id: uuid.UUID, **values: Any) -> None:
+    async with ctx.session() as session:
+        await session.execute(
+            update(t.Fulfillment).where(t.Fulfillment.id == fulfillment_id).values(**values)
+        )
+
+
+@job(PUSH_JOB, retry=RetryPolicy(max_attempts=10, base_s=10.0, cap_s=3600.0), timeout_s=300)
+async def push_job(ctx: JobContext, payload: dict[str, Any]) -> None:
+    fulfillment_id = uuid.UUID(payload["fulfillment_id"])
+    async with ctx.session() as session:
+        row = await session.get(t.Fulfillment, fulfillment_id)
+        if row is None or row.account_id != ctx.account_id or row.connection_id is None:
+            return  # deleted with its order or connection: nothing left to tell
+        order = await session.get(t.Order, row.order_id)
+        if order is None or order.external_id is None:
+            return
+        session.expunge_all()
+    if row.status == PUSHED and row.pushed_tracking_number == row.tracking_number:
+        return
+    assert ctx.account_id is not None and row.connection_id is not None
+    fulfillment = _canonical(row)
+    external_order = order.external_id
+    assert external_order is not None
+    try:
+        async with open_connector(ctx.hub, ctx.account_id, row.connection_id) as (connection, connector):
+            spec = get_spec(connection.connector)
+            if not isinstance(connector, FulfillmentsPush):
+                raise ConfigurationError(f"{spec.title} connections do not take fulfillments")
+            if row.status == PUSHED and row.external_id:
+                result = await connector.update_tracking(external_order, row.external_id, fulfillment)
+                what = f"Updated tracking at {spec.title} to {row.tracking_number}"
+            else:
+                found = None
+                if row.status == PUSHING:
+                    found = await connector.find_fulfillment(external_order, fulfillment)
+                if found is not None:
+                    result = found
+                    what = f"{spec.title} already had this fulfillment ({found.external_id}); not sent again"
+                else:
+                    await _set(ctx, fulfillment_id, status=PUSHING, error=None)
+                    result = await connector.push_fulfillment(
+                        external_order, fulfillment, idempotency_key=f"crossdock-fulfillment-{fulfillment_id}"
+                    )
+                    tracking = f" with tracking {row.tracking_number}" if row.tracking_number else ""
+                    what = f"Told {spec.title} the order shipped{tracking} (fulfillment {result.external_id})"
+    except JobError as exc:
+        if isinstance(exc, PermanentError):
+            await _set(ctx, fulfillment_id, status=FAILED, error=redact_text(exc.message)[:4000])
+        raise
+    async with ctx.session() as session:
+        await session.execute(
+            update(t.Fulfillment)
+            .where(t.Fulfillment.id == fulfillment_id)
+            .values(
+                status=PUSHED,
+                external_id=result.external_id,
+                pushed_at=utcnow(),
+                pushed_tracking_number=row.tracking_number,
+                error=None,
+            )
+        )
+        if result.order_version is not None:
+            await session.execute(
+                update(t.Binding)
+                .where(
+                    t.Binding.connection_id == row.connection_id,
+                    t.Binding.kind == ORDER,
+                    t.Binding.external_id == external_order,
+                )
+                .values(pushed_version=result.order_version)
+            )
+        await add_event(
+            session,
+            account_id=ctx.account_id,
+            order_id=row.order_id,
+            kind="fulfillment.pushed",
+            summary=what,
+            detail={"fulfillment_id": str(fulfillment_id), "external_id": result.external_id},
+        )
+
+
+async def fulfillments_of(session: AsyncSession, tenant: Tenant, order_id: uuid.UUID) -> list[t.Fulfillment]:
+    stmt = (
+        tenant.scoped(t.Fulfillment)
+        .where(t.Fulfillment.order_id == order_id)
+        .order_by(t.Fulfillment.created_at)
+    )
+    return list((await session.scalars(stmt)).all())
