@@ -58,7 +58,7 @@ def shop() -> Iterator[Shop]:
 
 @pytest.fixture
 def busy_shop() -> Iterator[Shop]:
-    yield from _serve(700)
+    yield from _serve(560)
 
 
 @dataclass
@@ -122,7 +122,7 @@ async def test_check_names_the_shop(conn: Conn) -> None:
 def window_of(state: ShopState) -> tuple[float, float]:
     """A window whose ends fall on orders' own updated_at: the one at `since` is in, the one at `until` out."""
     updated = sorted({o.updated_ts for o in state.orders()})
-    return updated[50], updated[-60]
+    return updated[20], updated[-20]
 
 
 async def test_a_window_over_several_pages_yields_each_order_once_and_nothing_outside(
@@ -170,8 +170,9 @@ async def test_an_order_edited_during_a_pull_leaves_the_window_and_is_read_by_th
     conn = await connect(hub, busy_shop)
     state = busy_shop.state
     until = state.now_ts()
-    window = PullWindow(None, busy_shop.at(until))
-    expected = in_window(state, None, until)
+    since = sorted(o.updated_ts for o in state.orders())[-300]  # two pages
+    window = PullWindow(busy_shop.at(since), busy_shop.at(until))
+    expected = in_window(state, since, until)
     async with conn.open() as (_row, connector):
         pull = connector.pull_orders(window, None)
         first = await anext(pull)
@@ -187,6 +188,16 @@ async def test_an_order_edited_during_a_pull_leaves_the_window_and_is_read_by_th
     assert edited in ids(following)
     edited_record = next(m for p in following for m in p.records if m.external_id == str(edited))
     assert edited_record.value is not None and edited_record.value.notes == "Ring twice"
+
+
+async def test_a_cursor_shopify_no_longer_accepts_restarts_the_window(conn: Conn, shop: Shop) -> None:
+    async with shop.admin() as admin:
+        made = [(await admin.post("/_sandbox/orders", json={})).json()["order"]["id"] for _ in range(3)]
+    window = PullWindow(None, shop.at(shop.state.now_ts() + 1))
+    async with conn.open() as (_row, connector):
+        found = await pages(connector, window, {"page_info": "c3RhbGU"})
+    assert sorted(ids(found)) == sorted(made)
+    assert [c.status for c in await conn.calls()] == [400, 200]
 
 
 # -- webhook subscriptions ------------------------------------------------------------------------------------
@@ -349,6 +360,17 @@ async def test_a_revoked_token_marks_the_connection_needs_reauth_and_no_record_h
     assert all(c.url.startswith(f"{shop.url}{API}/shop.json") for c in calls)
     assert not any(TOKEN in f"{c.url} {c.error} {c.operation}" for c in calls)
     assert TOKEN not in (row.status_reason or "")
+
+
+async def test_a_token_without_a_scope_says_to_reinstall_the_app_for_it(conn: Conn, shop: Shop) -> None:
+    shop.state.tokens[TOKEN] = "read_orders"  # installed before the app asked for inventory scopes
+    async with conn.open() as (_row, connector):
+        with pytest.raises(RemoteConfigurationError) as refused:
+            await connector.push_stock([StockLevel(sku="TSHIRT-BLK-M", available=1)])
+    assert refused.value.status == 403
+    assert (
+        "read_locations" in refused.value.message and "reinstall the app so it asks" in refused.value.message
+    )
 
 
 async def test_a_bad_api_version_setting_is_a_configuration_error(hub: Hub, shop: Shop) -> None:

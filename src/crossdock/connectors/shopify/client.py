@@ -46,6 +46,10 @@ REAUTH_HINT = (
     "Shopify refused the access token (offline tokens do not expire, so it was revoked or the app was "
     "uninstalled): reinstall the app, or paste a new Admin API access token into the connection"
 )
+SCOPE_HINT = (
+    "the access token lacks an access scope this needs (Shopify names it above): reinstall the app so it asks "
+    "for the scope, or paste a token that has it into the connection"
+)
 _INVENTORY_SEARCH = """
 query InventoryItemsBySku($query: String!, $after: String) {
   inventoryItems(first: 250, after: $after, query: $query) {
@@ -112,9 +116,12 @@ class ShopifyConnector:
                 method, self._path(resource), operation="rest", order_id=order_id, **kwargs
             )
         except RemoteConfigurationError as exc:
-            # The engine has marked the connection needs_reauth; say what a Shopify merchant does about it.
+            # The engine has marked the connection needs_reauth; say what a Shopify merchant does about it:
+            # 401 is a token Shopify no longer knows, 403 a token without the scope (shopify.dev/docs/api/usage/
+            # response-codes).
+            hint = SCOPE_HINT if exc.status == 403 else REAUTH_HINT
             raise RemoteConfigurationError(
-                f"{exc.message}. {REAUTH_HINT}", status=exc.status, remote_message=exc.remote_message
+                f"{exc.message}. {hint}", status=exc.status, remote_message=exc.remote_message
             ) from None
 
     async def _json(self, method: str, resource: str, key: str, **kwargs: Any) -> Any:
@@ -142,20 +149,26 @@ class ShopifyConnector:
         before `until`: an order updated at `until` or later belongs to the next window. The filters travel
         inside page_info, so an order edited during the pull leaves the window instead of shifting pages.
         """
+        first_page: dict[str, Any] = {
+            "status": "any",
+            "limit": PAGE_LIMIT,
+            "updated_at_max": _last_second_before(window.until),
+        }
+        if window.since is not None:
+            first_page["updated_at_min"] = _shopify_time(window.since)
         page_info = (resume or {}).get("page_info")
-        params: dict[str, Any]
-        if page_info:
-            params = {"limit": PAGE_LIMIT, "page_info": page_info}
-        else:
-            params = {
-                "status": "any",
-                "limit": PAGE_LIMIT,
-                "updated_at_max": _last_second_before(window.until),
-            }
-            if window.since is not None:
-                params["updated_at_min"] = _shopify_time(window.since)
+        params = {"limit": PAGE_LIMIT, "page_info": page_info} if page_info else first_page
         while True:
-            response = await self._call("GET", "orders.json", params=params)
+            try:
+                response = await self._call("GET", "orders.json", params=params)
+            except RemotePermanentError as exc:
+                # A stored cursor Shopify no longer accepts ({"errors": {"page_info": "Invalid value."}}) must
+                # not stop the stream for good: read the window again from its first page (what was already
+                # imported is skipped by its binding).
+                if params is first_page or exc.status != 400 or "page_info" not in (exc.remote_message or ""):
+                    raise
+                params = first_page
+                continue
             orders = _body(response, "orders", "GET orders.json")
             if not isinstance(orders, list):
                 raise RetryableError("Shopify answered orders.json without an orders list; try again")
@@ -245,7 +258,11 @@ class ShopifyConnector:
             return None
         order_id = fulfillment.order_id
         found = await self._json(
-            "GET", f"orders/{_id(order_external_id)}/fulfillments.json", "fulfillments", order_id=order_id
+            "GET",
+            f"orders/{_id(order_external_id)}/fulfillments.json",
+            "fulfillments",
+            params={"limit": 250},
+            order_id=order_id,
         )
         for existing in found or []:
             if not isinstance(existing, dict) or existing.get("status") in DEAD_FULFILLMENT:
