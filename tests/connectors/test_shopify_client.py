@@ -4,6 +4,7 @@ stock, and a refused token."""
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -19,11 +20,11 @@ from crossdock.connectors.remote_json import version_of
 from crossdock.connectors.shopify.client import ORDER_TOPICS
 from crossdock.connectors.shopify.mapping import map_order
 from crossdock.engine.connections import open_connector
-from crossdock.engine.errors import PermanentError
+from crossdock.engine.errors import PermanentError, RetryableError
 from crossdock.engine.http import RemoteConfigurationError
 from crossdock.hub import Hub
 from crossdock.model import Fulfillment, FulfillmentLine, StockLevel
-from crossdock.sandbox.common import SandboxConfig, run_in_thread
+from crossdock.sandbox.common import FaultSpec, SandboxConfig, run_in_thread
 from crossdock.sandbox.shopify import ShopState, create_app
 from crossdock.store import repo
 from crossdock.store import tables as t
@@ -310,6 +311,37 @@ async def test_a_second_push_of_the_same_lines_is_refused_and_find_fulfillment_p
         with pytest.raises(PermanentError, match="already fulfilled"):
             await connector.push_fulfillment(str(order["id"]), fulfillment, "key-2")
     assert len(await shop_fulfillments(shop, order["id"])) == 1
+
+
+def seed_where(p: float, wanted: list[bool]) -> int:
+    """A fault seed whose first draws fail (True) or pass (False) as listed: the sandbox draws one
+    random.Random(seed).random() per API request and fails it when the draw is below p (docs/sandboxes.md)."""
+    for seed in range(10_000):
+        rng = random.Random(seed)
+        if all((rng.random() < p) == fail for fail in wanted):
+            return seed
+    raise AssertionError("no such seed")
+
+
+async def test_a_push_whose_answer_was_lost_is_found_before_any_retry(hub: Hub) -> None:
+    # Requests: GET fulfillment orders, POST fulfillments.json (answered with a truncated body after the
+    # fulfillment was made), then find_fulfillment's two GETs.
+    seed = seed_where(0.5, [False, True, False, False])
+    app = create_app(
+        SandboxConfig(token=TOKEN, fast_limits=True, faults=FaultSpec(p_malformed=0.5, seed=seed))
+    )
+    with run_in_thread(app) as url:
+        shop = Shop(url, app.state.sandbox)
+        conn = await connect(hub, shop)
+        order, order_id = await new_order(conn, shop)
+        fulfillment = fulfillment_of(order, order_id, "1Z999AA10123456777")
+        async with conn.open() as (_row, connector):
+            with pytest.raises(RetryableError):
+                await connector.push_fulfillment(str(order["id"]), fulfillment, "key-1")
+            found = await connector.find_fulfillment(str(order["id"]), fulfillment)
+        [made] = shop.state.fulfillment(shop.state.get(order["id"])).fulfillments  # type: ignore[arg-type]
+        assert shop.state.faults.log == [(2, "malformed")]  # the POST's answer, and only it, was lost
+    assert found is not None and found.external_id == str(made.id)
 
 
 # -- inventory.push -------------------------------------------------------------------------------------------

@@ -291,9 +291,20 @@ class ShopifyConnector:
             raise PermanentError(
                 f"cannot fulfil Shopify order {order_external_id}: {exc.field}: {exc.reason}"
             ) from None
-        created = await self._json(
-            "POST", "fulfillments.json", "fulfillment", json=body, order_id=order_id, lookup_first=True
-        )
+        try:
+            created = await self._json(
+                "POST", "fulfillments.json", "fulfillment", json=body, order_id=order_id, lookup_first=True
+            )
+        except RemotePermanentError as exc:
+            # The client retries a POST whose answer was lost (timeout, 5xx) at once; when the first try had
+            # taken effect, Shopify refuses the second (422: those lines are no longer open). The fulfillment
+            # carrying our tracking number is then the one we made.
+            if exc.status != 422:
+                raise
+            existing = await self.find_fulfillment(order_external_id, fulfillment)
+            if existing is None:
+                raise
+            return existing
         if not isinstance(created, dict) or created.get("id") is None:
             raise RetryableError(
                 "Shopify answered the fulfillment without its id; the engine looks it up before trying again"
