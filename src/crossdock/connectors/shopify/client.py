@@ -158,6 +158,7 @@ class ShopifyConnector:
             first_page["updated_at_min"] = _shopify_time(window.since)
         page_info = (resume or {}).get("page_info")
         params = {"limit": PAGE_LIMIT, "page_info": page_info} if page_info else first_page
+        stored_cursor = bool(page_info)
         while True:
             try:
                 response = await self._call("GET", "orders.json", params=params)
@@ -165,10 +166,11 @@ class ShopifyConnector:
                 # A stored cursor Shopify no longer accepts ({"errors": {"page_info": "Invalid value."}}) must
                 # not stop the stream for good: read the window again from its first page (what was already
                 # imported is skipped by its binding).
-                if params is first_page or exc.status != 400 or "page_info" not in (exc.remote_message or ""):
+                if not stored_cursor or exc.status != 400 or "page_info" not in (exc.remote_message or ""):
                     raise
-                params = first_page
+                params, stored_cursor = first_page, False
                 continue
+            stored_cursor = False
             orders = _body(response, "orders", "GET orders.json")
             if not isinstance(orders, list):
                 raise RetryableError("Shopify answered orders.json without an orders list; try again")
@@ -285,6 +287,9 @@ class ShopifyConnector:
         fulfillment_orders = await self._json(
             "GET", f"orders/{external}/fulfillment_orders.json", "fulfillment_orders", order_id=order_id
         )
+        # Every canonical fulfillment names its lines (Fulfillment.lines has at least one), so "all remaining
+        # items" (a fulfillment order without fulfillment_order_line_items, shopify.dev/docs/api/admin-graphql/
+        # 2025-01/input-objects/FulfillmentOrderLineItemsInput) is never asked for.
         try:
             body = fulfillment_request(fulfillment, fulfillment_orders or [])
         except PushError as exc:
