@@ -15,9 +15,12 @@ _SENSITIVE_KEY = re.compile(r"(secret|token|password|authorization|api[_-]?key|h
 # fallback (PROTOCOLS.md section 2), Shippo's ?token= webhook URLs, presigned AWS URLs (X-Amz-Signature...).
 _HIDDEN_PARAMS = (
     r"access_token|refresh_token|id_token|client_secret|consumer_key|consumer_secret|token|code|password|passwd"
+    # OAuth callbacks: the state nonce and Amazon's authorization code (SP-API website authorization workflow).
+    r"|state|spapi_oauth_code"
     r"|secret|api_?key|apikey|key|signature|sig|hmac|x-amz-signature|x-amz-credential|x-amz-security-token"
 )
-_SENSITIVE_QUERY = re.compile(rf"(?i)(?<![\w-])((?:{_HIDDEN_PARAMS})=)[^&\s\"'#]+")
+# A value ends at the next parameter, space or quote. Not at "#": eBay refresh tokens contain it (v^1.1#i^1#...).
+_SENSITIVE_QUERY = re.compile(rf"(?i)(?<![\w-])((?:{_HIDDEN_PARAMS})=)[^&\s\"']+")
 _BEARER = re.compile(r"(?i)\b(bearer|shippotoken|basic)\s+[A-Za-z0-9._~+/=|-]+")
 REDACTED = "[redacted]"
 

@@ -189,8 +189,20 @@ async def test_amazon_rate_header_changes_the_operations_rate(hub: Hub, owner: O
     lim = limiter(hub, owner, RatePolicy({"confirmShipment": token_bucket(2.0, 1)}), clock)
     await lim.reserve("confirmShipment")
     await lim.observe("confirmShipment", httpx.Response(204, headers={"x-amzn-RateLimit-Limit": "0.5"}))
-    assert await lim.reserve("confirmShipment") == pytest.approx(0.5)  # this slot was booked at the old rate
-    assert await lim.reserve("confirmShipment") == pytest.approx(2.5)  # from now on one every 2 s
+    # The call already made holds its token; at the new rate a token comes back every 2 s.
+    assert await lim.reserve("confirmShipment") == pytest.approx(2.0)
+    assert await lim.reserve("confirmShipment") == pytest.approx(4.0)
+
+
+async def test_a_raised_rate_shortens_the_waits_already_booked(hub: Hub, owner: Owner) -> None:
+    """Reservations count as calls, not as seconds: five calls booked at one a minute, then the remote says
+    100 a second; the next call waits for five calls' worth at the new rate, not five minutes."""
+    clock = FakeClock()
+    lim = limiter(hub, owner, RatePolicy({"getOrders": token_bucket(1 / 60, 1)}), clock, max_wait_s=1000)
+    for _ in range(5):
+        await lim.reserve("getOrders")
+    await lim.observe("getOrders", httpx.Response(200, headers={"x-amzn-RateLimit-Limit": "100"}))
+    assert await lim.reserve("getOrders") == pytest.approx(0.05)
 
 
 async def test_the_client_takes_a_limiter_and_an_operation_per_call(hub: Hub, owner: Owner) -> None:

@@ -100,6 +100,12 @@ register(
             Field("client_id", "LWA client id"),
             Field("marketplace_ids", "Marketplace ids", help="comma separated, e.g. ATVPDKIKX0DER"),
             Field("lwa_url", "LWA token URL", required=False),
+            Field(
+                "selling_partner_id",
+                "Selling partner id",
+                required=False,
+                help="the seller who authorised the app (from the authorization callback)",
+            ),
         ),
         secrets=(
             Field("client_secret", "LWA client secret"),

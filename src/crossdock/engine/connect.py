@@ -11,16 +11,23 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crossdock.connectors.base import Capability, WebhookSubscriptions
 from crossdock.connectors.registry import get_spec
 from crossdock.engine.connections import open_connector
 from crossdock.engine.errors import JobError
+from crossdock.engine.jobs import JobContext, RetryPolicy, job
+from crossdock.engine.periodic import periodic
 from crossdock.hub import Hub
 from crossdock.logs import get_logger
 from crossdock.store import tables as t
 from crossdock.store.repo import Tenant
+from crossdock.store.types import utcnow
 
 log = get_logger(__name__)
 
@@ -165,3 +172,27 @@ async def update_secrets(
         await session.flush()
         session.expunge(row)
     return row
+
+
+# OAuth states ----------------------------------------------------------------------------------------------
+OAUTH_PURGE_JOB = "oauth.purge"
+# A used or expired state is kept this long after it expired, so a replayed callback is told "already used"
+# rather than "unknown"; after that nobody is still waiting on it.
+OAUTH_STATE_KEEP = timedelta(days=1)
+
+
+async def purge_oauth_states(session: AsyncSession, *, now: datetime | None = None) -> int:
+    cutoff = (now or utcnow()) - OAUTH_STATE_KEEP
+    result = await session.execute(delete(t.OAuthState).where(t.OAuthState.expires_at < cutoff))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+@job(OAUTH_PURGE_JOB, retry=RetryPolicy(max_attempts=3), timeout_s=120)
+async def purge_oauth_states_job(ctx: JobContext, payload: dict[str, Any]) -> None:
+    async with ctx.session() as session:
+        removed = await purge_oauth_states(session)
+    if removed:
+        log.info("purged old OAuth states", removed=removed)
+
+
+periodic(OAUTH_PURGE_JOB, every_s=3600)

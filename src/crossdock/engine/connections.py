@@ -15,7 +15,7 @@ from typing import Any
 
 from crossdock.connectors.base import ConnectionContext
 from crossdock.connectors.registry import get_spec, load_factory
-from crossdock.engine.errors import ConfigurationError
+from crossdock.engine.errors import PermanentError
 from crossdock.engine.http import RemoteClient
 from crossdock.engine.ratelimit import RatePolicy
 from crossdock.hub import Hub
@@ -28,8 +28,9 @@ NEEDS_REAUTH = "needs_reauth"
 PAUSED = "paused"
 
 
-class ConnectionUnavailable(ConfigurationError):
-    """The connection cannot be used as it is: paused, or waiting for the user to authorise it again."""
+class ConnectionUnavailable(PermanentError):
+    """The connection cannot be used as it is: paused, or waiting for the user to authorise it again. Not a
+    configuration error: that would mark a paused connection as needing re-authorisation."""
 
 
 def unavailable_message(connection: t.Connection) -> str | None:

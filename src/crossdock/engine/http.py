@@ -599,6 +599,10 @@ class RemoteClient:
         except Exception as exc:  # the call's outcome matters more than its record: never mask it
             log.warning("could not record a remote call", error=f"{type(exc).__name__}: {exc}")
 
+    async def needs_reauth(self, reason: str) -> None:
+        """Mark the connection as needing re-authorisation with `reason` (what the user must do)."""
+        await self._needs_reauth(reason)
+
     async def _needs_reauth(self, reason: str) -> None:
         if self.target.connection_id is None:
             return

@@ -243,7 +243,12 @@ class RateLimiter:
             rate_per_s=rate_per_s,
             connection=str(self.connection_id),
         )
-        await self._update(bucket, interval_s=interval_s, adjusted=True)
+        # The calls already reserved keep their number, not their duration: a backlog of n slots at the old
+        # interval is n slots at the new one (else a rate raised 100-fold would still wait out the old spacing).
+        now = self.clock()
+        rl = t.RateLimit
+        rescaled = case((rl.tat > now, now + (rl.tat - now) * (interval_s / rl.interval_s)), else_=rl.tat)
+        await self._update(bucket, tat=rescaled, interval_s=interval_s, adjusted=True)
         self._seen[bucket] = _Seen(interval_s, seen.burst if seen else self.policy.buckets[bucket].burst)
 
     async def _update(self, bucket: str, **values: object) -> None:

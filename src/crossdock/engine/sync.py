@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crossdock.connectors.base import Capability, Mapped, OrdersPull, PullWindow
 from crossdock.connectors.registry import SPECS, get_spec
 from crossdock.engine import syncruns
-from crossdock.engine.connections import ACTIVE, open_connector
+from crossdock.engine.connections import ACTIVE, NEEDS_REAUTH, open_connector
 from crossdock.engine.errors import ConfigurationError, JobError
 from crossdock.engine.importer import ImportResult, Outcome, import_order
 from crossdock.engine.jobs import JobContext, RetryPolicy, enqueue, job
@@ -250,6 +250,11 @@ async def run_pull(
             message = exc.message if isinstance(exc, JobError) else f"{type(exc).__name__}: {exc}"
             async with hub.db.transaction() as session:
                 await syncruns.finish_run(session, run, error=message)
+                if isinstance(exc, ConfigurationError):
+                    # The connector's words say what to do (reinstall, reconnect); a scheduled pull stops here
+                    # until the user acts, instead of retrying into the same refusal.
+                    row = await Tenant(session, account_id).get_connection(connection_id)
+                    row.status, row.status_reason = NEEDS_REAUTH, redact_text(message)[:2000]
             raise
         async with hub.db.transaction() as session:
             if run.pages == 0:

@@ -43,6 +43,7 @@ JOB_MODULES: tuple[str, ...] = (
     "crossdock.engine.shopify_orders",
     "crossdock.engine.sync",
     "crossdock.engine.fulfillments",
+    "crossdock.engine.connect",
 )
 
 

@@ -161,7 +161,7 @@ class AmazonConnector:
         )
         # RemoteClient has already marked the connection as needing re-authorisation with its generic words;
         # the reason shown to the user must be what to do (the worker records a job's error the same way).
-        await client._needs_reauth(error.message)
+        await client.needs_reauth(error.message)
         return error
 
     async def _get(

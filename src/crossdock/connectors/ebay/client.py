@@ -42,6 +42,10 @@ EBAY_SELL = RatePolicy({"sell": token_bucket(5.0, 10)}, default="sell")
 class EbayConnector:
     """One eBay seller account: orders.pull and fulfillments.push."""
 
+    # eBay refuses a lastmodifieddate range that ends in the future (error 30850); ending a minute back leaves
+    # room for a hub clock running ahead of eBay's.
+    window_lag = timedelta(minutes=1)
+
     def __init__(self, ctx: ConnectionContext) -> None:
         self.ctx = ctx
         client_id = str(ctx.settings.get("client_id") or "")
