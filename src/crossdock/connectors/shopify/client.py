@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -72,12 +71,6 @@ class ShopifyAuth:
 
     async def refresh(self) -> bool:
         return False
-
-
-@dataclass(frozen=True)
-class _Place:
-    location_id: int
-    inventory_item_id: int
 
 
 class ShopifyConnector:
@@ -462,7 +455,8 @@ class ShopifyConnector:
         """One GraphQL Admin query (POST graphql.json). Errors come back with HTTP 200 in `errors`; a throttled
         query says THROTTLED and its cost tells when enough points are back
         (shopify.dev/docs/api/usage/limits#graphql-admin-api-rate-limits)."""
-        # A query changes nothing, so retrying this POST is safe.
+        # A query changes nothing, so retrying this POST is safe. It takes a slot of the REST bucket too: one
+        # SKU search per 50 levels is far below GraphQL's own cost budget, so the REST bucket is the tighter one.
         response = await self._call(
             "POST", "graphql.json", json={"query": query, "variables": dict(variables)}, lookup_first=True
         )
