@@ -14,6 +14,7 @@ The steps follow the OCA connector's importer (STYLE.md), with a unique index in
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -137,30 +138,55 @@ def _status_steps(current: m.OrderStatus, target: m.OrderStatus) -> list[m.Order
         return None
 
 
-async def _binding(
-    session: AsyncSession, tenant: Tenant, connection_id: uuid.UUID, external_id: str
-) -> tuple[t.Binding, bool]:
-    """The locked binding for this order, and whether this import created it."""
-    proposed = uuid.uuid4()
+async def _bindings(
+    session: AsyncSession, tenant: Tenant, connection_id: uuid.UUID, external_ids: list[str]
+) -> dict[str, tuple[t.Binding, bool]]:
+    """The locked bindings of these orders, and whether this import created each: one multi-row
+    INSERT ... ON CONFLICT DO NOTHING, then one SELECT (FOR UPDATE on PostgreSQL; SQLite has one writer, which
+    the insert already made us)."""
+    wanted = list(dict.fromkeys(external_ids))
+    if not wanted:
+        return {}
+    proposed = {external_id: uuid.uuid4() for external_id in wanted}
+    now = utcnow()
     stmt: Any = insert_for(session, t.Binding).values(
-        id=uuid.uuid4(),
-        account_id=tenant.account_id,
-        connection_id=connection_id,
-        kind=ORDER,
-        external_id=external_id,
-        canonical_id=proposed,
-        synced_at=utcnow(),
+        [
+            {
+                "id": uuid.uuid4(),
+                "account_id": tenant.account_id,
+                "connection_id": connection_id,
+                "kind": ORDER,
+                "external_id": external_id,
+                "canonical_id": canonical_id,
+                "synced_at": now,
+            }
+            for external_id, canonical_id in proposed.items()
+        ]
     )
     await session.execute(stmt.on_conflict_do_nothing())
     query = select(t.Binding).where(
         t.Binding.connection_id == connection_id,
         t.Binding.kind == ORDER,
-        t.Binding.external_id == external_id,
+        t.Binding.external_id.in_(wanted),
     )
     if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    binding = (await session.scalars(query.execution_options(populate_existing=True))).one()
-    return binding, binding.canonical_id == proposed
+        # In one order, so two pages that share orders lock them the same way round.
+        query = query.order_by(t.Binding.external_id).with_for_update()
+    rows = (await session.scalars(query.execution_options(populate_existing=True))).all()
+    return {row.external_id: (row, row.canonical_id == proposed[row.external_id]) for row in rows}
+
+
+async def _existing_orders(
+    session: AsyncSession, tenant: Tenant, order_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, t.Order]:
+    if not order_ids:
+        return {}
+    rows = (
+        await session.scalars(
+            tenant.scoped(t.Order).options(selectinload(t.Order.lines)).where(t.Order.id.in_(order_ids))
+        )
+    ).all()
+    return {row.id: row for row in rows}
 
 
 async def _problem_event(
@@ -201,23 +227,59 @@ async def import_order(
     session: AsyncSession, tenant: Tenant, connection_id: uuid.UUID, mapped: Mapped, *, source: str
 ) -> ImportResult:
     """Import one mapped order in the caller's transaction. `source` names the channel ("Shopify")."""
-    if mapped.external_id is None:
-        problems = mapped.problems or [
-            MappingProblem("id", "is missing; an order cannot be bound without it")
-        ]
-        return ImportResult(Outcome.QUARANTINED, summary=f"Not imported from {source}", problems=problems)
+    return (await import_orders(session, tenant, connection_id, [mapped], source=source))[0]
 
-    binding, fresh = await _binding(session, tenant, connection_id, mapped.external_id)
-    existing = None
-    if not fresh:
-        existing = (
-            await session.scalars(
-                tenant.scoped(t.Order)
-                .options(selectinload(t.Order.lines))
-                .where(t.Order.id == binding.canonical_id)
+
+async def import_orders(
+    session: AsyncSession, tenant: Tenant, connection_id: uuid.UUID, records: list[Mapped], *, source: str
+) -> list[ImportResult]:
+    """Import a page of mapped orders in the caller's transaction, one result per record, in order. Bindings
+    and stored orders are read for the whole page at once and nothing is flushed per record, so a page costs a
+    few statements rather than a few per order."""
+    ids = [r.external_id for r in records if r.external_id is not None]
+    bindings = await _bindings(session, tenant, connection_id, ids)
+    stored = await _existing_orders(
+        session, tenant, [binding.canonical_id for binding, fresh in bindings.values() if not fresh]
+    )
+    repeats = Counter(ids)
+    results: list[ImportResult] = []
+    for mapped in records:
+        if mapped.external_id is None:
+            problems = mapped.problems or [
+                MappingProblem("id", "is missing; an order cannot be bound without it")
+            ]
+            results.append(
+                ImportResult(Outcome.QUARANTINED, summary=f"Not imported from {source}", problems=problems)
             )
-        ).first()
+            continue
+        binding, fresh = bindings[mapped.external_id]
+        existing = None if fresh else stored.get(binding.canonical_id)
+        result = await _import_one(session, tenant, connection_id, mapped, binding, existing, source=source)
+        if (
+            result.outcome is Outcome.CREATED
+            and result.order_id is not None
+            and repeats[mapped.external_id] > 1
+        ):
+            # The same order again later in this page is an update of the one just made.
+            bindings[mapped.external_id] = (binding, False)
+            created = await session.get(t.Order, result.order_id)
+            if created is not None:
+                stored[result.order_id] = created
+        results.append(result)
+    return results
 
+
+async def _import_one(
+    session: AsyncSession,
+    tenant: Tenant,
+    connection_id: uuid.UUID,
+    mapped: Mapped,
+    binding: t.Binding,
+    existing: t.Order | None,
+    *,
+    source: str,
+) -> ImportResult:
+    assert mapped.external_id is not None
     if mapped.problems or mapped.value is None:
         problems = mapped.problems or [MappingProblem("order", "could not be mapped")]
         if existing is not None:

@@ -33,7 +33,7 @@ from crossdock.connectors.registry import SPECS, get_spec
 from crossdock.engine import syncruns
 from crossdock.engine.connections import ACTIVE, NEEDS_REAUTH, open_connector
 from crossdock.engine.errors import ConfigurationError, JobError
-from crossdock.engine.importer import ImportResult, Outcome, import_order
+from crossdock.engine.importer import ImportResult, Outcome, import_orders
 from crossdock.engine.jobs import JobContext, RetryPolicy, enqueue, job
 from crossdock.engine.periodic import periodic
 from crossdock.hub import Hub
@@ -221,8 +221,10 @@ async def run_pull(
                 async with hub.db.transaction() as session:
                     tenant = Tenant(session, account_id)
                     tally = {outcome: 0 for outcome in Outcome}
-                    for mapped in page.records:
-                        result = await import_order(session, tenant, connection_id, mapped, source=spec.title)
+                    results = await import_orders(
+                        session, tenant, connection_id, page.records, source=spec.title
+                    )
+                    for mapped, result in zip(page.records, results, strict=True):
                         tally[result.outcome] += 1
                         if result.outcome is Outcome.QUARANTINED:
                             await _quarantine(
