@@ -328,7 +328,10 @@ class RemoteClient:
                     attempt -= 1  # a refreshed token earns the call its try back
                     continue
             error = self._error(outcome, method, retry_safe)
-            if not isinstance(error, RetryableError) or attempt >= self.attempts:
+            # A POST without an idempotency key is never sent twice here: with lookup_first the caller looks
+            # the remote object up before the next try (the job's retry), which an inline retry would skip.
+            inline_retry = method not in UNSAFE_METHODS or has_key or outcome.not_processed
+            if not isinstance(error, RetryableError) or attempt >= self.attempts or not inline_retry:
                 if isinstance(error, ConfigurationError):
                     await self._needs_reauth(error.message)
                 raise error
