@@ -144,13 +144,18 @@ async def enqueue(
     order_id: uuid.UUID | None = None,
     periodic_task: str | None = None,
     periodic_tick: int | None = None,
+    cancel_with_order: bool = False,
 ) -> uuid.UUID | None:
     """Add a job in the caller's transaction (nothing is committed here). Returns its id, or None when the
     same work is already waiting (same queueing key) or this periodic tick was already enqueued.
 
     Keys are global, so they name what they protect including its id (``sync:<connection id>``,
-    ``order:<order id>``). Higher priority runs first among jobs that are due.
+    ``order:<order id>``). Higher priority runs first among jobs that are due. `cancel_with_order` marks work
+    that must not happen once its order is cancelled or refunded (buying a label): such a job still waiting
+    then is cancelled with the order, in the same transaction.
     """
+    if cancel_with_order and order_id is None:
+        raise ValueError("cancel_with_order needs the order_id of the order the job belongs to")
     if run_at is not None and run_at.tzinfo is None:
         raise ValueError("run_at must be an aware datetime")
     now = utcnow()
@@ -167,6 +172,7 @@ async def enqueue(
         max_attempts=policy_for(kind).max_attempts,
         run_at=run_at or now,
         cancel_requested=False,
+        cancel_with_order=cancel_with_order,
         order_id=order_id,
         periodic_task=periodic_task,
         periodic_tick=periodic_tick,

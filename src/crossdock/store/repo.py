@@ -349,6 +349,36 @@ class Tenant:
         row.updated_at = utcnow()
         summary = f"Status {current} -> {target}" + (f": {reason}" if reason else "")
         await self.add_event(row.id, "order.status_changed", summary, {"from": current, "to": target})
+        if target in (m.OrderStatus.CANCELLED, m.OrderStatus.REFUNDED):
+            await self._cancel_jobs_of(row.id, f"order {target}")
+
+    async def _cancel_jobs_of(self, order_id: uuid.UUID, why: str) -> None:
+        """Cancel the order's waiting jobs that must not run for a cancelled order (enqueued with
+        cancel_with_order, such as buying a label). A running one is left to finish: stopping a label purchase
+        half way could leave a label bought that nobody records; its handler sees the order's status."""
+        now = utcnow()
+        cancelled = (
+            await self.session.execute(
+                update(t.Job)
+                .where(
+                    t.Job.order_id == order_id,
+                    t.Job.account_id == self.account_id,
+                    t.Job.cancel_with_order.is_(True),
+                    t.Job.status.in_(t.JOB_WAITING),
+                )
+                .values(status="cancelled", finished_at=now, last_error=f"cancelled: {why}")
+                .returning(t.Job.id, t.Job.kind)
+                .execution_options(synchronize_session=False)
+            )
+        ).all()
+        if cancelled:
+            kinds = sorted({r.kind for r in cancelled})
+            await self.add_event(
+                order_id,
+                "jobs.cancelled",
+                f"Cancelled {len(cancelled)} waiting job(s) ({', '.join(kinds)}): {why}",
+                {"job_ids": [str(r.id) for r in cancelled], "kinds": kinds},
+            )
 
     # Timeline ----------------------------------------------------------------------------------------------
     async def add_event(

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -565,6 +566,9 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None]
     # Set by a cancel request while the job runs; its worker stops it at the next heartbeat.
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Work that must not happen for a cancelled order (buying its label, say): when the order is cancelled or
+    # refunded while this job still waits, the job is cancelled in the same transaction (Tenant.transition_order).
+    cancel_with_order: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     last_error: Mapped[str | None] = mapped_column(Text)
     order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
     periodic_task: Mapped[str | None] = mapped_column(String(100))
