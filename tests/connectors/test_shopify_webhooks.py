@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from crossdock.api.app import create_app
+from crossdock.engine.connect import ConnectionRefused, update_secrets
 from crossdock.hub import Hub
 from crossdock.sandbox.common import Faults, SandboxConfig, WebhookSender
 from crossdock.sandbox.common.faults import FaultSpec
@@ -22,6 +23,7 @@ from crossdock.sandbox.shopify.state import ShopState
 from crossdock.security.signatures import shopify_webhook_signature
 from crossdock.store import repo
 from crossdock.store import tables as t
+from tests.connectors.test_shopify_mapping import ORDER
 from tests.engine.support import eventually, fast, running_worker, timeline
 
 SECRET = "shpss_webhook_secret"
@@ -118,6 +120,35 @@ async def test_a_forged_signature_is_refused_and_nothing_is_stored(
     unsigned = {k: v for k, v in headers.items() if k != "X-Shopify-Hmac-Sha256"}
     assert (await hub_client.post(setup.url, content=body, headers=unsigned)).status_code == 401
     assert await _count(hub, t.InboxMessage) == 0
+
+
+async def test_during_a_secret_rotation_both_secrets_sign_until_the_old_one_is_removed(
+    hub: Hub, hub_client: httpx.AsyncClient
+) -> None:
+    setup = await _connection(hub)
+    await update_secrets(
+        hub,
+        setup.account_id,
+        setup.connection_id,
+        {"api_secret": "shpss_rotated", "api_secret_previous": SECRET},
+    )
+    body = json.dumps(ORDER).encode()
+
+    def signed_with(secret: str, webhook_id: str) -> dict[str, str]:
+        headers = _signed(body, "orders/create", webhook_id)
+        headers["X-Shopify-Hmac-Sha256"] = shopify_webhook_signature(body, secret)
+        return headers
+
+    old = await hub_client.post(setup.url, content=body, headers=signed_with(SECRET, "w-old"))
+    new = await hub_client.post(setup.url, content=body, headers=signed_with("shpss_rotated", "w-new"))
+    assert (old.status_code, new.status_code) == (200, 200)
+
+    await update_secrets(hub, setup.account_id, setup.connection_id, {"api_secret_previous": ""})
+    late = await hub_client.post(setup.url, content=body, headers=signed_with(SECRET, "w-late"))
+    assert late.status_code == 401
+    assert await _count(hub, t.InboxMessage) == 2
+    with pytest.raises(ConnectionRefused, match="cannot be removed"):
+        await update_secrets(hub, setup.account_id, setup.connection_id, {"access_token": ""})
 
 
 async def test_an_unknown_connection_is_not_found_and_nothing_is_stored(

@@ -57,11 +57,9 @@ async def receive_hook(
     # BodySizeLimit stops reading past CROSSDOCK_MAX_BODY_BYTES and answers 413 instead.
     body = await request.body()
     secrets = await Tenant(session, connection.account_id).get_secrets(
-        connection.id, hub.vault, ["api_secret"]
+        connection.id, hub.vault, ["api_secret", "api_secret_previous"]
     )
-    if not verify_shopify_webhook(
-        body, request.headers.get("x-shopify-hmac-sha256"), [secrets.get("api_secret", "")]
-    ):
+    if not verify_shopify_webhook(body, request.headers.get("x-shopify-hmac-sha256"), secrets.values()):
         raise Problem(
             401,
             "Unauthorized",

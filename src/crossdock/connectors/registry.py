@@ -52,6 +52,10 @@ register(
         secrets=(
             Field("access_token", "Admin API access token"),
             Field("api_secret", "API secret key (signs webhooks)", required=False),
+            # While the app's client secret is being rotated Shopify may sign with either (PROTOCOLS.md
+            # section 1; shopify.dev "Rotate or revoke client credentials", step 2): the old one stays
+            # accepted here until it is removed (set it to an empty value).
+            Field("api_secret_previous", "previous API secret, accepted during a rotation", required=False),
         ),
         factory="crossdock.connectors.shopify.client:ShopifyConnector",
     )

@@ -154,8 +154,9 @@ async def set_status(
 async def update_secrets(
     hub: Hub, account_id: uuid.UUID, connection_id: uuid.UUID, secrets: Mapping[str, str]
 ) -> t.Connection:
-    """Replace some of a connection's credentials (a rotated api_secret, a new access token). A connection that
-    needed re-authorisation becomes active again: the new credentials are the user's answer to it."""
+    """Replace some of a connection's credentials (a rotated api_secret, a new access token); an empty value
+    removes an optional one (the previous secret once a rotation is over). A connection that needed
+    re-authorisation becomes active again: the new credentials are the user's answer to it."""
     async with hub.db.transaction() as session:
         tenant = Tenant(session, account_id)
         row = await tenant.get_connection(connection_id)
@@ -165,8 +166,16 @@ async def update_secrets(
             raise ConnectionRefused(
                 f"unknown secret '{name}' for {spec.title}; known secrets: {known}", f"secrets.{name}"
             )
+        required = {f.name for f in spec.secrets if f.required}
         for name, value in secrets.items():
-            await tenant.set_secret(row, name, value, hub.vault)
+            if value:
+                await tenant.set_secret(row, name, value, hub.vault)
+            elif name in required:
+                raise ConnectionRefused(
+                    f"{spec.title} needs '{name}'; it cannot be removed", f"secrets.{name}"
+                )
+            else:
+                await tenant.delete_secret(row, name)
         if row.status == "needs_reauth":
             row.status, row.status_reason = "active", None
         await session.flush()
