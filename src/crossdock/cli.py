@@ -7,7 +7,7 @@ import json
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -55,11 +55,15 @@ AccountOpt = Annotated[
 
 
 class CliError(Exception):
-    """A failure the user can act on: printed without a traceback, exit status 1."""
+    """A failure the user can act on, raised inside a command's work: printed without a traceback, exit
+    status 1 (as _fail does)."""
 
 
-def _fail(message: str) -> None:
-    raise CliError(message)
+def _fail(message: str) -> NoReturn:
+    """Say what went wrong and what to do, and exit with status 1: the same whether a command fails while
+    checking its arguments or inside its work."""
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(1)
 
 
 def _run(work: Callable[[Hub], Awaitable[T]], *, migrate: bool = False) -> T:
@@ -108,7 +112,6 @@ async def _resolve_account(hub: Hub, ident: str | None) -> t.Account:
         if str(account.id) == ident or account.name == ident:
             return account
     _fail(f"no account with id or name '{ident}'; see 'crossdock accounts list'")
-    raise AssertionError("unreachable")
 
 
 @app.callback()

@@ -6,7 +6,7 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -82,10 +82,25 @@ def _redactor(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Muta
     return {k: (v if k in {"timestamp", "level"} else redact(v, k)) for k, v in event.items()}
 
 
+class _StderrLogger(structlog.PrintLogger):
+    """Prints to sys.stderr as it is when a line is written, not when the logger was made: loggers are cached
+    on first use, and whoever swapped the stream since (a test runner capturing output, a daemon redirecting
+    it) gets the lines."""
+
+    def __init__(self) -> None:
+        super().__init__(file=sys.stderr)
+
+    @property
+    def _file(self) -> TextIO:
+        return sys.stderr
+
+    @_file.setter
+    def _file(self, _value: TextIO) -> None:
+        pass
+
+
 def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
-    # sys.stderr as it is when a logger is made, not when logging was configured: whoever swapped the stream
-    # since (a test runner capturing output, a daemon redirecting it) gets the lines.
-    return structlog.PrintLogger(file=sys.stderr)
+    return _StderrLogger()
 
 
 def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
