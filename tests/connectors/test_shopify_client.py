@@ -362,12 +362,12 @@ async def test_push_stock_sets_levels_and_names_those_it_cannot_place(conn: Conn
         StockLevel(sku="TSHIRT-WHT-L", location=str(overflow), available=0),
     ]
     async with conn.open() as (_row, connector):
-        with pytest.raises(PermanentError) as refused:
-            await connector.push_stock(levels)
-        assert await connector.push_stock(levels[:2]) == 2
-    message = str(refused.value)
-    assert "NO-SUCH-SKU at default" in message and "TSHIRT-WHT-L at Nowhere" in message
-    assert "set 3 of 5" in message
+        pushed = await connector.push_stock(levels)
+        again = await connector.push_stock(levels[:2])
+    assert pushed.set == [levels[0], levels[1], levels[4]] and again.set == levels[:2] and not again.refused
+    assert set(pushed.refused) == {("NO-SUCH-SKU", "default"), ("TSHIRT-WHT-L", "Nowhere")}
+    assert pushed.refused[("NO-SUCH-SKU", "default")] == "no Shopify product variant has this SKU"
+    assert "location" in pushed.refused[("TSHIRT-WHT-L", "Nowhere")]
     assert state.inventory[(items["TSHIRT-BLK-M"], main)][0] == 17
     assert state.inventory[(items["HOODIE-GRY-S"], overflow)][0] == 3
     assert state.inventory[(items["TSHIRT-WHT-L"], overflow)][0] == 0

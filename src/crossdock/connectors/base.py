@@ -227,11 +227,20 @@ class WebhookSubscriptions(Protocol):
         ...
 
 
+@dataclass
+class StockPushed:
+    """What a stock push did: the levels set, and those the remote has no place for (unknown SKU or
+    location, or refused), each with the reason, keyed by (sku, location)."""
+
+    set: list[StockLevel] = field(default_factory=list)
+    refused: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
 @runtime_checkable
 class InventoryPush(Protocol):
-    async def push_stock(self, levels: list[StockLevel]) -> int:
-        """Set the remote's available quantities to these levels; returns how many were set. Levels the remote
-        has no item for (unknown SKU or location) raise PermanentError naming them, after the others are set."""
+    async def push_stock(self, levels: list[StockLevel]) -> StockPushed:
+        """Set the remote's available quantities to these levels. A level the remote cannot place is reported
+        in `refused` and does not stop the others; errors that stop every level (credentials, an outage) raise."""
         ...
 
 

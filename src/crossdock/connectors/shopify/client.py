@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from crossdock.connectors.base import ConnectionContext, Page, PullWindow, PushedFulfillment
+from crossdock.connectors.base import ConnectionContext, Page, PullWindow, PushedFulfillment, StockPushed
 from crossdock.connectors.remote_json import PushError, version_of
 from crossdock.connectors.shopify.carriers import tracking_company
 from crossdock.connectors.shopify.mapping import fulfillment_request, map_order
@@ -342,24 +342,23 @@ class ShopifyConnector:
 
     # -- inventory.push ------------------------------------------------------------------------------------
 
-    async def push_stock(self, levels: list[StockLevel]) -> int:
+    async def push_stock(self, levels: list[StockLevel]) -> StockPushed:
         """POST inventory_levels/set.json per level (shopify.dev/docs/api/admin-rest/2025-01/resources/
         inventorylevel, "Sets the inventory level for an inventory item at a location"). A level's SKU is
         found with the GraphQL inventoryItems search (`sku:` filter, shopify.dev/docs/api/admin-graphql/
         2025-01/queries/inventoryItems: REST has no SKU lookup since variants listing was deprecated in
         2024-04); its location is a location id, a location name, or "default" (the shop's primary one)."""
+        result = StockPushed()
         if not levels:
-            return 0
+            return result
         locations = await self._locations({level.location for level in levels})
         items = await self._inventory_items({level.sku for level in levels})
-        unplaced: list[str] = []
-        done = 0
         for level in levels:
             location = locations.get(level.location)
             item = items.get(level.sku)
             if isinstance(location, str) or isinstance(item, str) or location is None or item is None:
                 reasons = [r for r in (location, item) if isinstance(r, str)]
-                unplaced.append(f"{level.sku} at {level.location} ({'; '.join(reasons) or 'not found'})")
+                result.refused[(level.sku, level.location)] = "; ".join(reasons) or "not found"
                 continue
             body = {
                 "location_id": location,
@@ -371,16 +370,10 @@ class ShopifyConnector:
                 # Setting an absolute quantity twice gives the same result, so a retry is safe.
                 await self._call("POST", "inventory_levels/set.json", json=body, lookup_first=True)
             except RemotePermanentError as exc:
-                unplaced.append(f"{level.sku} at {level.location} (Shopify: {exc.remote_message or exc})")
+                result.refused[(level.sku, level.location)] = f"Shopify: {exc.remote_message or exc}"
                 continue
-            done += 1
-        if unplaced:
-            raise PermanentError(
-                f"set {done} of {len(levels)} Shopify stock levels; these could not be placed: "
-                + ", ".join(unplaced)
-                + ". Check the SKUs on the shop's products and the location names or ids"
-            )
-        return done
+            result.set.append(level)
+        return result
 
     async def _locations(self, wanted: Iterable[str]) -> dict[str, int | str]:
         """Our location names -> Shopify location ids, or the reason one cannot be used."""
