@@ -36,6 +36,7 @@ from crossdock.api.schemas import (
 )
 from crossdock.connectors.base import ConnectorSpec
 from crossdock.connectors.registry import SPECS
+from crossdock.engine import inventory
 from crossdock.engine.fulfillments import fulfillments_of, record_fulfillment
 from crossdock.engine.fulfillments import update_tracking as update_fulfillment_tracking
 from crossdock.hub import Hub
@@ -338,8 +339,12 @@ async def list_stock_levels(
 
 @router.put("/stock-levels", response_model=StockLevelOut, tags=["catalog"])
 async def set_stock_level(body: StockLevelIn, caller: CallerDep) -> StockLevelOut:
-    row = await caller.tenant.set_stock(
-        m.StockLevel(sku=body.sku, location=body.location, available=body.available)
+    """Set a SKU's available quantity at a location. Every active connection that takes stock levels (Shopify)
+    gets it pushed in the background."""
+    row = await inventory.set_stock(
+        caller.tenant.session,
+        caller.tenant,
+        m.StockLevel(sku=body.sku, location=body.location, available=body.available),
     )
     return StockLevelOut(
         sku=row.sku, location=row.location, available=row.available, updated_at=row.updated_at

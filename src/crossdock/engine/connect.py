@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crossdock.connectors.base import Capability, WebhookSubscriptions
 from crossdock.connectors.registry import get_spec
-from crossdock.engine.connections import open_connector
+from crossdock.engine.connections import ACTIVE, open_connector
 from crossdock.engine.errors import JobError
+from crossdock.engine.inventory import request_push
 from crossdock.engine.jobs import JobContext, RetryPolicy, job
 from crossdock.engine.periodic import periodic
 from crossdock.hub import Hub
@@ -147,6 +148,8 @@ async def set_status(
         row = await Tenant(session, account_id).get_connection(connection_id)
         row.status, row.status_reason = status, reason
         await session.flush()
+        if status == ACTIVE:
+            await _catch_up(session, row)
         session.expunge(row)
     return row
 
@@ -178,9 +181,17 @@ async def update_secrets(
                 await tenant.delete_secret(row, name)
         if row.status == "needs_reauth":
             row.status, row.status_reason = "active", None
+            await session.flush()
+            await _catch_up(session, row)
         await session.flush()
         session.expunge(row)
     return row
+
+
+async def _catch_up(session: AsyncSession, row: t.Connection) -> None:
+    """A connection back in service gets what waited while it was paused or unauthorised: stock levels changed
+    meanwhile (scheduled pulls and waiting jobs find it active by themselves)."""
+    await request_push(session, row.account_id, row.id)
 
 
 # OAuth states ----------------------------------------------------------------------------------------------

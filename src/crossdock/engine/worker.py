@@ -44,6 +44,7 @@ JOB_MODULES: tuple[str, ...] = (
     "crossdock.engine.sync",
     "crossdock.engine.fulfillments",
     "crossdock.engine.connect",
+    "crossdock.engine.inventory",
 )
 
 

@@ -261,6 +261,24 @@ class StockLevel(Base):
     updated_at: Mapped[datetime] = _updated()
 
 
+class StockPush(Base):
+    """What a connection's remote was last given for one SKU and location: a stock push sends only the levels
+    whose quantity differs from it, and a level the remote could not place waits here with the reason until
+    its quantity changes again."""
+
+    __tablename__ = "stock_pushes"
+
+    connection_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    sku: Mapped[str] = mapped_column(String(255), primary_key=True)
+    location: Mapped[str] = mapped_column(String(255), primary_key=True)
+    account_id: Mapped[uuid.UUID] = _account()
+    available: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    pushed_at: Mapped[datetime] = _updated()
+
+
 class Shipment(Base):
     __tablename__ = "shipments"
 
