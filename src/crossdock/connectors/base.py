@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from crossdock.model import Fulfillment, Order, Rate, Shipment, StockLevel, TrackingEvent
+from crossdock.model import Fulfillment, LabelFormat, Money, Order, Rate, Shipment, StockLevel, TrackingEvent
 
 if TYPE_CHECKING:
     from crossdock.engine.http import RemoteClient
@@ -246,16 +246,62 @@ class InventoryPush(Protocol):
 
 @runtime_checkable
 class ShippingRates(Protocol):
-    async def rates(self, shipment: Shipment, order: Order) -> list[Rate]: ...
+    async def rates(self, shipment: Shipment, order: Order) -> list[Rate]:
+        """What the remote offers for these parcels from the account's address to the order's shipping address.
+        `Rate.remote_id` is what buy_label needs to buy that rate (a Shippo rate object id), when it needs one."""
+        ...
+
+
+@dataclass
+class BoughtLabel:
+    """A label the remote issued. The engine stores `file` in the blob store and the rest on the shipment;
+    a connector never stores anything itself."""
+
+    remote_id: str  # the remote's id of the purchase (Shippo transaction, MyParcel.com shipment, carrier id)
+    carrier: str
+    service_code: str
+    tracking_number: str | None
+    tracking_url: str | None
+    file: bytes
+    file_format: LabelFormat
+    price: Money | None = None
+    # The purchase as the remote answered it, for the shipment's timeline (secrets removed by the engine).
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VoidOutcome:
+    voided: bool
+    # What the remote said, or why it cannot be done (too late, not supported): shown on the order's timeline.
+    message: str
 
 
 @runtime_checkable
 class ShippingLabels(Protocol):
     async def buy_label(
-        self, shipment: Shipment, order: Order, rate: Rate, idempotency_key: str
-    ) -> Shipment: ...
+        self, shipment: Shipment, order: Order, rate: Rate | None, idempotency_key: str
+    ) -> BoughtLabel:
+        """Buy one label for this shipment (one parcel, or a multi-piece shipment where the remote has them).
+        `idempotency_key` is the same on every attempt for the same parcel: send it where the remote takes one
+        (MyParcel.com's Idempotency-Key header, Shippo's transaction metadata) so that a retry after a lost
+        answer never buys twice. A purchase the remote is still processing (Shippo QUEUED) is waited for within
+        the job's time, else RetryableError. A remote refusal is PermanentError with the remote's words."""
+        ...
+
+    async def find_label(self, idempotency_key: str) -> BoughtLabel | None:
+        """The label already bought with this key, if the remote has one: asked before a purchase is repeated
+        after an unknown outcome (a timeout, a crash between the remote's answer and our commit)."""
+        ...
+
+    async def void_label(self, remote_id: str) -> VoidOutcome:
+        """Void (refund) an unused label where the remote allows it; a remote that cannot says so in the
+        outcome rather than raising."""
+        ...
 
 
 @runtime_checkable
 class TrackingSource(Protocol):
-    async def track(self, shipment: Shipment) -> list[TrackingEvent]: ...
+    async def track(self, shipment: Shipment) -> list[TrackingEvent]:
+        """Every tracking event the remote has for this shipment, oldest first (polled, for remotes that send
+        no webhooks)."""
+        ...
