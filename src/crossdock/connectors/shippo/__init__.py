@@ -1,0 +1,1 @@
+"""The Shippo connector: rates, labels (transactions), refunds and tracking through api.goshippo.com."""
