@@ -35,6 +35,12 @@ async def seed(client: httpx.AsyncClient, hub: Hub, owner: Tenant) -> dict[str, 
         headers=owner.headers,
     )
     assert fulfillment.status_code == 201, fulfillment.text
+    policy = await client.put(
+        "/api/v1/shipping/policy",
+        json={"version": 0, "policy": {"rules": [{"match": {"countries": ["DE"]}}], "auto_ship": True}},
+        headers=owner.headers,
+    )
+    assert policy.status_code == 200, policy.text
     delivery_id = await failed_delivery(hub, owner, endpoint.json()["id"])
     job_id, run_id = await job_and_sync_run(hub, owner, conn.json()["id"])
     return {
@@ -119,6 +125,8 @@ BODIES: dict[tuple[str, str], dict[str, object] | None] = {
     ("POST", "/api/v1/jobs/{job_id}/cancel"): None,
     ("GET", "/api/v1/sync-runs"): None,
     ("GET", "/api/v1/sync-runs/{run_id}"): None,
+    ("GET", "/api/v1/shipping/policy"): None,
+    ("PUT", "/api/v1/shipping/policy"): None,
 }
 # Routes that create in the caller's own account: checked separately below (they must not touch A's data).
 CREATES = {
@@ -127,6 +135,7 @@ CREATES = {
     ("POST", "/api/v1/products"),
     ("PUT", "/api/v1/stock-levels"),
     ("POST", "/api/v1/webhook-endpoints"),
+    ("PUT", "/api/v1/shipping/policy"),
 }
 
 
@@ -161,6 +170,8 @@ async def test_every_route_is_scoped_to_the_callers_account(
             body = response.json()
             if "items" in body:
                 assert body["items"] == [], (method, path, body)
+            elif "policy" in body:
+                assert body["version"] == 0 and body["policy"]["rules"] == [], (method, path, body)
             else:
                 assert body["id"] == globex.id
         checked += 1
@@ -211,6 +222,13 @@ async def test_creating_with_the_same_keys_stays_in_the_callers_account(
     await client.put("/api/v1/stock-levels", json={"sku": "A-1", "available": 99}, headers=globex.headers)
     a_stock = (await client.get("/api/v1/stock-levels", headers=acme.headers)).json()["items"]
     assert a_stock[0]["available"] == 4
+    # B saving its first shipping policy neither sees nor replaces A's.
+    mine = await client.put(
+        "/api/v1/shipping/policy", json={"version": 0, "policy": {"auto_ship": False}}, headers=globex.headers
+    )
+    assert mine.status_code == 200 and mine.json()["version"] == 1
+    a_policy = (await client.get("/api/v1/shipping/policy", headers=acme.headers)).json()
+    assert a_policy["policy"]["auto_ship"] is True and len(a_policy["policy"]["rules"]) == 1
 
 
 @pytest.mark.parametrize("bogus", [str(uuid.uuid4())])

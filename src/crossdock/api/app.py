@@ -17,6 +17,7 @@ from crossdock.api.limits import BodySizeLimit
 from crossdock.api.routes_hooks import router as hooks
 from crossdock.api.routes_oauth import router as oauth
 from crossdock.api.routes_ops import router as ops
+from crossdock.api.routes_shipping import router as shipping
 from crossdock.api.routes_v1 import router as v1
 from crossdock.api.routes_webhooks import router as webhook_endpoints
 from crossdock.engine.metrics import refresh_queue_depth
@@ -55,6 +56,7 @@ def create_app(hub: Hub, *, dispose_on_shutdown: bool = False, run_workers: bool
     app.include_router(hooks)
     app.include_router(oauth)
     app.include_router(ops)
+    app.include_router(shipping)
 
     @app.middleware("http")
     async def _metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

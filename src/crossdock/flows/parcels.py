@@ -11,7 +11,9 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from crossdock.model import Dimensions, OrderLine, Parcel, Weight
 
@@ -20,14 +22,20 @@ class ParcelError(ValueError):
     """The order cannot be packed as configured; the message says which line and what to set."""
 
 
-@dataclass(frozen=True)
-class PackingRules:
-    packaging_weight: Weight = field(default_factory=lambda: Weight.grams(0))
+class PackingRules(BaseModel):
+    """An account's packing settings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    packaging_weight: Weight = Field(default_factory=lambda: Weight.grams(0))
     default_box: Dimensions | None = None
-    # Used for lines whose weight the channel did not give (eBay, Amazon) and the catalog does not know.
-    default_item_weight: Weight | None = None
-    # The most one parcel may weigh, packaging included (the carrier's or service's limit); None: no limit.
-    max_weight: Weight | None = None
+    default_item_weight: Weight | None = Field(
+        default=None,
+        description="For lines whose weight the channel does not give (eBay, Amazon) and the catalog lacks.",
+    )
+    max_weight: Weight | None = Field(
+        default=None, description="The most one parcel may weigh, packaging included; none: no limit."
+    )
 
 
 @dataclass(frozen=True)

@@ -261,6 +261,20 @@ class StockLevel(Base):
     updated_at: Mapped[datetime] = _updated()
 
 
+class ShippingPolicyRow(Base):
+    """An account's shipping policy (flows/policy.py ShippingPolicy) as one JSON document, with a version
+    that every write must name (optimistic concurrency: two editors never overwrite each other unseen)."""
+
+    __tablename__ = "shipping_policies"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    document: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[datetime] = _updated()
+
+
 class StockPush(Base):
     """What a connection's remote was last given for one SKU and location: a stock push sends only the levels
     whose quantity differs from it, and a level the remote could not place waits here with the reason until
