@@ -1,0 +1,509 @@
+"""The carriers connector (karrio) against fake UPS, FedEx and USPS APIs.
+
+karrio's carrier proxies send their HTTP through `karrio.core.utils.helpers._urlopen_with_span`, which the
+connector routes into the connection's RemoteClient; the RemoteClient's transport is replaced here by a fake
+carrier answering as the carrier documents: UPS (UPS-API/api-documentation: OAuthClientCredentials.yaml,
+Rating.yaml, Shipping.yaml, Tracking.yaml), FedEx (developer.fedex.com/api/en-us/catalog: authorization,
+rate, ship, track), USPS (developers.usps.com: oauth2 v3, shipments v3, payments v3, labels v3, tracking v3).
+Nothing leaves the process; every test asserts what crossdock gets and what the carrier was sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from crossdock.connectors.base import ShippingLabels, ShippingRates, TrackingSource
+from crossdock.connectors.carriers.client import CarriersConnector
+from crossdock.engine.connections import load_context
+from crossdock.engine.errors import ConfigurationError, PermanentError, RetryableError
+from crossdock.hub import Hub
+from crossdock.model import (
+    Address,
+    LabelFormat,
+    Money,
+    Order,
+    OrderLine,
+    Parcel,
+    Rate,
+    Shipment,
+    TrackingStatus,
+    Weight,
+)
+from crossdock.store import repo
+from crossdock.store import tables as t
+from tests.support import Tenant
+
+Answer = httpx.Response | Callable[[httpx.Request], httpx.Response]
+
+
+def reply(status: int, body: Any = None, **headers: str) -> httpx.Response:
+    if isinstance(body, bytes | str):
+        return httpx.Response(status, content=body, headers=headers)
+    return httpx.Response(status, json=body, headers=headers)
+
+
+@dataclass
+class FakeCarrier:
+    """Answers (method, path) from a table, the last answer repeating, and keeps every request."""
+
+    host: str
+    routes: dict[tuple[str, str], list[Answer]] = field(default_factory=dict)
+    seen: list[httpx.Request] = field(default_factory=list)
+
+    def on(self, method: str, path: str, *answers: Answer) -> FakeCarrier:
+        self.routes[(method.upper(), path)] = list(answers)
+        return self
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        assert request.url.host == self.host, f"karrio called {request.url} instead of {self.host}"
+        self.seen.append(request)
+        answers = self.routes.get((request.method, request.url.path))
+        if not answers:
+            return reply(404, {"message": f"no route {request.method} {request.url.path}"})
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        return answer(request) if callable(answer) else answer
+
+    def requests(self, path: str) -> list[httpx.Request]:
+        return [r for r in self.seen if r.url.path == path]
+
+    def json(self, path: str, n: int = -1) -> Any:
+        return json.loads(self.requests(path)[n].content)
+
+
+SHIPPER = {
+    "company": "Acme Outfitters",
+    "first_name": "Dana",
+    "last_name": "Shipper",
+    "line1": "500 W 2nd St",
+    "city": "Austin",
+    "postal_code": "78701",
+    "subdivision": "TX",
+    "country": "US",
+    "phone": "+15125550100",
+    "email": "ship@acme.example",
+}
+
+
+async def connect(
+    hub: Hub, account: Tenant, carrier: str, settings: dict[str, Any] | None = None, **secrets: str
+) -> uuid.UUID:
+    values: dict[str, Any] = {"carrier": carrier, "shipper_address": SHIPPER, **(settings or {})}
+    async with hub.db.transaction() as session:
+        row = await repo.Tenant(session, uuid.UUID(account.id)).create_connection(
+            connector="carriers",
+            name=f"Acme on {carrier}",
+            vault=hub.vault,
+            settings=values,
+            secrets={"client_id": "acme-client-id", "client_secret": "acme-client-secret", **secrets},
+        )
+    return row.id
+
+
+@asynccontextmanager
+async def opened(
+    hub: Hub, account: Tenant, connection_id: uuid.UUID, fake: FakeCarrier
+) -> AsyncIterator[CarriersConnector]:
+    _row, ctx = await load_context(hub, uuid.UUID(account.id), connection_id)
+    connector = CarriersConnector(ctx, transport=httpx.MockTransport(fake.handle))
+    try:
+        yield connector
+    finally:
+        await connector.aclose()
+
+
+async def amazon_order(hub: Hub, account: Tenant) -> Order:
+    """An Amazon order (as the amazon connector maps it) going to a home in Atlanta, stored in the hub."""
+    order = Order(
+        status="paid",
+        currency="USD",
+        external_id="113-2232941-7771462",
+        external_number="113-2232941-7771462",
+        shipping_address=Address(
+            first_name="Jordan",
+            last_name="Buyer",
+            line1="1600 Peachtree St NE",
+            city="Atlanta",
+            postal_code="30309",
+            subdivision="GA",
+            country="US",
+            phone="+14045550123",
+        ),
+        lines=[
+            OrderLine(
+                sku="TENT-2P", title="Two-person tent", quantity=1, unit_price=Money.of("189.00", "USD")
+            )
+        ],
+    )
+    async with hub.db.transaction() as session:
+        row = await repo.Tenant(session, uuid.UUID(account.id)).create_order(order, source="amazon")
+    return order.model_copy(update={"id": row.id})
+
+
+def parcel_shipment(order: Order, *, tracking_number: str | None = None) -> Shipment:
+    assert order.id is not None
+    return Shipment(
+        order_id=order.id,
+        parcels=[Parcel(weight=Weight(value="4.5", unit="lb"))],
+        tracking_number=tracking_number,
+    )
+
+
+async def remote_calls(hub: Hub, connection_id: uuid.UUID) -> list[t.RemoteCall]:
+    async with hub.db.session() as session:
+        rows = await session.scalars(
+            select(t.RemoteCall).where(t.RemoteCall.connection_id == connection_id).order_by(t.RemoteCall.at)
+        )
+        return list(rows.all())
+
+
+def tiny_gif() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (40, 60), color=255).save(buffer, format="GIF")
+    return buffer.getvalue()
+
+
+# UPS ---------------------------------------------------------------------------------------------------------
+UPS = "wwwcie.ups.com"  # the Customer Integration Environment, which test_mode selects
+UPS_TOKEN = "/security/v1/oauth/token"
+UPS_RATE = "/api/rating/v2409/Shop"
+UPS_SHIP = "/api/shipments/v2409/ship"
+# OAuthClientCredentials.yaml, 200 response of POST /security/v1/oauth/token.
+UPS_TOKEN_OK = {
+    "token_type": "Bearer",
+    "issued_at": "1732000000000",
+    "client_id": "acme-client-id",
+    "access_token": "ups-access-token-7d1f",
+    "expires_in": "14399",
+    "refresh_count": "0",
+    "status": "approved",
+}
+# Rating.yaml, RateResponse of a Shop request: one RatedShipment per service.
+UPS_RATES = {
+    "RateResponse": {
+        "Response": {
+            "ResponseStatus": {"Code": "1", "Description": "Success"},
+            "Alert": [
+                {"Code": "110971", "Description": "Your invoice may vary from the displayed reference rates"}
+            ],
+            "TransactionReference": {"CustomerContext": "113-2232941-7771462"},
+        },
+        "RatedShipment": [
+            {
+                "Service": {"Code": "03", "Description": ""},
+                "BillingWeight": {
+                    "UnitOfMeasurement": {"Code": "LBS", "Description": "Pounds"},
+                    "Weight": "5.0",
+                },
+                "TransportationCharges": {"CurrencyCode": "USD", "MonetaryValue": "14.61"},
+                "BaseServiceCharge": {"CurrencyCode": "USD", "MonetaryValue": "12.35"},
+                "ItemizedCharges": [{"Code": "375", "CurrencyCode": "USD", "MonetaryValue": "2.26"}],
+                "ServiceOptionsCharges": {"CurrencyCode": "USD", "MonetaryValue": "0.00"},
+                "TotalCharges": {"CurrencyCode": "USD", "MonetaryValue": "14.61"},
+                "TimeInTransit": {"ServiceSummary": {"EstimatedArrival": {"BusinessDaysInTransit": "3"}}},
+            },
+            {
+                "Service": {"Code": "02", "Description": ""},
+                "BillingWeight": {
+                    "UnitOfMeasurement": {"Code": "LBS", "Description": "Pounds"},
+                    "Weight": "5.0",
+                },
+                "TransportationCharges": {"CurrencyCode": "USD", "MonetaryValue": "31.07"},
+                "BaseServiceCharge": {"CurrencyCode": "USD", "MonetaryValue": "26.27"},
+                "ItemizedCharges": [{"Code": "375", "CurrencyCode": "USD", "MonetaryValue": "4.80"}],
+                "ServiceOptionsCharges": {"CurrencyCode": "USD", "MonetaryValue": "0.00"},
+                "TotalCharges": {"CurrencyCode": "USD", "MonetaryValue": "31.07"},
+                "TimeInTransit": {"ServiceSummary": {"EstimatedArrival": {"BusinessDaysInTransit": "2"}}},
+            },
+        ],
+    }
+}
+
+
+def ups_shipment_response(image: bytes, image_format: str) -> dict[str, Any]:
+    """Shipping.yaml, ShipmentResponse: the package's label is a base64 GraphicImage."""
+    return {
+        "ShipmentResponse": {
+            "Response": {"ResponseStatus": {"Code": "1", "Description": "Success"}},
+            "ShipmentResults": {
+                "ShipmentCharges": {
+                    "TransportationCharges": {"CurrencyCode": "USD", "MonetaryValue": "14.61"},
+                    "ServiceOptionsCharges": {"CurrencyCode": "USD", "MonetaryValue": "0.00"},
+                    "TotalCharges": {"CurrencyCode": "USD", "MonetaryValue": "14.61"},
+                },
+                "BillingWeight": {
+                    "UnitOfMeasurement": {"Code": "LBS", "Description": "Pounds"},
+                    "Weight": "5.0",
+                },
+                "ShipmentIdentificationNumber": "1Z9A81V30300000010",
+                "PackageResults": [
+                    {
+                        "TrackingNumber": "1Z9A81V30300000010",
+                        "ServiceOptionsCharges": {"CurrencyCode": "USD", "MonetaryValue": "0.00"},
+                        "ShippingLabel": {
+                            "ImageFormat": {"Code": image_format, "Description": image_format},
+                            "GraphicImage": base64.b64encode(image).decode("ascii"),
+                        },
+                    }
+                ],
+            },
+        }
+    }
+
+
+# UPS error shape (Rating.yaml / Shipping.yaml, "ErrorResponse").
+def ups_error(code: str, message: str) -> dict[str, Any]:
+    return {"response": {"errors": [{"code": code, "message": message}]}}
+
+
+def ups_fake() -> FakeCarrier:
+    return FakeCarrier(UPS).on("POST", UPS_TOKEN, reply(200, UPS_TOKEN_OK))
+
+
+@pytest.fixture
+async def ups(hub: Hub, acme: Tenant) -> uuid.UUID:
+    return await connect(hub, acme, "ups", {"account_number": "9A81V3", "test_mode": "true"})
+
+
+async def test_the_connector_implements_the_shipping_protocols(
+    hub: Hub, acme: Tenant, ups: uuid.UUID
+) -> None:
+    async with opened(hub, acme, ups, ups_fake()) as connector:
+        assert isinstance(connector, ShippingRates)
+        assert isinstance(connector, ShippingLabels)
+        assert isinstance(connector, TrackingSource)
+
+
+async def test_ups_check_proves_the_credentials_with_a_token(hub: Hub, acme: Tenant, ups: uuid.UUID) -> None:
+    fake = ups_fake()
+    async with opened(hub, acme, ups, fake) as connector:
+        assert (
+            await connector.check() == "ups account 9A81V3 (test mode) through karrio: credentials accepted"
+        )
+    (token,) = fake.requests(UPS_TOKEN)
+    assert (
+        token.headers["authorization"]
+        == "Basic " + base64.b64encode(b"acme-client-id:acme-client-secret").decode()
+    )
+    assert token.content == b"grant_type=client_credentials"
+
+
+async def test_ups_rates_map_to_exact_money_and_go_through_the_client(
+    hub: Hub, acme: Tenant, ups: uuid.UUID
+) -> None:
+    fake = ups_fake().on("POST", UPS_RATE, reply(200, UPS_RATES))
+    order = await amazon_order(hub, acme)
+    async with opened(hub, acme, ups, fake) as connector:
+        rates = await connector.rates(parcel_shipment(order), order)
+
+    assert [(r.carrier, r.service_code, r.price, r.estimated_days) for r in rates] == [
+        ("ups", "ups_ground", Money(amount=Decimal("14.61"), currency="USD"), 3),
+        ("ups", "ups_2nd_day_air", Money(amount=Decimal("31.07"), currency="USD"), 2),
+    ]
+    assert all(r.connection_id == ups for r in rates)
+    sent = fake.json(UPS_RATE)["RateRequest"]["Shipment"]
+    assert sent["Shipper"]["ShipperNumber"] == "9A81V3"
+    assert sent["ShipTo"]["Address"]["PostalCode"] == "30309"
+    assert sent["ShipTo"]["Address"]["StateProvinceCode"] == "GA"
+    assert sent["Package"][0]["PackageWeight"]["Weight"] == "4.5"
+    assert fake.requests(UPS_RATE)[0].headers["authorization"] == "Bearer ups-access-token-7d1f"
+    calls = await remote_calls(hub, ups)
+    assert [(c.method, c.url, c.status, c.operation) for c in calls] == [
+        ("POST", f"https://{UPS}{UPS_TOKEN}", 200, "api"),
+        ("POST", f"https://{UPS}{UPS_RATE}?additionalinfo=timeintransit", 200, "api"),
+    ]
+    assert all(c.order_id == order.id for c in calls)
+
+
+async def test_ups_label_in_zpl_comes_back_byte_for_byte(hub: Hub, acme: Tenant) -> None:
+    zpl = b"^XA^FO50,50^A0N,40,40^FD1Z9A81V30300000010^FS^XZ"
+    fake = ups_fake().on("POST", UPS_SHIP, reply(200, ups_shipment_response(zpl, "ZPL")))
+    connection = await connect(
+        hub, acme, "ups", {"account_number": "9A81V3", "test_mode": "true", "label_format": "zpl"}
+    )
+    order = await amazon_order(hub, acme)
+    rate = Rate(carrier="ups", service_code="ups_ground", price=Money.of("14.61", "USD"))
+    async with opened(hub, acme, connection, fake) as connector:
+        label = await connector.buy_label(parcel_shipment(order), order, rate, "order-1/parcel-1")
+
+    assert label.file == zpl
+    assert label.file_format is LabelFormat.ZPL
+    assert (label.remote_id, label.tracking_number, label.carrier, label.service_code) == (
+        "1Z9A81V30300000010",
+        "1Z9A81V30300000010",
+        "ups",
+        "ups_ground",
+    )
+    assert label.tracking_url is not None and "1Z9A81V30300000010" in label.tracking_url
+    assert label.price == Money.of("14.61", "USD")
+    sent = fake.json(UPS_SHIP)["ShipmentRequest"]
+    assert sent["Shipment"]["Service"]["Code"] == "03"
+    assert (
+        sent["Shipment"]["PaymentInformation"]["ShipmentCharge"][0]["BillShipper"]["AccountNumber"]
+        == "9A81V3"
+    )
+    assert sent["LabelSpecification"]["LabelImageFormat"]["Code"] == "ZPL"
+
+
+async def test_ups_gif_label_becomes_a_pdf(hub: Hub, acme: Tenant, ups: uuid.UUID) -> None:
+    fake = ups_fake().on("POST", UPS_SHIP, reply(200, ups_shipment_response(tiny_gif(), "GIF")))
+    order = await amazon_order(hub, acme)
+    shipment = parcel_shipment(order).model_copy(update={"service_code": "ups_ground"})
+    async with opened(hub, acme, ups, fake) as connector:
+        label = await connector.buy_label(shipment, order, None, "order-1/parcel-1")
+    assert label.file_format is LabelFormat.PDF
+    assert label.file.startswith(b"%PDF")
+
+
+# Tracking.yaml, GET /api/track/v1/details/{inquiryNumber}: activity newest first, date YYYYMMDD, time HHMMSS.
+UPS_TRACK = {
+    "trackResponse": {
+        "shipment": [
+            {
+                "inquiryNumber": "1Z9A81V30300000010",
+                "package": [
+                    {
+                        "trackingNumber": "1Z9A81V30300000010",
+                        "deliveryDate": [{"type": "DEL", "date": "20241119"}],
+                        "activity": [
+                            {
+                                "location": {
+                                    "address": {
+                                        "city": "ATLANTA",
+                                        "stateProvince": "GA",
+                                        "countryCode": "US",
+                                        "country": "US",
+                                    }
+                                },
+                                "status": {
+                                    "type": "D",
+                                    "description": "DELIVERED",
+                                    "code": "KB",
+                                    "statusCode": "011",
+                                },
+                                "date": "20241119",
+                                "time": "143000",
+                            },
+                            {
+                                "location": {
+                                    "address": {
+                                        "city": "ATLANTA",
+                                        "stateProvince": "GA",
+                                        "countryCode": "US",
+                                        "country": "US",
+                                    }
+                                },
+                                "status": {
+                                    "type": "I",
+                                    "description": "Out For Delivery Today",
+                                    "code": "OT",
+                                    "statusCode": "021",
+                                },
+                                "date": "20241119",
+                                "time": "081200",
+                            },
+                            {
+                                "location": {
+                                    "address": {
+                                        "city": "AUSTIN",
+                                        "stateProvince": "TX",
+                                        "countryCode": "US",
+                                        "country": "US",
+                                    }
+                                },
+                                "status": {
+                                    "type": "P",
+                                    "description": "Pickup Scan",
+                                    "code": "PU",
+                                    "statusCode": "038",
+                                },
+                                "date": "20241117",
+                                "time": "174500",
+                            },
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+}
+
+
+async def test_ups_tracking_events_come_oldest_first(hub: Hub, acme: Tenant, ups: uuid.UUID) -> None:
+    fake = ups_fake().on("GET", "/api/track/v1/details/1Z9A81V30300000010", reply(200, UPS_TRACK))
+    order = await amazon_order(hub, acme)
+    async with opened(hub, acme, ups, fake) as connector:
+        events = await connector.track(parcel_shipment(order, tracking_number="1Z9A81V30300000010"))
+    assert [(e.status, e.description, e.raw_status) for e in events] == [
+        (TrackingStatus.IN_TRANSIT, "Pickup Scan", "PU"),
+        # karrio normalises by UPS's status type first: "I" (in transit) wins over the code OT.
+        (TrackingStatus.IN_TRANSIT, "Out For Delivery Today", "OT"),
+        (TrackingStatus.DELIVERED, "DELIVERED", "KB"),
+    ]
+    assert events[0].occurred_at == datetime(2024, 11, 17, 17, 45, tzinfo=UTC)
+    assert events[-1].location is not None and "ATLANTA" in events[-1].location
+
+
+async def test_ups_refusal_is_permanent_in_the_carriers_words(hub: Hub, acme: Tenant, ups: uuid.UUID) -> None:
+    fake = ups_fake().on(
+        "POST", UPS_SHIP, reply(400, ups_error("120100", "Missing or invalid shipper number"))
+    )
+    order = await amazon_order(hub, acme)
+    shipment = parcel_shipment(order).model_copy(update={"service_code": "ups_ground"})
+    async with opened(hub, acme, ups, fake) as connector:
+        with pytest.raises(PermanentError) as refused:
+            await connector.buy_label(shipment, order, None, "order-1/parcel-1")
+    assert "120100: Missing or invalid shipper number" in refused.value.message
+    assert not isinstance(refused.value, ConfigurationError)
+
+
+async def test_ups_wrong_credentials_are_a_configuration_error(
+    hub: Hub, acme: Tenant, ups: uuid.UUID
+) -> None:
+    fake = FakeCarrier(UPS).on(
+        "POST", UPS_TOKEN, reply(401, ups_error("250003", "Invalid Access License number"))
+    )
+    order = await amazon_order(hub, acme)
+    async with opened(hub, acme, ups, fake) as connector:
+        with pytest.raises(ConfigurationError) as refused:
+            await connector.rates(parcel_shipment(order), order)
+    assert "Invalid Access License number" in refused.value.message
+    assert fake.requests(UPS_RATE) == []
+    async with hub.db.session() as session:
+        row = await session.get(t.Connection, ups)
+        assert row is not None and row.status == "needs_reauth"
+
+
+async def test_ups_outage_while_rating_is_retryable(hub: Hub, acme: Tenant, ups: uuid.UUID) -> None:
+    fake = ups_fake().on("POST", UPS_RATE, reply(503, "<html>Service Unavailable</html>"))
+    order = await amazon_order(hub, acme)
+    async with opened(hub, acme, ups, fake) as connector:
+        with pytest.raises(RetryableError):
+            await connector.rates(parcel_shipment(order), order)
+
+
+async def test_ups_outage_after_a_label_was_sent_is_not_retried_blindly(
+    hub: Hub, acme: Tenant, ups: uuid.UUID
+) -> None:
+    fake = ups_fake().on("POST", UPS_SHIP, reply(502, "<html>Bad Gateway</html>"))
+    order = await amazon_order(hub, acme)
+    shipment = parcel_shipment(order).model_copy(update={"service_code": "ups_ground"})
+    async with opened(hub, acme, ups, fake) as connector:
+        with pytest.raises(PermanentError) as unknown:
+            await connector.buy_label(shipment, order, None, "order-1/parcel-1")
+        assert await connector.find_label("order-1/parcel-1") is None
+    assert "outcome is unknown" in unknown.value.message
+    assert len(fake.requests(UPS_SHIP)) == 1
