@@ -137,10 +137,27 @@ register(
         role=Role.SHIPPING,
         capabilities=frozenset({C.SHIPPING_RATES, C.SHIPPING_LABELS, C.TRACKING_WEBHOOK}),
         default_base_url="https://api.goshippo.com",
+        settings=(
+            # Not required to connect (check() needs no origin); rates and labels refuse without it.
+            Field(
+                "from_address",
+                "Ship-from address",
+                required=False,
+                help="where parcels ship from: Shippo address fields as a JSON object (name, street1, city, "
+                "state, zip, country, ...) or a Shippo address object_id; see docs/shipping.md",
+            ),
+            Field(
+                "label_file_type",
+                "Label file type",
+                required=False,
+                help="PDF (default), PDF_4x6, PDF_A4, ..., PNG or ZPLII",
+            ),
+        ),
         secrets=(
             Field("api_token", "API token (shippo_test_... or shippo_live_...) or OAuth token"),
             Field("webhook_token", "Webhook URL token", required=False),
         ),
+        factory="crossdock.connectors.shippo.client:ShippoConnector",
     )
 )
 register(
