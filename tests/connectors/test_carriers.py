@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
+from pypdf import PdfReader, PdfWriter
 from sqlalchemy import select
 
 from crossdock.connectors.base import ShippingLabels, ShippingRates, TrackingSource
@@ -507,3 +508,186 @@ async def test_ups_outage_after_a_label_was_sent_is_not_retried_blindly(
         assert await connector.find_label("order-1/parcel-1") is None
     assert "outcome is unknown" in unknown.value.message
     assert len(fake.requests(UPS_SHIP)) == 1
+
+
+# FedEx -------------------------------------------------------------------------------------------------------
+FEDEX = "apis-sandbox.fedex.com"
+FEDEX_TOKEN = "/oauth/token"
+# developer.fedex.com authorization API: POST /oauth/token answers the bearer token, valid 60 minutes.
+FEDEX_TOKEN_OK = {
+    "access_token": "fedex-access-token-41c2",
+    "token_type": "bearer",
+    "expires_in": 3599,
+    "scope": "CXS",
+}
+# Rate API, POST /rate/v1/rates/quotes: output.rateReplyDetails[].ratedShipmentDetails[] per rate type.
+FEDEX_RATES = {
+    "transactionId": "624deea6-b709-470c-8c39-4b5511281492",
+    "output": {
+        "rateReplyDetails": [
+            {
+                "serviceType": "FEDEX_GROUND",
+                "serviceName": "FedEx Ground",
+                "packagingType": "YOUR_PACKAGING",
+                "ratedShipmentDetails": [
+                    {
+                        "rateType": "ACCOUNT",
+                        "ratedWeightMethod": "ACTUAL",
+                        "totalDiscounts": 0.0,
+                        "totalBaseCharge": 18.42,
+                        "totalNetCharge": 21.37,
+                        "totalNetFedExCharge": 21.37,
+                        "shipmentRateDetail": {"currency": "USD", "totalSurcharges": 2.95},
+                        "currency": "USD",
+                    }
+                ],
+                "operationalDetail": {"transitTime": "THREE_DAYS"},
+            }
+        ]
+    },
+}
+
+
+def four_by_six_pdf() -> bytes:
+    writer = PdfWriter()
+    writer.add_blank_page(width=288, height=432)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+PDF = four_by_six_pdf()
+# Ship API, POST /ship/v1/shipments with labelResponseOptions LABEL: the label is base64 in encodedLabel.
+FEDEX_SHIPPED = {
+    "transactionId": "50eae03e-0fec-4ec7-b068-7d8b4c1ab1a5",
+    "output": {
+        "transactionShipments": [
+            {
+                "masterTrackingNumber": "794953535000",
+                "serviceType": "FEDEX_GROUND",
+                "shipDatestamp": "2024-11-18",
+                "serviceName": "FedEx Ground",
+                "pieceResponses": [
+                    {
+                        "masterTrackingNumber": "794953535000",
+                        "trackingNumber": "794953535000",
+                        "packageDocuments": [
+                            {
+                                "contentType": "LABEL",
+                                "copiesToPrint": 1,
+                                "encodedLabel": base64.b64encode(PDF).decode("ascii"),
+                                "docType": "PDF",
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    },
+}
+# Track API, POST /track/v1/trackingnumbers: scanEvents newest first, dates with the local offset.
+FEDEX_TRACKED = {
+    "transactionId": "580b6d4b-bc5b-4b9b-a0c4-2a6a7a1b9e1f",
+    "output": {
+        "completeTrackResults": [
+            {
+                "trackingNumber": "794953535000",
+                "trackResults": [
+                    {
+                        "trackingNumberInfo": {"trackingNumber": "794953535000", "carrierCode": "FDXG"},
+                        "latestStatusDetail": {"code": "DL", "derivedCode": "DL", "description": "Delivered"},
+                        "scanEvents": [
+                            {
+                                "date": "2024-11-20T10:12:00-05:00",
+                                "eventType": "DL",
+                                "eventDescription": "Delivered",
+                                "scanLocation": {
+                                    "city": "ATLANTA",
+                                    "stateOrProvinceCode": "GA",
+                                    "countryCode": "US",
+                                },
+                                "derivedStatusCode": "DL",
+                            },
+                            {
+                                "date": "2024-11-18T16:40:00-06:00",
+                                "eventType": "PU",
+                                "eventDescription": "Picked up",
+                                "scanLocation": {
+                                    "city": "AUSTIN",
+                                    "stateOrProvinceCode": "TX",
+                                    "countryCode": "US",
+                                },
+                                "derivedStatusCode": "PU",
+                            },
+                        ],
+                    }
+                ],
+            }
+        ]
+    },
+}
+
+
+@pytest.fixture
+async def fedex(hub: Hub, acme: Tenant) -> uuid.UUID:
+    return await connect(hub, acme, "fedex", {"account_number": "740561073", "test_mode": "true"})
+
+
+def fedex_fake() -> FakeCarrier:
+    return FakeCarrier(FEDEX).on("POST", FEDEX_TOKEN, reply(200, FEDEX_TOKEN_OK))
+
+
+async def test_fedex_rates_labels_and_tracking(hub: Hub, acme: Tenant, fedex: uuid.UUID) -> None:
+    fake = (
+        fedex_fake()
+        .on("POST", "/rate/v1/rates/quotes", reply(200, FEDEX_RATES))
+        .on("POST", "/ship/v1/shipments", reply(200, FEDEX_SHIPPED))
+        .on("POST", "/track/v1/trackingnumbers", reply(200, FEDEX_TRACKED))
+    )
+    order = await amazon_order(hub, acme)
+    async with opened(hub, acme, fedex, fake) as connector:
+        (rate,) = await connector.rates(parcel_shipment(order), order)
+        label = await connector.buy_label(parcel_shipment(order), order, rate, "order-1/parcel-1")
+        events = await connector.track(parcel_shipment(order, tracking_number=label.tracking_number))
+
+    assert (rate.carrier, rate.service_code, rate.price) == (
+        "fedex",
+        "fedex_ground",
+        Money.of("21.37", "USD"),
+    )
+    assert (label.file_format, label.tracking_number) == (LabelFormat.PDF, "794953535000")
+    # karrio re-bundles FedEx's PDF (one document per shipment): the same single 4x6 inch page comes back.
+    (page,) = PdfReader(io.BytesIO(label.file)).pages
+    assert (page.mediabox.width, page.mediabox.height) == (288, 432)
+    assert [(e.status, e.occurred_at, e.raw_status) for e in events] == [
+        # karrio keeps the scan's local wall time and drops FedEx's offset; crossdock reads it as UTC (a
+        # documented limit: docs/carriers.md).
+        (TrackingStatus.IN_TRANSIT, datetime(2024, 11, 18, 16, 40, tzinfo=UTC), "PU"),
+        (TrackingStatus.DELIVERED, datetime(2024, 11, 20, 10, 12, tzinfo=UTC), "DL"),
+    ]
+    # The client id and secret are FedEx's API key and secret key, sent as the token form.
+    token_form = fake.requests(FEDEX_TOKEN)[0].content.decode()
+    assert "client_id=acme-client-id" in token_form and "client_secret=acme-client-secret" in token_form
+    shipped = fake.json("/ship/v1/shipments")
+    assert shipped["accountNumber"] == {"value": "740561073"}
+    assert shipped["requestedShipment"]["serviceType"] == "FEDEX_GROUND"
+    assert shipped["requestedShipment"]["recipients"][0]["address"]["postalCode"] == "30309"
+
+
+async def test_fedex_refusal_keeps_fedex_words(hub: Hub, acme: Tenant, fedex: uuid.UUID) -> None:
+    refusal = {
+        "transactionId": "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b",
+        "errors": [
+            {
+                "code": "ACCOUNT.NUMBER.MISMATCH",
+                "message": "When payment Type is SENDER, ShippingChargesPayment Payor AccountNumber should match the shipper account number.",
+            }
+        ],
+    }
+    fake = fedex_fake().on("POST", "/rate/v1/rates/quotes", reply(400, refusal))
+    order = await amazon_order(hub, acme)
+    async with opened(hub, acme, fedex, fake) as connector:
+        with pytest.raises(PermanentError) as refused:
+            await connector.rates(parcel_shipment(order), order)
+    assert "ACCOUNT.NUMBER.MISMATCH" in refused.value.message
+    assert "should match the shipper account number" in refused.value.message

@@ -242,11 +242,14 @@ class CarriersConnector:
                 "'default_service' (a karrio service name such as ups_ground)"
             )
         asked = self.label_format()
+        account = self.ctx.settings.get("account_number")
         request = {
             **self._request_base(shipment, order),
             "service": service,
             "label_type": mapping.LABEL_TYPES[asked],
             "metadata": {"crossdock_idempotency_key": idempotency_key},
+            # The shipper's account pays (karrio's Payment; FedEx's shippingChargesPayment SENDER).
+            "payment": {"paid_by": "sender", **({"account_number": str(account)} if account else {})},
         }
         if order.external_id:
             request["order_id"] = order.external_id
