@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from crossdock import model as m
 from crossdock.api.app import create_app
 from crossdock.api.routes_myparcelcom import PREFIX
-from crossdock.engine.connect import connect
+from crossdock.engine.connect import connect, set_status
 from crossdock.engine.fulfillments import PUSH_JOB
 from crossdock.hub import Hub
 from crossdock.sandbox.common.server import run_in_thread
@@ -453,6 +453,21 @@ async def test_deleting_the_connection_unlinks_the_shop(hub: Hub, platform: MyPa
         await repo.Tenant(session, shop.account_id).delete_connection(shop.connection_id)
     response = await pull(platform, shop)
     assert response.status_code == 401 and "unknown to crossdock" in error_of(response)["detail"]
+
+
+async def test_a_paused_connection_serves_nothing_until_resumed(
+    hub: Hub, platform: MyParcelComPlatform
+) -> None:
+    shop = await add_shop(hub, "Acme", SHOP_A, SECRET_A)
+    await add_order(hub, shop.account_id, "#P-1")
+    await authorize(platform, shop)
+    await set_status(hub, shop.account_id, shop.connection_id, "paused")
+    paused = await pull(platform, shop)
+    assert (
+        paused.status_code == 401 and f"connections resume {shop.connection_id}" in error_of(paused)["detail"]
+    )
+    await set_status(hub, shop.account_id, shop.connection_id, "active")
+    assert len((await pull(platform, shop)).json()["data"]) == 1
 
 
 # -- POST /callback/shipment-statuses --------------------------------------------------------------------------

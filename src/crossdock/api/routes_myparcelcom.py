@@ -264,7 +264,7 @@ async def _authorized_shop(
             401,
             "Unauthorized",
             f"the crossdock connection '{connection.name}' for shop {shop_id} is {connection.status}: "
-            "resume it in crossdock (crossdock connections resume)",
+            f"resume it in crossdock (crossdock connections resume {connection.id})",
             **where,
         )
     return connection
@@ -327,7 +327,8 @@ async def init_auth(request: Request) -> Response:
                 404,
                 "Not Found",
                 f"no crossdock account has a MyParcel.com connection for shop {shop_id}: add one with "
-                f"shop_id {shop_id} (crossdock connections add myparcelcom), then start again",
+                f"shop_id {shop_id} (crossdock connections add myparcelcom --setting shop_id={shop_id} ...), then "
+                "start again",
                 pointer="/data/shop_id",
             )
         if len({row.account_id for row in named}) > 1:
