@@ -691,3 +691,310 @@ async def test_fedex_refusal_keeps_fedex_words(hub: Hub, acme: Tenant, fedex: uu
             await connector.rates(parcel_shipment(order), order)
     assert "ACCOUNT.NUMBER.MISMATCH" in refused.value.message
     assert "should match the shipper account number" in refused.value.message
+
+
+# USPS --------------------------------------------------------------------------------------------------------
+USPS = "apis-tem.usps.com"
+# developers.usps.com OAuth 2.0 v3: POST /oauth2/v3/token answers a bearer token for the asked scopes.
+USPS_TOKEN_OK = {
+    "access_token": "usps-access-token-9b0e",
+    "token_type": "Bearer",
+    "issued_at": 1732000000000,
+    "expires_in": 28799,
+    "status": "approved",
+    "scope": "prices labels tracking payments shipments",
+    "issuer": "api.usps.com",
+    "client_id": "acme-client-id",
+    "application_name": "Acme",
+    "api_products": "[Shipping-Silver]",
+    "public_key": "LS0tLS1CRUdJTi...",
+}
+# Shipments 3.0, POST /shipments/v3/options/search: pricingOptions -> shippingOptions -> rateOptions -> rates.
+USPS_OPTIONS = {
+    "originZIPCode": "78701",
+    "destinationZIPCode": "30309",
+    "pricingOptions": [
+        {
+            "priceType": "COMMERCIAL",
+            "shippingOptions": [
+                {
+                    "mailClass": "USPS_GROUND_ADVANTAGE",
+                    "rateOptions": [
+                        {
+                            "commitment": {"name": "3 Days", "scheduleDeliveryDate": "2024-11-21"},
+                            "totalPrice": 9.85,
+                            "totalBasePrice": 9.85,
+                            "rates": [
+                                {
+                                    "SKU": "DUXP0XXXXC04050",
+                                    "description": "USPS Ground Advantage Machinable Single-piece",
+                                    "priceType": "COMMERCIAL",
+                                    "price": 9.85,
+                                    "weight": 4.5,
+                                    "mailClass": "USPS_GROUND_ADVANTAGE",
+                                    "productName": "USPS Ground Advantage",
+                                    "processingCategory": "MACHINABLE",
+                                    "zone": "05",
+                                }
+                            ],
+                            "extraServices": [],
+                        }
+                    ],
+                }
+            ],
+        }
+    ],
+}
+# Payments 3.0, POST /payments/v3/payment-authorization: the token labels need in X-Payment-Authorization-Token.
+USPS_PAYMENT = {"paymentAuthorizationToken": "usps-payment-token-55aa"}
+USPS_TRACKING_NUMBER = "9205500000000000000000"
+
+
+def usps_label_multipart(label: bytes) -> tuple[bytes, str]:
+    """Labels 3.0, POST /labels/v3/label: multipart/form-data with the labelMetadata JSON and the
+    labelImage (base64)."""
+    boundary = "--usps-boundary-7f3a"
+    metadata = {
+        "labelAddress": {
+            "streetAddress": "1600 PEACHTREE ST NE",
+            "city": "ATLANTA",
+            "state": "GA",
+            "ZIPCode": "30309",
+        },
+        "routingInformation": "42030309",
+        "trackingNumber": USPS_TRACKING_NUMBER,
+        "postage": 9.85,
+        "extraServices": [],
+        "zone": "05",
+        "commitment": {"name": "3 Days", "scheduleDeliveryDate": "2024-11-21"},
+        "weightUOM": "lb",
+        "weight": 4.5,
+        "fees": [],
+        "SKU": "DUXP0XXXXC04050",
+    }
+    body = (
+        f"{boundary}\r\n"
+        'Content-Disposition: form-data; name="labelMetadata"\r\n'
+        "Content-Type: application/json\r\n\r\n"
+        f"{json.dumps(metadata)}\r\n"
+        f"{boundary}\r\n"
+        'Content-Disposition: form-data; name="labelImage"; filename="labelImage.pdf"\r\n'
+        "Content-Type: application/pdf\r\n\r\n"
+        f"{base64.b64encode(label).decode('ascii')}\r\n"
+        f"{boundary}--\r\n"
+    )
+    return body.encode(), f"multipart/form-data; boundary={boundary[2:]}"
+
+
+# Tracking 3.0, GET /tracking/v3/tracking/{trackingNumber}?expand=DETAIL: trackingEvents newest first, UTC.
+USPS_TRACKED = {
+    "trackingNumber": USPS_TRACKING_NUMBER,
+    "statusCategory": "Delivered",
+    "status": "Delivered, In/At Mailbox",
+    "mailClass": "USPS Ground Advantage",
+    "trackingEvents": [
+        {
+            "eventType": "Delivered, In/At Mailbox",
+            "eventTimestamp": "2024-11-21T13:05:00Z",
+            "eventCountry": "US",
+            "eventCity": "ATLANTA",
+            "eventState": "GA",
+            "eventZIP": "30309",
+            "eventCode": "01",
+        },
+        {
+            "eventType": "Out for Delivery",
+            "eventTimestamp": "2024-11-21T07:10:00Z",
+            "eventCity": "ATLANTA",
+            "eventState": "GA",
+            "eventZIP": "30309",
+            "eventCode": "OF",
+        },
+        {
+            "eventType": "USPS picked up item",
+            "eventTimestamp": "2024-11-18T16:22:00Z",
+            "eventCity": "AUSTIN",
+            "eventState": "TX",
+            "eventZIP": "78701",
+            "eventCode": "03",
+        },
+    ],
+}
+
+
+async def test_usps_rates_label_and_tracking_each_api_in_its_own_bucket(hub: Hub, acme: Tenant) -> None:
+    multipart, content_type = usps_label_multipart(PDF)
+    fake = (
+        FakeCarrier(USPS)
+        .on("POST", "/oauth2/v3/token", reply(200, USPS_TOKEN_OK))
+        .on("POST", "/shipments/v3/options/search", reply(200, USPS_OPTIONS))
+        .on("POST", "/payments/v3/payment-authorization", reply(200, USPS_PAYMENT))
+        .on(
+            "POST",
+            "/labels/v3/label",
+            httpx.Response(200, content=multipart, headers={"content-type": content_type}),
+        )
+        .on("GET", f"/tracking/v3/tracking/{USPS_TRACKING_NUMBER}", reply(200, USPS_TRACKED))
+    )
+    connection = await connect(
+        hub,
+        acme,
+        "usps",
+        {
+            "account_number": "1000123456",
+            "test_mode": "true",
+            "carrier_config": {"CRID": "56982563", "MID": "902500000"},
+        },
+    )
+    order = await amazon_order(hub, acme)
+    async with opened(hub, acme, connection, fake) as connector:
+        (rate,) = await connector.rates(parcel_shipment(order), order)
+        label = await connector.buy_label(parcel_shipment(order), order, rate, "order-1/parcel-1")
+        events = await connector.track(parcel_shipment(order, tracking_number=label.tracking_number))
+
+    assert (rate.carrier, rate.service_code, rate.price, rate.estimated_days) == (
+        "usps",
+        "usps_ground_advantage",
+        Money.of("9.85", "USD"),
+        3,
+    )
+    assert (label.tracking_number, label.file_format, label.price) == (
+        USPS_TRACKING_NUMBER,
+        LabelFormat.PDF,
+        Money.of("9.85", "USD"),
+    )
+    assert PdfReader(io.BytesIO(label.file)).pages[0].mediabox.width == 288
+    assert (
+        fake.requests("/labels/v3/label")[0].headers["x-payment-authorization-token"]
+        == "usps-payment-token-55aa"
+    )
+    payer = fake.json("/payments/v3/payment-authorization")["roles"][1]
+    assert (payer["roleName"], payer["CRID"], payer["accountNumber"]) == ("PAYER", "56982563", "1000123456")
+    assert [(e.status, e.occurred_at) for e in events] == [
+        (TrackingStatus.IN_TRANSIT, datetime(2024, 11, 18, 16, 22, tzinfo=UTC)),
+        (TrackingStatus.OUT_FOR_DELIVERY, datetime(2024, 11, 21, 7, 10, tzinfo=UTC)),
+        (TrackingStatus.DELIVERED, datetime(2024, 11, 21, 13, 5, tzinfo=UTC)),
+    ]
+    # USPS counts its quota per API (60 calls an hour each): every call took a slot of its own API's bucket.
+    buckets = {(c.url.split("/")[3], c.operation) for c in await remote_calls(hub, connection)}
+    assert buckets == {
+        ("oauth2", "oauth2"),
+        ("shipments", "shipments"),
+        ("payments", "payments"),
+        ("labels", "labels"),
+        ("tracking", "tracking"),
+    }
+
+
+# Another karrio carrier, by configuration only ---------------------------------------------------------------
+# Canada Post's Rating API, POST /rs/ship/price (canadapost.ca/cpc/en/business/shipping/ecommerce-developers:
+# "Get rates"), answers price-quotes in XML.
+CANADAPOST_QUOTES = """<?xml version="1.0" encoding="UTF-8"?>
+<price-quotes xmlns="http://www.canadapost.ca/ws/ship/rate-v4">
+  <price-quote>
+    <service-code>DOM.EP</service-code>
+    <service-name>Expedited Parcel</service-name>
+    <price-details>
+      <base>9.59</base>
+      <taxes><gst>0.00</gst><pst>0.00</pst><hst percent="13.0">1.57</hst></taxes>
+      <due>12.18</due>
+      <adjustments>
+        <adjustment><adjustment-code>FUELSC</adjustment-code><adjustment-name>Fuel surcharge</adjustment-name><adjustment-cost>1.02</adjustment-cost></adjustment>
+      </adjustments>
+    </price-details>
+    <service-standard>
+      <am-delivery>false</am-delivery>
+      <guaranteed-delivery>true</guaranteed-delivery>
+      <expected-transit-time>2</expected-transit-time>
+      <expected-delivery-date>2024-11-20</expected-delivery-date>
+    </service-standard>
+  </price-quote>
+</price-quotes>
+"""
+
+
+async def test_another_karrio_carrier_works_by_configuration_alone(hub: Hub, acme: Tenant) -> None:
+    """Canada Post: karrio-canadapost installed, `carrier` set, its customer number in carrier_config; the
+    connection's client id and secret become Canada Post's API username and password."""
+    fake = FakeCarrier("ct.soa-gw.canadapost.ca").on(
+        "POST",
+        "/rs/ship/price",
+        reply(200, CANADAPOST_QUOTES, **{"content-type": "application/vnd.cpc.ship.rate-v4+xml"}),
+    )
+    toronto = {
+        "company": "Acme Outfitters Canada",
+        "line1": "40 Bay St",
+        "city": "Toronto",
+        "postal_code": "M5J 2X2",
+        "subdivision": "ON",
+        "country": "CA",
+        "phone": "+14165550100",
+    }
+    connection = await connect(
+        hub,
+        acme,
+        "canadapost",
+        {
+            "test_mode": "true",
+            "shipper_address": toronto,
+            "carrier_config": json.dumps({"customer_number": "2004381"}),
+        },
+    )
+    order = await amazon_order(hub, acme)
+    order = order.model_copy(
+        update={
+            "shipping_address": Address(
+                first_name="Sam",
+                last_name="Tremblay",
+                line1="125 Church St",
+                city="Moncton",
+                postal_code="E1C 4Z8",
+                subdivision="NB",
+                country="CA",
+            )
+        }
+    )
+    async with opened(hub, acme, connection, fake) as connector:
+        (rate,) = await connector.rates(parcel_shipment(order), order)
+    assert (rate.carrier, rate.service_code, rate.price, rate.estimated_days) == (
+        "canadapost",
+        "canadapost_expedited_parcel",
+        Money.of("12.18", "CAD"),
+        2,
+    )
+    (sent,) = fake.requests("/rs/ship/price")
+    assert (
+        sent.headers["authorization"]
+        == "Basic " + base64.b64encode(b"acme-client-id:acme-client-secret").decode()
+    )
+    assert b"<customer-number>2004381</customer-number>" in sent.content
+    assert b"<postal-code>E1C4Z8</postal-code>" in sent.content
+
+
+async def test_a_carrier_karrio_does_not_have_says_which_package_to_install(hub: Hub, acme: Tenant) -> None:
+    connection = await connect(hub, acme, "dhl_poland")
+    order = await amazon_order(hub, acme)
+    async with opened(hub, acme, connection, FakeCarrier("nowhere.example")) as connector:
+        with pytest.raises(ConfigurationError) as missing:
+            await connector.rates(parcel_shipment(order), order)
+    assert "install the package karrio-dhl-poland" in missing.value.message
+    assert "installed: canadapost, fedex, ups, usps" in missing.value.message
+
+
+async def test_a_field_karrio_does_not_know_is_named(hub: Hub, acme: Tenant) -> None:
+    connection = await connect(hub, acme, "ups", {"carrier_config": {"customer_numbr": "1"}})
+    order = await amazon_order(hub, acme)
+    async with opened(hub, acme, connection, FakeCarrier(UPS)) as connector:
+        with pytest.raises(ConfigurationError) as unknown:
+            await connector.rates(parcel_shipment(order), order)
+    assert "no field customer_numbr" in unknown.value.message
+
+
+async def test_karrio_http_outside_a_connection_is_refused() -> None:
+    import karrio.lib as lib
+
+    from crossdock.connectors.carriers import transport
+
+    transport.install()
+    with pytest.raises(transport.Stopped, match="outside a crossdock carrier connection"):
+        lib.request(url="https://onlinetools.ups.com/security/v1/oauth/token", method="POST", data="x")
