@@ -658,3 +658,14 @@ def test_parcel_numbers_are_rounded_up_to_four_decimals() -> None:
     assert parcel_request(parcel, "parcels[0]") == {
         "length": "10", "width": "10", "height": "1", "distance_unit": "in", "weight": "0.4536", "mass_unit": "lb",
     }  # fmt: skip
+
+
+async def test_the_registry_opens_a_shippo_connection_as_this_connector(
+    hub: Hub, acme: Account, sandbox: Shippo
+) -> None:
+    from crossdock.engine.connections import open_connector
+
+    cid = await connect(hub, acme, sandbox)
+    async with open_connector(hub, uuid.UUID(acme.id), cid) as (_row, connector):
+        assert isinstance(connector, ShippoConnector)
+        assert await connector.check() == "Shippo account (live token)"
