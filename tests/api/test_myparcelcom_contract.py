@@ -515,8 +515,6 @@ async def order_state(hub: Hub, account_id: uuid.UUID, order_id: uuid.UUID) -> d
 
 async def test_a_tracked_status_records_the_fulfillment_once(hub: Hub, platform: MyParcelComPlatform) -> None:
     shop = await add_shop(hub, "Acme", SHOP_A, SECRET_A)
-    account = await new_account(hub, "unused")  # another account's rows must not matter
-    del account
     async with hub.db.transaction() as session:
         shopify = await repo.Tenant(session, shop.account_id).create_connection(
             connector="shopify",
