@@ -998,3 +998,21 @@ async def test_karrio_http_outside_a_connection_is_refused() -> None:
     transport.install()
     with pytest.raises(transport.Stopped, match="outside a crossdock carrier connection"):
         lib.request(url="https://onlinetools.ups.com/security/v1/oauth/token", method="POST", data="x")
+
+
+async def test_ups_void_says_whether_ups_voided(hub: Hub, acme: Tenant, ups: uuid.UUID) -> None:
+    # Shipping.yaml, DELETE /api/shipments/{version}/void/cancel/{shipmentidentificationnumber}.
+    voided = {
+        "VoidShipmentResponse": {
+            "Response": {"ResponseStatus": {"Code": "1", "Description": "Success"}},
+            "SummaryResult": {"Status": {"Code": "1", "Description": "Voided"}},
+        }
+    }
+    too_late = ups_error("190117", "Void period has expired")
+    path = "/api/shipments/v2409/void/cancel/1Z9A81V30300000010"
+    fake = ups_fake().on("DELETE", path, reply(200, voided), reply(400, too_late))
+    async with opened(hub, acme, ups, fake) as connector:
+        first = await connector.void_label("1Z9A81V30300000010")
+        second = await connector.void_label("1Z9A81V30300000010")
+    assert first.voided is True
+    assert (second.voided, "Void period has expired" in second.message) == (False, True)
