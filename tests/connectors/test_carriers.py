@@ -1016,3 +1016,12 @@ async def test_ups_void_says_whether_ups_voided(hub: Hub, acme: Tenant, ups: uui
         second = await connector.void_label("1Z9A81V30300000010")
     assert first.voided is True
     assert (second.voided, "Void period has expired" in second.message) == (False, True)
+
+
+async def test_the_registry_opens_a_carriers_connection(hub: Hub, acme: Tenant, ups: uuid.UUID) -> None:
+    from crossdock.engine.connections import open_connector
+
+    async with open_connector(hub, uuid.UUID(acme.id), ups) as (row, connector):
+        assert row.connector == "carriers"
+        assert isinstance(connector, CarriersConnector)
+        assert connector.carrier == "ups"

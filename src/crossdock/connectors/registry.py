@@ -182,10 +182,58 @@ register(
         role=Role.SHIPPING,
         capabilities=frozenset({C.SHIPPING_RATES, C.SHIPPING_LABELS, C.TRACKING_POLL}),
         default_base_url="",
+        # docs/carriers.md: what each karrio carrier needs in these fields.
         settings=(
-            Field("carrier", "karrio carrier name", help="ups, fedex, usps, ..."),
-            Field("account_number", "Account number", required=False),
+            Field("carrier", "karrio carrier name", help="ups, fedex, usps, or any installed karrio carrier"),
+            Field(
+                "account_number",
+                "Account number",
+                required=False,
+                help="UPS shipper number, FedEx or USPS account",
+            ),
+            Field(
+                "test_mode",
+                "Test mode",
+                required=False,
+                help="true: the carrier's test host (UPS CIE, FedEx sandbox, USPS TEM)",
+            ),
+            Field(
+                "shipper_address",
+                "Ship-from address",
+                required=False,
+                help="JSON address (company, line1, city, postal_code, subdivision, country, phone); needed for rates and labels",
+            ),
+            Field("label_format", "Label format", required=False, help="pdf (default), zpl or png"),
+            Field(
+                "default_service",
+                "Default service",
+                required=False,
+                help="karrio service name, e.g. ups_ground",
+            ),
+            Field(
+                "services", "Services to rate", required=False, help="comma separated karrio service names"
+            ),
+            Field(
+                "carrier_config",
+                "Other karrio settings",
+                required=False,
+                help='JSON object by karrio\'s field names, e.g. {"CRID": "...", "MID": "..."} for USPS',
+            ),
         ),
-        secrets=(Field("client_id", "Client id"), Field("client_secret", "Client secret")),
+        secrets=(
+            Field(
+                "client_id", "Client id", help="UPS/USPS client id, FedEx API key, Canada Post API username"
+            ),
+            Field(
+                "client_secret", "Client secret", help="client secret, FedEx secret key, Canada Post password"
+            ),
+            Field(
+                "credentials",
+                "Other karrio credentials",
+                required=False,
+                help="JSON object by karrio's field names",
+            ),
+        ),
+        factory="crossdock.connectors.carriers.client:CarriersConnector",
     )
 )
