@@ -48,6 +48,9 @@ from crossdock.store import repo
 from crossdock.store import tables as t
 from tests.support import Tenant
 
+# karrio imports PyPDF2, which announces its own deprecation on import.
+pytestmark = pytest.mark.filterwarnings("ignore:PyPDF2 is deprecated:DeprecationWarning")
+
 Answer = httpx.Response | Callable[[httpx.Request], httpx.Response]
 
 
