@@ -8,10 +8,12 @@ shipment twice records it once.
 The push job tells the channel through the connector's FulfillmentsPush:
 1. a fulfillment already pushed whose tracking number has not changed: nothing to do (the job ran twice);
 2. pushed, tracking changed since: update_tracking;
-3. not pushed yet: mark it "pushing" in its own transaction, then push. A fulfillment found "pushing" was
-   attempted before with an outcome we never learned (a crash, a timeout): the channel is asked first
-   (find_fulfillment) and only pushed when it does not have it. That is what makes it exactly once: remotes
-   without idempotency keys (Shopify, eBay, Amazon) are looked up before any second try.
+3. not pushed yet: mark it "pushing" in its own transaction, with the tracking number this attempt sends,
+   then push. A fulfillment found "pushing" was attempted before with an outcome we never learned (a crash, a
+   timeout): the channel is asked first (find_fulfillment, by the tracking number that attempt sent, which a
+   tracking change may since have replaced) and only pushed when it does not have it. That is what makes it
+   exactly once: remotes without idempotency keys (Shopify, eBay, Amazon) are looked up before any second try.
+   Found with a tracking number that has changed since, it is stored as pushed and then re-tracked (2.).
 The channel's fulfillment id is stored with the pushed tracking number; the binding remembers the order version
 the push produced, so the channel's echo of our own change is not news.
 """
@@ -277,13 +279,40 @@ async def push_job(ctx: JobContext, payload: dict[str, Any]) -> None:
                 what = f"Updated tracking at {spec.title} to {row.tracking_number}"
             else:
                 found = None
+                sent = row.tracking_number
                 if row.status == PUSHING:
-                    found = await connector.find_fulfillment(external_order, fulfillment)
-                if found is not None:
+                    # Look for what the attempt with the unknown outcome sent: its tracking number, not one
+                    # changed (PATCH) since, which the channel cannot have yet.
+                    sent = row.pushed_tracking_number or row.tracking_number
+                    attempted = fulfillment.model_copy(update={"tracking_number": sent})
+                    found = await connector.find_fulfillment(external_order, attempted)
+                if found is not None and sent != row.tracking_number:
+                    # Keep what the channel has before re-tracking it: if the channel cannot re-track (eBay),
+                    # the fulfillment fails with its channel id kept, and is never pushed a second time.
+                    await _set(
+                        ctx,
+                        fulfillment_id,
+                        status=PUSHED,
+                        external_id=found.external_id,
+                        pushed_at=utcnow(),
+                        pushed_tracking_number=sent,
+                    )
+                    result = await connector.update_tracking(external_order, found.external_id, fulfillment)
+                    what = (
+                        f"{spec.title} already had this fulfillment ({found.external_id}) with tracking {sent}; "
+                        f"updated its tracking to {row.tracking_number}"
+                    )
+                elif found is not None:
                     result = found
                     what = f"{spec.title} already had this fulfillment ({found.external_id}); not sent again"
                 else:
-                    await _set(ctx, fulfillment_id, status=PUSHING, error=None)
+                    await _set(
+                        ctx,
+                        fulfillment_id,
+                        status=PUSHING,
+                        error=None,
+                        pushed_tracking_number=row.tracking_number,
+                    )
                     result = await connector.push_fulfillment(
                         external_order, fulfillment, idempotency_key=f"crossdock-fulfillment-{fulfillment_id}"
                     )
