@@ -251,7 +251,8 @@ class EbayConnector:
         raise PermanentError(
             f"eBay cannot change the tracking of shipping fulfillment {external_id} of order "
             f"{order_external_id}: its Fulfillment API has no update for a shipping fulfillment. Correct the "
-            "tracking number in eBay Seller Hub (the order's 'Edit tracking'), then mark this fulfillment as done"
+            "tracking number in eBay Seller Hub (the order's 'Edit tracking'); crossdock keeps the new number on "
+            "this fulfillment and does not send it again"
         )
 
 
