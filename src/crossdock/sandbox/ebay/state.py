@@ -425,6 +425,9 @@ class EbayState:
                 order.payment_status = "PENDING"
             elif age_days > 3 and roll < 0.70:
                 self._seed_fulfillment(order, partial=roll > 0.66)
+            # A seeded order was last changed before the sandbox started: eBay never reports a lastModifiedDate
+            # in the future (an order placed just before `now` would otherwise show one up to ten minutes ahead).
+            order.modified = min(order.modified, now)
             self._add(order)
 
     def _seed_fulfillment(self, order: EbayOrder, *, partial: bool) -> None:
