@@ -134,6 +134,9 @@ async def backfill_killed_once(
     # The pull after the kill resumed at the first page not stored: it read only the rest, all of it new.
     last = runs[-1]
     assert len(runs) == 2 and last.status == "succeeded", [(r.status, r.error) for r in runs]
+    killed = runs[0]  # closed by the run that resumed it, not left running forever
+    assert killed.status == "failed" and killed.finished_at is not None
+    assert f"run {last.id} goes on" in (killed.error or "")
     remaining = orders - at_kill
     counts = (last.read, last.created, last.updated, last.skipped, last.invalid)
     assert counts == (remaining, remaining, 0, 0, 0)

@@ -94,3 +94,29 @@ async def test_a_naive_cursor_is_refused(hub: Hub) -> None:
         )
         with pytest.raises(ValueError, match="aware"):
             await commit_page(session, run, datetime(2026, 3, 1), PageCounts())
+
+
+async def test_a_run_left_running_by_a_dead_process_is_closed_by_the_next_one(hub: Hub) -> None:
+    shop = await new_shop(hub)
+    async with hub.db.transaction() as session:
+        dead = await start_run(
+            session, account_id=shop.account_id, connection_id=shop.connection_id, stream="orders"
+        )
+        other = await start_run(
+            session, account_id=shop.account_id, connection_id=shop.connection_id, stream="stock"
+        )
+    async with hub.db.transaction() as session:
+        fresh = await start_run(
+            session, account_id=shop.account_id, connection_id=shop.connection_id, stream="orders"
+        )
+    async with hub.db.session() as session:
+        closed = await session.get(t.SyncRun, dead.id)
+        untouched = await session.get(t.SyncRun, other.id)
+        running = await session.get(t.SyncRun, fresh.id)
+    assert closed is not None and closed.status == "failed" and closed.finished_at is not None
+    assert (
+        closed.error
+        == f"interrupted: the process running it stopped; run {fresh.id} goes on from its last stored page"
+    )
+    assert untouched is not None and untouched.status == "running"  # another stream's run is its own
+    assert running is not None and running.status == "running"

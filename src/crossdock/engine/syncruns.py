@@ -46,7 +46,25 @@ async def start_run(
     job_id: uuid.UUID | None = None,
 ) -> t.SyncRun:
     cursor = await session.get(t.SyncCursor, (connection_id, stream))
+    run_id = uuid.uuid4()
+    # One pull per connection and stream runs at a time (the job's lock key), so a run still marked running
+    # here was cut short with its process (a SIGKILL, a lost machine): close it, naming the run that resumes it.
+    await session.execute(
+        update(t.SyncRun)
+        .where(
+            t.SyncRun.connection_id == connection_id,
+            t.SyncRun.stream == stream,
+            t.SyncRun.status == "running",
+        )
+        .values(
+            status="failed",
+            finished_at=utcnow(),
+            error=f"interrupted: the process running it stopped; run {run_id} goes on from its last stored page",
+        )
+        .execution_options(synchronize_session=False)
+    )
     run = t.SyncRun(
+        id=run_id,
         account_id=account_id,
         connection_id=connection_id,
         stream=stream,
