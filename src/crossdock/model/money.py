@@ -76,16 +76,18 @@ class Money(BaseModel):
     @model_validator(mode="after")
     def _precision(self) -> Self:
         digits = minor_units(self.currency)
+        quantum = _quantum(digits)
+        # Normalise to exactly the currency's minor units so 5 and 5.00 EUR are one value.
+        normal = self.amount.quantize(quantum)
         exponent = self.amount.as_tuple().exponent
         assert isinstance(exponent, int)  # finite, checked above
-        if -exponent > digits and self.amount != self.amount.quantize(_quantum(digits)):
+        if -exponent > digits and self.amount != normal:
             raise MoneyError(
                 f"amount {self.amount} has more decimals than {self.currency} allows ({digits}); "
                 f"send it rounded to {digits} decimal{'s' if digits != 1 else ''}, e.g. "
-                f'"{self.amount.quantize(_quantum(digits), rounding=ROUND_HALF_EVEN)}"'
+                f'"{self.amount.quantize(quantum, rounding=ROUND_HALF_EVEN)}"'
             )
-        # Normalise to exactly the currency's minor units so 5 and 5.00 EUR are one value.
-        object.__setattr__(self, "amount", self.amount.quantize(_quantum(digits)))
+        object.__setattr__(self, "amount", normal)
         return self
 
     @classmethod
@@ -168,5 +170,6 @@ class Money(BaseModel):
         return f"{self.amount} {self.currency}"
 
 
+@lru_cache(maxsize=16)
 def _quantum(digits: int) -> Decimal:
     return Decimal(1).scaleb(-digits)

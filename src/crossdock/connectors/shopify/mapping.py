@@ -86,7 +86,12 @@ def map_order(payload: Any) -> Mapped:
     note = r.text(order.get("note"), "note")
     tags = _tags(r, order.get("tags"))
     # A billing address is not needed to ship: one that does not map is left out instead of stopping the order.
-    billing = _address(Reader(), order.get("billing_address"), "billing_address")
+    # Most orders bill where they ship; the same payload maps to the same (frozen) Address, so map it once.
+    billing_raw = order.get("billing_address")
+    if billing_raw is not None and billing_raw == order.get("shipping_address"):
+        billing = shipping_address
+    else:
+        billing = _address(Reader(), billing_raw, "billing_address")
 
     if not r.problems and not lines:
         r.problem("line_items", "every line item was removed by order edits, so nothing is left to fulfil")
