@@ -26,6 +26,7 @@ from crossdock.engine.errors import ConfigurationError, PermanentError, RateLimi
 from crossdock.engine.http import (
     Action,
     RemoteClient,
+    RemotePermanentError,
     Target,
     Timeouts,
     action_for,
@@ -207,6 +208,39 @@ async def test_401_403_after_one_refresh_is_a_configuration_error_and_the_connec
         connection = await session.get(t.Connection, owner.connection_id)
     assert connection is not None and connection.status == "needs_reauth"
     assert connection.status_reason and "Invalid API key" in connection.status_reason
+
+
+async def test_a_403_to_a_request_the_auth_hook_does_not_sign_leaves_the_credentials_alone(
+    hub: Hub, owner: Owner
+) -> None:
+    """An expired signed link on a file host answers 403; the connection's token was never sent there."""
+
+    class ApiOnly:
+        refreshes = 0
+
+        def signs(self, request: httpx.Request) -> bool:
+            return request.url.host == "api.example.com"
+
+        async def authorize(self, request: httpx.Request) -> None:
+            if self.signs(request):
+                request.headers["X-Shopify-Access-Token"] = TOKEN
+
+        async def refresh(self) -> bool:
+            self.refreshes += 1
+            return True
+
+    auth = ApiOnly()
+    client, _ = make_client(hub, owner, answer(403, {"message": "Request has expired"}), auth=auth)
+    async with client:
+        with pytest.raises(RemotePermanentError) as caught:
+            await client.get("https://files.example.com/label.pdf?X-Amz-Signature=abc")
+    assert auth.refreshes == 0
+    assert "carried none of the connection's credentials" in caught.value.message
+    assert "fetch the object that gave the link again" in caught.value.message
+    async with hub.db.session() as session:
+        connection = await session.get(t.Connection, owner.connection_id)
+    assert connection is not None and connection.status == "active"
+    assert [c.error_kind for c in await calls(hub)] == ["permanent"]
 
 
 @pytest.mark.parametrize("status", [408, 500, 502, 503])

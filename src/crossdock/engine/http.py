@@ -25,7 +25,7 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from http import HTTPStatus
 from typing import Any, Protocol
@@ -93,11 +93,17 @@ def action_for(status: int) -> Action:
 
 class AuthHook(Protocol):
     """How a connector signs its requests. `refresh` gets new credentials once after a 401/403 (e.g. an OAuth
-    refresh-token grant) and returns False when it cannot."""
+    refresh-token grant) and returns False when it cannot. A hook that signs only some hosts also has
+    `signs(request) -> bool`: a 401/403 to a request it does not sign says nothing about the credentials."""
 
     async def authorize(self, request: httpx.Request) -> None: ...
 
     async def refresh(self) -> bool: ...
+
+
+def _signs(auth: AuthHook, request: httpx.Request) -> bool:
+    signs = getattr(auth, "signs", None)
+    return bool(signs(request)) if signs is not None else True
 
 
 @dataclass(frozen=True)
@@ -312,10 +318,24 @@ class RemoteClient:
             else:
                 if self.limiter is not None:
                     await self.limiter.acquire(operation)
+                signed = self.auth is not None and _signs(self.auth, request)
                 if self.auth is not None:
                     await self.auth.authorize(request)
+                credentialed = signed or self._carries_credentials(request)
                 self._remember_sent_secrets(request)
                 response, outcome, duration = await self._send(client, request, method, shown_url)
+                if outcome.action is Action.CONFIGURATION and not credentialed:
+                    # Refused without any of the connection's credentials (a signed file link that expired, a host
+                    # the auth hook does not sign for): not a sign that the connection's credentials are wrong.
+                    words = f": {outcome.remote_message}" if outcome.remote_message else ""
+                    outcome = replace(
+                        outcome,
+                        action=Action.PERMANENT,
+                        error_kind="permanent",
+                        message=f"{self.target.connector} refused {shown_url} (HTTP {outcome.status}){words}, a request "
+                        "that carried none of the connection's credentials: a signed link may have expired; fetch "
+                        "the object that gave the link again",
+                    )
             if response is not None and self.limiter is not None:
                 await self.limiter.observe(operation, response)
             await self._record(method, shown_url, operation, order_id, attempt, response, outcome, duration)
@@ -515,6 +535,18 @@ class RemoteClient:
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         backoff = random.uniform(0, self.backoff_base_s * 2 ** (attempt - 1))
         return max(backoff, retry_after or 0.0)
+
+    def _carries_credentials(self, request: httpx.Request) -> bool:
+        """Whether the request presents a credential of ours: an auth header, or one of the connection's secrets
+        in its URL or body (a token grant's client secret)."""
+        if any(is_sensitive_name(name) for name in request.headers):
+            return True
+        try:
+            body = request.content
+        except httpx.RequestNotRead:  # a streamed body: only its URL is looked at
+            body = b""
+        where = str(request.url).encode() + b" " + body
+        return any(len(secret) >= 6 and secret.encode() in where for secret in self.secrets)
 
     def _remember_sent_secrets(self, request: httpx.Request) -> None:
         """Credentials this request carries (auth headers, secret query parameters): a remote that echoes one

@@ -72,8 +72,11 @@ class ShippoAuth:
         self.header = f"Bearer {token}" if token.startswith("oauth.") else f"ShippoToken {token}"
         self.api_host = api_host
 
+    def signs(self, request: httpx.Request) -> bool:
+        return request.headers.get("host", "").lower() == self.api_host
+
     async def authorize(self, request: httpx.Request) -> None:
-        if request.headers.get("host", "").lower() == self.api_host:
+        if self.signs(request):
             request.headers["Authorization"] = self.header
             request.headers["SHIPPO-API-VERSION"] = API_VERSION
 
