@@ -156,3 +156,25 @@ async def test_a_paused_connection_gets_the_levels_changed_meanwhile_when_resume
     await _settled(hub)
 
     assert (await _levels(url))["TSHIRT-BLK-M"] == 21
+
+
+async def test_more_levels_than_one_push_takes_go_out_in_successive_pushes(
+    hub: Hub,
+    client: httpx.AsyncClient,
+    acme: Tenant,
+    shop: tuple[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, _state = shop
+    monkeypatch.setattr(inventory, "BATCH", 2)
+    await _connect(hub, acme, url)
+    wanted = {"TSHIRT-BLK-M": 1, "HOODIE-GRY-S": 2, "TSHIRT-WHT-L": 3}
+    for sku, available in wanted.items():
+        await _put(client, acme, sku, available)
+
+    await _settled(hub)
+
+    levels = await _levels(url)
+    assert {sku: levels[sku] for sku in wanted} == wanted
+    assert [j.status for j in await _jobs(hub)] == ["succeeded", "succeeded"]
+    assert await _set_calls(hub) == 3

@@ -342,9 +342,7 @@ async def set_stock_level(body: StockLevelIn, caller: CallerDep) -> StockLevelOu
     """Set a SKU's available quantity at a location. Every active connection that takes stock levels (Shopify)
     gets it pushed in the background."""
     row = await inventory.set_stock(
-        caller.tenant.session,
-        caller.tenant,
-        m.StockLevel(sku=body.sku, location=body.location, available=body.available),
+        caller.tenant, m.StockLevel(sku=body.sku, location=body.location, available=body.available)
     )
     return StockLevelOut(
         sku=row.sku, location=row.location, available=row.available, updated_at=row.updated_at

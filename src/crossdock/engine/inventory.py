@@ -62,30 +62,32 @@ async def request_push(
     )
     if connection_id is not None:
         stmt = stmt.where(t.Connection.id == connection_id)
-    queued: list[uuid.UUID] = []
-    for target in (await session.scalars(stmt)).all():
-        job_id = await enqueue(
-            session,
-            account_id=account_id,
-            kind=PUSH_JOB,
-            payload={"connection_id": str(target)},
-            queueing_key=push_key(target),
-            lock_key=push_key(target),
-        )
-        if job_id is not None:
-            queued.append(job_id)
-    return queued
+    queued = [await _enqueue(session, account_id, target) for target in (await session.scalars(stmt)).all()]
+    return [job_id for job_id in queued if job_id is not None]
 
 
-async def set_stock(session: AsyncSession, tenant: Tenant, level: m.StockLevel) -> t.StockLevel:
+async def _enqueue(
+    session: AsyncSession, account_id: uuid.UUID, connection_id: uuid.UUID
+) -> uuid.UUID | None:
+    return await enqueue(
+        session,
+        account_id=account_id,
+        kind=PUSH_JOB,
+        payload={"connection_id": str(connection_id)},
+        queueing_key=push_key(connection_id),
+        lock_key=push_key(connection_id),
+    )
+
+
+async def set_stock(tenant: Tenant, level: m.StockLevel) -> t.StockLevel:
     """Store a stock level and, in the same transaction, queue its push to the account's channels."""
     row = await tenant.set_stock(level)
-    await request_push(session, tenant.account_id)
+    await request_push(tenant.session, tenant.account_id)
     return row
 
 
 async def pending(
-    session: AsyncSession, account_id: uuid.UUID, connection_id: uuid.UUID, *, limit: int = BATCH
+    session: AsyncSession, account_id: uuid.UUID, connection_id: uuid.UUID, *, limit: int
 ) -> list[m.StockLevel]:
     """The account's levels whose quantity the connection was not given yet, and refused ones set again since."""
     given = t.StockPush
@@ -145,7 +147,7 @@ async def push_job(ctx: JobContext, payload: dict[str, Any]) -> None:
         raise ConfigurationError("a stock push must belong to an account")
     account_id, connection_id = ctx.account_id, uuid.UUID(payload["connection_id"])
     async with ctx.session() as session:
-        levels = await pending(session, account_id, connection_id)
+        levels = await pending(session, account_id, connection_id, limit=BATCH)
     if not levels:
         return
     try:
@@ -166,14 +168,7 @@ async def push_job(ctx: JobContext, payload: dict[str, Any]) -> None:
             if reason is not None:
                 await _record(session, account_id, connection_id, level, reason)
         if len(levels) == BATCH:
-            await enqueue(
-                session,
-                account_id=account_id,
-                kind=PUSH_JOB,
-                payload={"connection_id": str(connection_id)},
-                queueing_key=push_key(connection_id),
-                lock_key=push_key(connection_id),
-            )
+            await _enqueue(session, account_id, connection_id)  # the rest, as this push's successor
     log.info(
         "stock pushed", connection_id=str(connection_id), set=len(result.set), refused=len(result.refused)
     )
