@@ -459,20 +459,23 @@ def sync(
     cli._run(work)
 
 
+CLI_HOLDER = "crossdock sync (command line)"
+
+
 async def _hold_sync_lock(hub: Hub, row: t.Connection, key: str) -> uuid.UUID:
     """Hold the connection's pull lock as a running job row, so no worker pulls the same connection at the same
-    time (the jobs table allows one running job per lock key). A holder that stopped sending heartbeats for
-    longer than the worker lease (a `crossdock sync` that was killed) is taken over."""
-    from sqlalchemy import select, update
+    time (the jobs table allows one running job per lock key). A holder that sent no heartbeat within the
+    worker lease (a killed `crossdock sync` or worker) is recovered as a worker would recover it, then taken."""
+    from sqlalchemy import select
     from sqlalchemy.exc import IntegrityError
 
     from crossdock import cli
+    from crossdock.engine import queue
     from crossdock.engine.sync import SYNC_JOB
     from crossdock.store.types import utcnow
 
-    for attempt in range(2):
-        job_id = uuid.uuid4()
-        now = utcnow()
+    for _ in range(2):
+        job_id, now = uuid.uuid4(), utcnow()
         try:
             async with hub.db.transaction() as session:
                 session.add(
@@ -488,7 +491,7 @@ async def _hold_sync_lock(hub: Hub, row: t.Connection, key: str) -> uuid.UUID:
                         run_at=now,
                         started_at=now,
                         heartbeat_at=now,
-                        worker_id="crossdock sync (command line)",
+                        worker_id=CLI_HOLDER,
                         cancel_requested=False,
                         created_at=now,
                     )
@@ -497,32 +500,20 @@ async def _hold_sync_lock(hub: Hub, row: t.Connection, key: str) -> uuid.UUID:
         except IntegrityError:
             pass
         async with hub.db.transaction() as session:
-            holder = await session.scalar(
-                select(t.Job).where(t.Job.lock_key == key, t.Job.status == "running")
-            )
-            stale = holder is not None and (
-                holder.heartbeat_at is None
-                or (now - holder.heartbeat_at).total_seconds() > hub.settings.worker_lease_s
-            )
-            if attempt == 0 and holder is not None and stale:
-                # Guarded by the heartbeat seen: a holder that is alive after all keeps its lock.
-                await session.execute(
-                    update(t.Job)
-                    .where(
-                        t.Job.id == holder.id,
-                        t.Job.status == "running",
-                        t.Job.heartbeat_at == holder.heartbeat_at,
-                    )
-                    .values(
-                        status="dead",
-                        finished_at=now,
-                        last_error=f"its holder ({holder.worker_id}) stopped sending heartbeats; taken over",
-                    )
+            stale = await queue.stalled(session, lease_s=hub.settings.worker_lease_s, lock_key=key)
+            for holder in stale:
+                await queue.fail(
+                    session,
+                    holder,
+                    worker_id=None,
+                    message=f"attempt {holder.attempts} was interrupted: {holder.worker_id} stopped sending "
+                    "heartbeats; 'crossdock sync' took over the connection's pull",
                 )
-                continue
-        if holder is None and attempt == 0:
-            continue  # released meanwhile
-        break
+            held = await session.scalar(
+                select(t.Job.id).where(t.Job.lock_key == key, t.Job.status == "running").limit(1)
+            )
+        if held is not None:
+            break  # a live holder; a released lock or a recovered one is tried again
     cli._fail(
         f"a pull of {row.name} is running already (see 'crossdock jobs list --status running'); "
         "wait for it to finish"

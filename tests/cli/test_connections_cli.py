@@ -114,10 +114,11 @@ def test_refused_credentials_store_nothing_and_the_message_names_what_to_fix(hom
 def test_a_pull_whose_holder_was_killed_is_taken_over_and_a_live_one_is_not(home: Path, shop: str) -> None:
     import asyncio
 
-    from sqlalchemy import select
+    from sqlalchemy import select, update
 
+    from crossdock.cli_connections import _connection, _hold_sync_lock
     from crossdock.config import Settings
-    from crossdock.engine.sync import SYNC_JOB, sync_key
+    from crossdock.engine.sync import sync_key
     from crossdock.hub import Hub
     from crossdock.store import tables as t
     from crossdock.store.types import utcnow
@@ -127,29 +128,16 @@ def test_a_pull_whose_holder_was_killed_is_taken_over_and_a_live_one_is_not(home
     connection_id = uuid.UUID(str(added["id"]))
 
     async def holder(age: timedelta) -> uuid.UUID:
-        """The lock row a `crossdock sync` holds while it runs, its last heartbeat `age` ago."""
+        """The lock a `crossdock sync` holds while it runs, its last heartbeat `age` ago."""
         hub = Hub.from_settings(Settings())
         try:
+            row = await _connection(hub, str(connection_id))
+            job_id = await _hold_sync_lock(hub, row, sync_key(connection_id))
             async with hub.db.transaction() as session:
-                beat = utcnow() - age
-                row = t.Job(
-                    id=uuid.uuid4(),
-                    account_id=uuid.UUID(account["id"]),
-                    kind=SYNC_JOB,
-                    payload={"connection_id": str(connection_id)},
-                    lock_key=sync_key(connection_id),
-                    status="running",
-                    attempts=1,
-                    max_attempts=1,
-                    run_at=beat,
-                    started_at=beat,
-                    heartbeat_at=beat,
-                    worker_id="crossdock sync (command line)",
-                    cancel_requested=False,
-                    created_at=beat,
+                await session.execute(
+                    update(t.Job).where(t.Job.id == job_id).values(heartbeat_at=utcnow() - age)
                 )
-                session.add(row)
-            return row.id
+            return job_id
         finally:
             await hub.close()
 

@@ -208,16 +208,21 @@ def _rowcount(result: object) -> int:
 
 
 async def stalled(
-    session: AsyncSession, *, lease_s: float, limit: int = 100, now: datetime | None = None
+    session: AsyncSession,
+    *,
+    lease_s: float,
+    limit: int = 100,
+    now: datetime | None = None,
+    lock_key: str | None = None,
 ) -> list[t.Job]:
-    """Running jobs whose worker has not sent a heartbeat within the lease."""
+    """Running jobs whose worker has not sent a heartbeat within the lease (only those holding `lock_key`)."""
     cutoff = (now or utcnow()) - timedelta(seconds=lease_s)
-    stmt = (
-        select(t.Job)
-        .where(t.Job.status == "running", or_(t.Job.heartbeat_at.is_(None), t.Job.heartbeat_at < cutoff))
-        .order_by(t.Job.heartbeat_at)
-        .limit(limit)
+    stmt = select(t.Job).where(
+        t.Job.status == "running", or_(t.Job.heartbeat_at.is_(None), t.Job.heartbeat_at < cutoff)
     )
+    if lock_key is not None:
+        stmt = stmt.where(t.Job.lock_key == lock_key)
+    stmt = stmt.order_by(t.Job.heartbeat_at).limit(limit)
     # No row locks: each recovery is a separate statement guarded by the heartbeat it saw (see fail), so of
     # several workers recovering one job at the same moment exactly one matches.
     return list((await session.scalars(stmt)).all())
