@@ -9,7 +9,7 @@ and deletes the connection. The CLI, the REST API and the OAuth callbacks all go
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crossdock.connectors.base import Capability, WebhookSubscriptions
+from crossdock.connectors.base import Capability, ConnectorSpec, WebhookSubscriptions
+from crossdock.connectors.base import Field as SpecField
 from crossdock.connectors.registry import get_spec
 from crossdock.engine.connections import ACTIVE, open_connector
 from crossdock.engine.errors import JobError
@@ -56,19 +57,20 @@ def validate(connector: str, settings: Mapping[str, Any], secrets: Mapping[str, 
         spec = get_spec(connector)
     except KeyError as exc:
         raise ConnectionRefused(str(exc.args[0]), "connector") from None
-    for name in spec.missing_settings(settings):
-        raise ConnectionRefused(f"setting '{name}' is required for {spec.title}", f"settings.{name}")
-    for name in spec.unknown_settings(settings):
-        known = ", ".join(f.name for f in spec.settings) or "none"
+    _refuse(spec, "setting", spec.settings, spec.missing_settings(settings), spec.unknown_settings(settings))
+    _refuse(spec, "secret", spec.secrets, spec.missing_secrets(secrets), spec.unknown_secrets(secrets))
+
+
+def _refuse(
+    spec: ConnectorSpec, kind: str, fields: Sequence[SpecField], missing: list[str], unknown: list[str]
+) -> None:
+    """Refuse the first missing or unknown setting or secret, naming it and the ones the connector knows."""
+    for name in missing:
+        raise ConnectionRefused(f"{kind} '{name}' is required for {spec.title}", f"{kind}s.{name}")
+    for name in unknown:
+        listed = ", ".join(f.name for f in fields) or "none"
         raise ConnectionRefused(
-            f"unknown setting '{name}' for {spec.title}; known settings: {known}", f"settings.{name}"
-        )
-    for name in spec.missing_secrets(secrets):
-        raise ConnectionRefused(f"secret '{name}' is required for {spec.title}", f"secrets.{name}")
-    for name in spec.unknown_secrets(secrets):
-        known = ", ".join(f.name for f in spec.secrets) or "none"
-        raise ConnectionRefused(
-            f"unknown secret '{name}' for {spec.title}; known secrets: {known}", f"secrets.{name}"
+            f"unknown {kind} '{name}' for {spec.title}; known {kind}s: {listed}", f"{kind}s.{name}"
         )
 
 
@@ -164,11 +166,7 @@ async def update_secrets(
         tenant = Tenant(session, account_id)
         row = await tenant.get_connection(connection_id)
         spec = get_spec(row.connector)
-        for name in spec.unknown_secrets(secrets):
-            known = ", ".join(f.name for f in spec.secrets)
-            raise ConnectionRefused(
-                f"unknown secret '{name}' for {spec.title}; known secrets: {known}", f"secrets.{name}"
-            )
+        _refuse(spec, "secret", spec.secrets, [], spec.unknown_secrets(secrets))
         required = {f.name for f in spec.secrets if f.required}
         for name, value in secrets.items():
             if value:
