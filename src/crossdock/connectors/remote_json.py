@@ -15,9 +15,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import httpx
 from pydantic import ValidationError
 
 from crossdock.connectors.base import Mapped, MappingProblem
+from crossdock.engine.errors import RetryableError
 from crossdock.model import Address, Money, MoneyError, Order, check_country
 from crossdock.model.address import check_email
 from crossdock.model.money import check_currency, to_decimal
@@ -37,6 +39,20 @@ class PushError(ValueError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+def json_object(response: httpx.Response, remote: str, what: str) -> dict[str, Any]:
+    """A 2xx answer's JSON object. Anything else (HTML from a proxy, a truncated body) is the remote's passing
+    fault: RetryableError, so the job tries again later."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise RetryableError(
+            f"{remote} answered {what} with a body that is not a JSON object; it will be tried again"
+        )
+    return body
 
 
 def join(path: str, key: str | int) -> str:

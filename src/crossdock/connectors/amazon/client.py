@@ -64,7 +64,7 @@ from crossdock.connectors.base import (
     PushedFulfillment,
 )
 from crossdock.connectors.registry import get_spec
-from crossdock.connectors.remote_json import PushError
+from crossdock.connectors.remote_json import PushError, json_object
 from crossdock.engine.errors import ConfigurationError, PermanentError
 from crossdock.engine.http import (
     RemoteClient,
@@ -362,11 +362,7 @@ class AmazonConnector:
 
 def _payload(response: httpx.Response, operation: str) -> dict[str, Any]:
     """SP-API wraps every answer in {"payload": ...} (ordersV0.json GetOrdersResponse, GetOrderItemsResponse)."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    payload = body.get("payload") if isinstance(body, dict) else None
+    payload = json_object(response, "Amazon", operation).get("payload")
     if not isinstance(payload, dict):
         raise RemoteRetryableError(
             f"Amazon answered {operation} with a body that is not an SP-API payload; it will be asked again"

@@ -17,7 +17,7 @@ import httpx
 from crossdock.connectors.base import ConnectionContext, Mapped, Page, PullWindow, PushedFulfillment
 from crossdock.connectors.ebay.auth import SCOPE_FULFILLMENT, EbayUserAuth
 from crossdock.connectors.ebay.mapping import ebay_time, map_order, shipping_fulfillment_request
-from crossdock.connectors.remote_json import PushError
+from crossdock.connectors.remote_json import PushError, json_object
 from crossdock.engine.errors import PermanentError, RetryableError
 from crossdock.engine.http import RemoteConfigurationError, RemotePermanentError
 from crossdock.engine.ratelimit import RatePolicy, token_bucket
@@ -81,24 +81,10 @@ class EbayConnector:
                 self.auth.refused, status=exc.status, remote_message=exc.remote_message
             ) from None
 
-    @staticmethod
-    def _json(response: httpx.Response, what: str) -> dict[str, Any]:
-        try:
-            body = response.json()
-        except ValueError:
-            raise RetryableError(
-                f"eBay answered {what} with a body that is not JSON; it will be tried again"
-            ) from None
-        if not isinstance(body, dict):
-            raise RetryableError(
-                f"eBay answered {what} with JSON that is not an object; it will be tried again"
-            )
-        return body
-
     async def check(self) -> str:
         """getOrders with limit=1: cheap, and needs the seller's sell.fulfillment consent."""
-        body = self._json(
-            await self._call("GET", "/order", params={"limit": 1}, operation="getOrders"), "getOrders"
+        body = json_object(
+            await self._call("GET", "/order", params={"limit": 1}, operation="getOrders"), "eBay", "getOrders"
         )
         orders = body.get("orders") or []
         seller = orders[0].get("sellerId") if orders and isinstance(orders[0], dict) else None
@@ -141,13 +127,14 @@ class EbayConnector:
         known_total = (resume or {}).get("total")
         total: int | None = int(known_total) if known_total is not None else None
         while True:
-            body = self._json(
+            body = json_object(
                 await self._call(
                     "GET",
                     "/order",
                     params={"filter": filter_text, "limit": PAGE_LIMIT, "offset": offset},
                     operation="getOrders",
                 ),
+                "eBay",
                 "getOrders",
             )
             new_total = body.get("total")
@@ -193,7 +180,7 @@ class EbayConnector:
             operation="getShippingFulfillments",
             order_id=fulfillment.order_id,
         )
-        body = self._json(response, "getShippingFulfillments")
+        body = json_object(response, "eBay", "getShippingFulfillments")
         for item in body.get("fulfillments") or []:
             if (
                 isinstance(item, dict)

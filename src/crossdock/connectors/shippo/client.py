@@ -21,7 +21,7 @@ from urllib.parse import quote
 import httpx
 
 from crossdock.connectors.base import BoughtLabel, ConnectionContext, VoidOutcome
-from crossdock.connectors.remote_json import PushError
+from crossdock.connectors.remote_json import PushError, json_object
 from crossdock.connectors.shippo.mapping import (
     LABEL_FILE_TYPES,
     PENDING,
@@ -138,15 +138,7 @@ class ShippoConnector:
         self, method: str, path: str, *, operation: str, order_id: uuid.UUID | None = None, **kwargs: Any
     ) -> dict[str, Any]:
         response = await self._call(method, path, operation=operation, order_id=order_id, **kwargs)
-        try:
-            body = response.json()
-        except ValueError:
-            raise RetryableError(
-                f"Shippo answered {method} {path} with a body that is not JSON; try again"
-            ) from None
-        if not isinstance(body, dict):
-            raise RetryableError(f"Shippo answered {method} {path} with an unexpected body; try again")
-        return body
+        return json_object(response, "Shippo", f"{method} {path}")
 
     def _require_origin(self) -> str | dict[str, Any]:
         if self.address_from is None:

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from crossdock.connectors.base import ConnectionContext, Page, PullWindow, PushedFulfillment, StockPushed
-from crossdock.connectors.remote_json import PushError, version_of
+from crossdock.connectors.remote_json import PushError, json_object, version_of
 from crossdock.connectors.shopify.carriers import tracking_company
 from crossdock.connectors.shopify.mapping import fulfillment_request, map_order
 from crossdock.engine.errors import ConfigurationError, PermanentError, RateLimited, RetryableError
@@ -510,11 +510,8 @@ def _id(value: str) -> str:
 
 
 def _body(response: httpx.Response, key: str, what: str) -> Any:
-    try:
-        payload = response.json()
-    except ValueError:
-        raise RetryableError(f"Shopify answered {what} with a body that is not JSON; try again") from None
-    if not isinstance(payload, dict) or key not in payload:
+    payload = json_object(response, "Shopify", what)
+    if key not in payload:
         raise RetryableError(f"Shopify answered {what} without '{key}'; try again")
     return payload[key]
 
