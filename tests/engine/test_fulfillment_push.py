@@ -262,6 +262,13 @@ async def test_a_tracking_change_reaches_the_channel_or_fails_loudly_where_it_ca
         assert [(e.severity, row.error in e.summary) for e in dead] == [("error", True)]
         listed = (await client.get(pulled.fulfillments_url, headers=pulled.account.headers)).json()["items"]
         assert [(f["status"], f["error"]) for f in listed] == [("failed", row.error)]
+        # Put back as eBay has it: the fulfillment is pushed again and the old error no longer stands on it.
+        back = await client.patch(
+            f"{pulled.fulfillments_url}/{recorded['id']}",
+            json={"tracking_number": TRACKING, "carrier": "UPS"},
+            headers=pulled.account.headers,
+        )
+        assert back.status_code == 200 and (back.json()["status"], back.json()["error"]) == ("pushed", None)
         return
     assert update_job.status == "succeeded"
     assert shipped.external_id == first.external_id

@@ -38,7 +38,7 @@ from crossdock.engine.jobs import JobContext, RetryPolicy, enqueue, job
 from crossdock.engine.timeline import add_event
 from crossdock.logs import redact_text
 from crossdock.store import tables as t
-from crossdock.store.repo import Conflict, Tenant
+from crossdock.store.repo import Conflict, NotFound, Tenant
 from crossdock.store.types import utcnow
 from crossdock.store.upsert import insert_for
 
@@ -123,8 +123,6 @@ async def record_fulfillment(
         )
     ).first()
     if order is None:
-        from crossdock.store.repo import NotFound
-
         raise NotFound("order", order_id)
     if shipment_id is not None:
         existing = await session.scalar(
@@ -218,15 +216,15 @@ async def update_tracking(
         await session.scalars(tenant.scoped(t.Fulfillment).where(t.Fulfillment.id == fulfillment_id))
     ).first()
     if row is None:
-        from crossdock.store.repo import NotFound
-
         raise NotFound("fulfillment", fulfillment_id)
     row.tracking_number = tracking_number
     row.carrier = carrier or row.carrier
     row.tracking_url = tracking_url or row.tracking_url
     if row.status != LOCAL:
         if row.status == FAILED:
+            # Asked again: the last attempt's error is history (its job keeps it); a new one records its own.
             row.status = PENDING if row.external_id is None else PUSHED
+            row.error = None
         await enqueue_push(session, row)
     await session.flush()
     return row
