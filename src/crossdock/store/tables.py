@@ -310,6 +310,18 @@ class Shipment(Base):
     rate_currency: Mapped[str | None] = mapped_column(String(3))
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
+    # Sent with every purchase attempt of this shipment's label, so that a retry never buys a second one.
+    idempotency_key: Mapped[str | None] = mapped_column(String(100), unique=True)
+    # Set, in its own transaction, before a purchase is sent: a shipment found with it and no label was sent
+    # with an outcome never learned, and the remote is asked (find_label) before anything is bought again.
+    purchase_started_at: Mapped[datetime | None]
+    # The rate chosen (model.Rate as JSON, with the remote's rate id a purchase needs) and why it was chosen.
+    rate: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+    decision: Mapped[str | None] = mapped_column(Text)
+    # What goes in it: [{"line_external_id", "sku", "quantity"}], the fulfillment's lines once it is bought.
+    lines: Mapped[list[dict[str, Any]]] = mapped_column(JSONDoc, default=list)
+    # Why the purchase failed or the void was refused, in the remote's words.
+    error: Mapped[str | None] = mapped_column(Text)
 
     parcels: Mapped[list[Parcel]] = relationship(
         back_populates="shipment",
