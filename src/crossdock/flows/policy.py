@@ -40,6 +40,13 @@ class ShippingPolicy(BaseModel):
         default=False,
         description="Buy labels by themselves when an order becomes ready to ship; otherwise only when asked.",
     )
+    auto_ship_max_age_days: int = Field(
+        default=7,
+        ge=1,
+        le=365,
+        description="Automatic shipping leaves alone orders placed longer ago than this (an old order arriving "
+        "in a backfill has usually been shipped already); they can still be shipped on request.",
+    )
 
 
 async def load_policy(session: AsyncSession, account_id: uuid.UUID) -> tuple[ShippingPolicy, int]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -41,6 +41,21 @@ class Conflict(ValueError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+# What the layers above do when an order enters a status (the shipping flow buys labels for a paid order and
+# voids them for a cancelled one). They register here, so that the store never imports them; a hook runs in the
+# transaction that changes the order and may only add to it (enqueue jobs, write the timeline).
+OrderStatusHook = Callable[[AsyncSession, "Tenant", t.Order, m.OrderStatus], Awaitable[None]]
+_status_hooks: list[OrderStatusHook] = []
+
+
+def on_order_status(hook: OrderStatusHook) -> OrderStatusHook:
+    """Register `hook(session, tenant, order_row, status)` to run whenever an order is created in or moved to a
+    status. Registering the same function twice keeps one."""
+    if hook not in _status_hooks:
+        _status_hooks.append(hook)
+    return hook
 
 
 # Accounts and token lookup: the only functions that are not scoped to an account, because they find it.
@@ -269,7 +284,14 @@ class Tenant:
             "order.created",
             f"Order {row.external_number or row.id} created ({source}), status {row.status}",
         )
+        await self.order_entered(row, order.status)
         return row
+
+    async def order_entered(self, row: t.Order, status: m.OrderStatus) -> None:
+        """Run the registered status hooks for an order just created in, or moved to, `status`. Whoever stores
+        an order without create_order or transition_order (a bulk import) calls this for each one."""
+        for hook in _status_hooks:
+            await hook(self.session, self, row, status)
 
     async def update_order(self, row: t.Order, order: m.Order) -> t.Order:
         apply_order(row, order)
@@ -351,6 +373,7 @@ class Tenant:
         await self.add_event(row.id, "order.status_changed", summary, {"from": current, "to": target})
         if target in (m.OrderStatus.CANCELLED, m.OrderStatus.REFUNDED):
             await self._cancel_jobs_of(row.id, f"order {target}")
+        await self.order_entered(row, target)
 
     async def _cancel_jobs_of(self, order_id: uuid.UUID, why: str) -> None:
         """Cancel the order's waiting jobs that must not run for a cancelled order (enqueued with
