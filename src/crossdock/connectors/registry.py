@@ -170,9 +170,42 @@ register(
         settings=(
             Field("client_id", "Client id"),
             Field("shop_id", "Shop id (UUID)"),
-            Field("auth_url", "Auth host", required=False),
+            Field(
+                "auth_url",
+                "Auth host",
+                required=False,
+                help="default: https://auth.myparcel.com, or https://sandbox-auth.myparcel.com when the base URL "
+                "is https://sandbox-api.myparcel.com",
+            ),
+            Field(
+                "default_service",
+                "Default service",
+                required=False,
+                help="MyParcel.com service code for labels bought without a rate, e.g. dpd-classic",
+            ),
+            Field(
+                "sender_address",
+                "Sender address",
+                required=False,
+                help="MyParcel.com address fields as a JSON object (street_1, street_number, postal_code, city, "
+                "country_code, company, ...); default: the shop's sender address; see docs/myparcelcom.md",
+            ),
         ),
-        secrets=(Field("client_secret", "Client secret"),),
+        secrets=(
+            Field("client_secret", "Client secret"),
+            Field(
+                "access_token",
+                "Access token",
+                required=False,
+                help="kept by crossdock: the current client-credentials token, shared by every worker",
+            ),
+            Field(
+                "access_token_expires_at",
+                "Access token expiry",
+                required=False,
+                help="kept by crossdock: when the access token above expires (ISO 8601)",
+            ),
+        ),
     )
 )
 register(
