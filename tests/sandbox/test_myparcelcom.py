@@ -318,6 +318,91 @@ async def test_list_pages_with_links_and_meta(client: httpx.AsyncClient, app: St
     assert bad.status_code == 422
 
 
+async def test_one_shop_by_id_is_a_one_item_list_and_an_unknown_one_is_404(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    headers = await bearer(client)
+    shop_id = sandbox(app).default_shop_id
+    document = (await client.get(f"/shops/{shop_id}", headers=headers)).json()
+    [shop] = document["data"]
+    assert shop["id"] == shop_id and shop["attributes"]["sender_address"]["street_1"]
+    assert document["meta"] == {"total_pages": 1, "total_records": 1}
+    missing = await client.get(f"/shops/{uuid.uuid4()}", headers=headers)
+    assert missing.status_code == 404 and missing.json()["errors"][0]["code"] == "10002"
+
+
+async def test_a_shipments_service_names_its_carrier(client: httpx.AsyncClient, app: Starlette) -> None:
+    data = await create(client, app)
+    headers = await bearer(client)
+    service_id = data["relationships"]["service"]["data"]["id"]
+    service = (await client.get(f"/services/{service_id}", headers=headers)).json()["data"]
+    assert service["attributes"]["code"] == "dpd-classic"
+    carrier_id = service["relationships"]["carrier"]["data"]["id"]
+    carrier = (await client.get(f"/carriers/{carrier_id}", headers=headers)).json()["data"]
+    assert carrier["attributes"]["name"] == "DPD"
+    assert (await client.get(f"/services/{uuid.uuid4()}", headers=headers)).status_code == 404
+    assert (await client.get(f"/carriers/{uuid.uuid4()}", headers=headers)).status_code == 404
+
+
+async def test_customer_reference_and_tracking_code_filters_match_whole_values(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    data = await create(client, app, customer_reference="crossdock-label-7", register_at=0)
+    headers = await bearer(client)
+    found = (
+        await client.get("/shipments?filter[customer_reference]=crossdock-label-7", headers=headers)
+    ).json()
+    assert [s["id"] for s in found["data"]] == [data["id"]]
+    partial = (
+        await client.get("/shipments?filter[customer_reference]=crossdock-label", headers=headers)
+    ).json()
+    assert partial["data"] == [] and partial["meta"]["total_records"] == 0
+    code = sandbox(app).shipments[data["id"]].attributes["tracking_code"]
+    by_code = (await client.get(f"/shipments?filter[tracking_code]={code}", headers=headers)).json()
+    assert [s["id"] for s in by_code["data"]] == [data["id"]]
+
+
+async def test_status_history_can_include_the_generic_statuses(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    data = await create(client, app, register_at=0)
+    headers = await bearer(client)
+    history = (await client.get(f"/shipments/{data['id']}/statuses?include=status", headers=headers)).json()
+    codes = {i["id"]: i["attributes"]["code"] for i in history["included"] if i["type"] == "statuses"}
+    listed = [codes[s["relationships"]["status"]["data"]["id"]] for s in history["data"]]
+    assert listed == ["shipment-registered", "shipment-concept", "shipment-processing"]
+    bad = await client.get(f"/shipments/{data['id']}/statuses?include=files", headers=headers)
+    assert bad.status_code == 400 and bad.json()["errors"][0]["source"] == {"parameter": "include"}
+
+
+async def test_void_shipment_voids_a_registered_shipment_and_locks_others(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    headers = await bearer(client)
+    registered = await create(client, app, register_at=0)
+    state = sandbox(app)
+    [label] = state.shipments[registered["id"]].files
+    voided = await client.post(
+        "/void-shipment", json={"data": {"shipment_id": registered["id"]}}, headers=headers
+    )
+    assert voided.status_code == 204
+    assert state.shipments[registered["id"]].status_code == "shipment-voided"
+    # "Voiding a shipment deletes the label" (docs rpc-endpoints/void-shipment.md).
+    assert (await client.get(f"/files/{label['id']}", headers=headers)).status_code == 404
+    again = await client.post(
+        "/void-shipment", json={"data": {"shipment_id": registered["id"]}}, headers=headers
+    )
+    assert again.status_code == 423 and "shipment-voided" in again.json()["errors"][0]["detail"]
+    concept = await create(client, app)
+    locked = await client.post(
+        "/void-shipment", json={"data": {"shipment_id": concept["id"]}}, headers=headers
+    )
+    assert locked.status_code == 423
+    missing = await client.post("/void-shipment", json={"data": {}}, headers=headers)
+    assert missing.status_code == 422
+    assert missing.json()["errors"][0]["source"]["pointer"] == "/data/shipment_id"
+
+
 # -- idempotency -------------------------------------------------------------------------------------------------
 async def test_idempotency_key_replay_returns_the_original_201(
     client: httpx.AsyncClient, app: Starlette

@@ -130,6 +130,10 @@ class _MyParcelComApi:
             Route("/", self.root, methods=["GET"]),
             Route("/access-token", self.access_token, methods=["POST"]),
             Route("/shops", self._auth(self.list_shops), methods=["GET"]),
+            Route("/shops/{shop_ids}", self._auth(self.get_shops), methods=["GET"]),
+            Route("/services/{service_id}", self._auth(self.get_service), methods=["GET"]),
+            Route("/carriers/{carrier_id}", self._auth(self.get_carrier), methods=["GET"]),
+            Route("/void-shipment", self._auth(self.void_shipment), methods=["POST"]),
             Route("/shipments", self._auth(self.shipments), methods=["GET", "POST"]),
             Route("/shipments/{shipment_id}", self._auth(self.get_shipment), methods=["GET"]),
             Route("/shipments/{shipment_id}/statuses", self._auth(self.list_statuses), methods=["GET"]),
@@ -229,6 +233,83 @@ class _MyParcelComApi:
     async def list_shops(self, request: Request) -> Response:
         shops = list(self.state.shops.values())
         return api_json(self._page(request, shops, "/shops"))
+
+    async def get_shops(self, request: Request) -> Response:
+        """GET /shops/{shop_id}: "a comma separated list of ids can be supplied"; the answer is a list
+        (api-specification paths/Shops-shop_id.json)."""
+        wanted = [i for i in request.path_params["shop_ids"].split(",") if i]
+        shops = [self.state.shops[i] for i in wanted if i in self.state.shops]
+        if not shops:
+            raise MyParcelComError(
+                404,
+                [r.error(404, r.RESOURCE_NOT_FOUND, "One or more of the shops resource could not be found.")],
+            )
+        return api_json(self._page(request, shops, f"/shops/{request.path_params['shop_ids']}"))
+
+    # -- services and carriers -----------------------------------------------------------------------------
+    async def get_service(self, request: Request) -> Response:
+        resource = self.state.service_resource(request.path_params["service_id"])
+        if resource is None:
+            raise MyParcelComError(
+                404,
+                [
+                    r.error(
+                        404, r.RESOURCE_NOT_FOUND, "One or more of the services resource could not be found."
+                    )
+                ],
+            )
+        return api_json({"data": resource})
+
+    async def get_carrier(self, request: Request) -> Response:
+        resource = self.state.carrier_resource(request.path_params["carrier_id"])
+        if resource is None:
+            raise MyParcelComError(
+                404,
+                [
+                    r.error(
+                        404, r.RESOURCE_NOT_FOUND, "One or more of the carriers resource could not be found."
+                    )
+                ],
+            )
+        return api_json({"data": resource})
+
+    # -- void ------------------------------------------------------------------------------------------------
+    async def void_shipment(self, request: Request) -> Response:
+        """POST /void-shipment {"data": {"shipment_id"}}: 204 and a `shipment-voided` status, or 423 when the
+        shipment is not voidable (docs content/api/rpc-endpoints/void-shipment.md: registered shipments are)."""
+        try:
+            body = json.loads(await request.body() or b"null")
+        except ValueError:
+            body = None
+        data = body.get("data") if isinstance(body, dict) else None
+        shipment_id = data.get("shipment_id") if isinstance(data, dict) else None
+        if not isinstance(shipment_id, str) or not shipment_id:
+            raise MyParcelComError(
+                422, [_schema_error("The property shipment_id is required.", "/data/shipment_id")]
+            )
+        record = self.state.shipments.get(shipment_id)
+        if record is None:
+            raise MyParcelComError(
+                404,
+                [
+                    r.error(
+                        404, r.RESOURCE_NOT_FOUND, "One or more of the shipments resource could not be found."
+                    )
+                ],
+            )
+        if not self.state.void(record):
+            raise MyParcelComError(
+                423,
+                [
+                    r.error(
+                        423,
+                        r.RESOURCE_CONFLICT,
+                        f"The shipment cannot be voided: its status is {record.status_code}. Only a registered "
+                        "shipment whose label the carrier has not scanned can be voided.",
+                    )
+                ],
+            )
+        return Response(status_code=204)
 
     # -- shipments -------------------------------------------------------------------------------------------
     async def shipments(self, request: Request) -> Response:
@@ -442,6 +523,12 @@ class _MyParcelComApi:
         if shops := request.query_params.get("filter[shop]"):
             wanted = set(shops.split(","))
             records = [s for s in records if s.shop_id in wanted]
+        # Strict (whole value) searches: api-specification parameters/query-shipments-filter-customer_reference
+        # .json and query-shipments-filter-tracking_code.json.
+        for attribute in ("customer_reference", "tracking_code"):
+            value = request.query_params.get(f"filter[{attribute}]")
+            if value is not None:
+                records = [s for s in records if s.attributes.get(attribute) == value]
         base = self.base(request)
         includes = self._includes(request)
         resources = [self._public(self.state.shipment_resource(s, base)) for s in records]
@@ -463,8 +550,36 @@ class _MyParcelComApi:
 
     async def list_statuses(self, request: Request) -> Response:
         record = self._record(request)
-        statuses = [self.state.shipment_status(record, i) for i in range(len(record.statuses))][::-1]
-        return api_json(self._page(request, statuses, f"/shipments/{record.id}/statuses"))
+        indexes = list(range(len(record.statuses)))[::-1]
+        statuses = [self.state.shipment_status(record, i) for i in indexes]
+        document = self._page(request, statuses, f"/shipments/{record.id}/statuses")
+        # "The relationships that can be included are status and shipment" (paths/Shipments-shipment_id-
+        # Statuses.json).
+        raw = request.query_params.get("include") or ""
+        wanted = {part.strip() for part in raw.split(",") if part.strip()}
+        unknown = wanted - {"status", "shipment"}
+        if unknown:
+            error = r.error(
+                400,
+                r.INVALID_JSON_SCHEMA,
+                f"Cannot include {', '.join(sorted(unknown))}; allowed: shipment, status.",
+            )
+            error["source"] = {"parameter": "include"}
+            raise MyParcelComError(400, [error])
+        included: list[JSON] = []
+        if "status" in wanted:
+            shown = {s["id"] for s in document["data"]}
+            codes: list[str] = []
+            for i in indexes:
+                status = record.statuses[i]
+                if status["id"] in shown and status["_code"] not in codes:
+                    codes.append(str(status["_code"]))
+            included += [r.status_resource(code) for code in codes]
+        if "shipment" in wanted:
+            included.append(self._public(self.state.shipment_resource(record, self.base(request))))
+        if included:
+            document["included"] = included
+        return api_json(document)
 
     async def get_status(self, request: Request) -> Response:
         record = self._record(request)

@@ -297,8 +297,50 @@ class MyParcelComState:
         self._push_status(record, code)
 
     def carrier(self, record: ShipmentRecord) -> str:
-        prefix = (record.service_code or "sandbox").split("-")[0]
-        return CARRIER_NAMES.get(prefix, prefix.title())
+        return carrier_name(record.service_code)
+
+    def void(self, record: ShipmentRecord) -> bool:
+        """Void a registered shipment: its label is deleted and it gets `shipment-voided` (docs content/api/
+        rpc-endpoints/void-shipment.md). False when it is not voidable."""
+        self.tick()
+        if record.status_code != "shipment-registered":
+            return False
+        for file_resource in record.files:
+            self.files.pop(file_resource["id"], None)
+        record.files.clear()
+        self._push_status(record, "shipment-voided")
+        return True
+
+    # -- services and carriers -------------------------------------------------------------------------------
+    def service_resource(self, service_id: str) -> JSON | None:
+        """A `services` resource for a service code some shipment uses, with its carrier relationship."""
+        codes = {record.service_code for record in self.shipments.values() if record.service_code}
+        code = next(
+            (c for c in sorted(codes | set(SEED_SERVICES)) if stable_uuid("service", c) == service_id), None
+        )
+        if code is None:
+            return None
+        carrier_code = carrier_code_of(code)
+        return {
+            "type": "services",
+            "id": service_id,
+            "attributes": {"name": code.replace("-", " ").title(), "code": code},
+            "relationships": {
+                "carrier": {"data": {"type": "carriers", "id": stable_uuid("carrier", carrier_code)}}
+            },
+        }
+
+    def carrier_resource(self, carrier_id: str) -> JSON | None:
+        codes = {carrier_code_of(r.service_code) for r in self.shipments.values() if r.service_code}
+        codes |= {carrier_code_of(c) for c in SEED_SERVICES}
+        code = next((c for c in sorted(codes) if stable_uuid("carrier", c) == carrier_id), None)
+        if code is None:
+            return None
+        return {
+            "type": "carriers",
+            "id": carrier_id,
+            "attributes": {"name": carrier_name(code), "code": code},
+        }
 
     def _push_status(self, record: ShipmentRecord, code: str, errors: list[JSON] | None = None) -> None:
         now = int(self.now().timestamp())
@@ -432,6 +474,16 @@ class MyParcelComState:
         if gen.rng.random() < 0.5:
             self.register(record)
         return record
+
+
+def carrier_code_of(service_code: str | None) -> str:
+    """The carrier part of a sandbox service code: "royal-mail-tracked-48" -> "royal"."""
+    return (service_code or "sandbox").split("-")[0]
+
+
+def carrier_name(service_code: str | None) -> str:
+    prefix = carrier_code_of(service_code)
+    return CARRIER_NAMES.get(prefix, prefix.title())
 
 
 def _b64(raw: bytes) -> str:
