@@ -1,0 +1,1 @@
+"""MyParcel.com API: shipments with labels from the carriers MyParcel.com contracts, voids and status polling."""
