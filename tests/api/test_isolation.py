@@ -127,6 +127,18 @@ BODIES: dict[tuple[str, str], dict[str, object] | None] = {
     ("GET", "/api/v1/sync-runs/{run_id}"): None,
     ("GET", "/api/v1/shipping/policy"): None,
     ("PUT", "/api/v1/shipping/policy"): None,
+    ("POST", "/api/v1/rates/quote"): {
+        "destination": {"country": "ES", "postal_code": "28013"},
+        "items": [
+            {
+                "sku": "MUG-1",
+                "quantity": 1,
+                "weight": {"value": "350", "unit": "g"},
+                "price": {"amount": "12.50", "currency": "EUR"},
+            }
+        ],
+        "budget_ms": 500,
+    },
 }
 # Routes that create in the caller's own account: checked separately below (they must not touch A's data).
 CREATES = {
@@ -172,6 +184,8 @@ async def test_every_route_is_scoped_to_the_callers_account(
                 assert body["items"] == [], (method, path, body)
             elif "policy" in body:
                 assert body["version"] == 0 and body["policy"]["rules"] == [], (method, path, body)
+            elif "rates" in body:  # a quote asks only the caller's own connections: B has none
+                assert body["rates"] == [] and body["left_out"] == [], (method, path, body)
             else:
                 assert body["id"] == globex.id
         checked += 1

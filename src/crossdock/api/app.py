@@ -18,6 +18,7 @@ from crossdock.api.routes_hooks import router as hooks
 from crossdock.api.routes_myparcelcom import router as myparcelcom
 from crossdock.api.routes_oauth import router as oauth
 from crossdock.api.routes_ops import router as ops
+from crossdock.api.routes_rates import router as rates
 from crossdock.api.routes_shipping import router as shipping
 from crossdock.api.routes_v1 import router as v1
 from crossdock.api.routes_webhooks import router as webhook_endpoints
@@ -59,6 +60,7 @@ def create_app(hub: Hub, *, dispose_on_shutdown: bool = False, run_workers: bool
     app.include_router(oauth)
     app.include_router(ops)
     app.include_router(shipping)
+    app.include_router(rates)
 
     @app.middleware("http")
     async def _metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
