@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 from crossdock.config import Settings
@@ -10,12 +11,22 @@ from crossdock.store.blobs import BlobStore
 from crossdock.store.db import Database
 
 
+FLOW_MODULES = ("crossdock.flows.labels",)
+
+
 @dataclass
 class Hub:
     settings: Settings
     db: Database
     vault: Vault
     blobs: BlobStore
+
+    def __post_init__(self) -> None:
+        # The flows react to orders wherever orders change (the API, a worker, `crossdock sync`): importing them
+        # registers their order-status hooks with the store. Imported here, where the hub is put together,
+        # because the flows themselves import the engine, which imports this module.
+        for name in FLOW_MODULES:
+            importlib.import_module(name)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Hub:

@@ -15,6 +15,7 @@ from crossdock import __version__
 from crossdock.api import problems
 from crossdock.api.limits import BodySizeLimit
 from crossdock.api.routes_hooks import router as hooks
+from crossdock.api.routes_labels import router as labels
 from crossdock.api.routes_myparcelcom import router as myparcelcom
 from crossdock.api.routes_oauth import router as oauth
 from crossdock.api.routes_ops import router as ops
@@ -56,6 +57,7 @@ def create_app(hub: Hub, *, dispose_on_shutdown: bool = False, run_workers: bool
     app.include_router(v1)
     app.include_router(webhook_endpoints)
     app.include_router(hooks)
+    app.include_router(labels)
     app.include_router(myparcelcom)
     app.include_router(oauth)
     app.include_router(ops)

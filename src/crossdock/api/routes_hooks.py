@@ -1,13 +1,16 @@
 """Inbound webhooks: POST /hooks/{connection_id}.
 
-The connection id in the URL and the signature over the raw body are the authentication (no bearer token:
-Shopify cannot send one). The body is verified before it is parsed, stored in the inbox with its processing job
-in one transaction, and answered 200 at once; mapping and importing happen in a worker (DESIGN.md, "One order's
-way through").
+The connection id in the URL and a secret of the connection are the authentication (no bearer token: the
+remotes cannot send one). Shopify signs the raw body with the app's secret; Shippo signs nothing by default and
+is given the connection's `webhook_token` in the URL's query (`?token=`) instead. The body is verified before it
+is parsed, stored in the inbox with its processing job in one transaction, and answered 200 at once; mapping and
+importing happen in a worker (DESIGN.md, "One order's way through").
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import uuid
 from typing import Annotated
 
@@ -21,6 +24,8 @@ from crossdock.api.problems import Problem
 from crossdock.engine.inbox import receive
 from crossdock.engine.shopify_orders import KIND as SHOPIFY_ORDER
 from crossdock.engine.shopify_orders import TOPICS as SHOPIFY_ORDER_TOPICS
+from crossdock.flows.tracking import SHIPPO_UPDATE
+from crossdock.hub import Hub
 from crossdock.security.signatures import verify_shopify_webhook
 from crossdock.store import tables as t
 from crossdock.store.repo import Tenant
@@ -47,6 +52,8 @@ async def receive_hook(
     connection = await session.scalar(select(t.Connection).where(t.Connection.id == connection_id))
     if connection is None:
         raise _unknown(connection_id)
+    if connection.connector == "shippo":
+        return await _shippo_hook(connection, request, hub, session)
     if connection.connector != "shopify":
         raise Problem(
             404,
@@ -85,6 +92,85 @@ async def receive_hook(
         connection_id=connection.id,
         kind=SHOPIFY_ORDER,
         dedup_key=dedup,
+        headers=dict(request.headers),
+        body=body,
+    )
+    return JSONResponse({"stored": True, "duplicate": result.duplicate, "inbox_id": str(result.inbox_id)})
+
+
+# Shippo ---------------------------------------------------------------------------------------------------------
+# Shippo's webhook security (docs.goshippo.com/docs/tracking/webhooksecurity): nothing is signed by default; the
+# merchant may add a self-generated token to the URL's query (`?token=123abc`), allowlist Shippo's addresses, or
+# ask Shippo to provision HMAC. crossdock requires the token and checks the HMAC too where a secret is set.
+SHIPPO_TOKEN = "webhook_token"  # noqa: S105 - the secret's name, not a secret
+SHIPPO_HMAC_SECRET = "webhook_hmac_secret"  # noqa: S105 - the secret's name, not a secret
+# The provisioned HMAC's header, `t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`: Shippo's page does not
+# publish the scheme, which is as integrators report it (PROTOCOLS.md section 5, marked verify).
+SHIPPO_SIGNATURE = "shippo-auth-signature"
+
+
+def shippo_signature(body: bytes, secret: str, timestamp: int) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify_shippo_signature(body: bytes, header: str | None, secret: str) -> bool:
+    """Whether one of the header's v1 signatures signs `t` and this body. No time window: a replayed delivery
+    has the body of one already stored, which the inbox takes as a duplicate."""
+    if not header:
+        return False
+    parts = [p.strip().partition("=") for p in header.split(",")]
+    stamps = [v for k, _, v in parts if k == "t"]
+    if len(stamps) != 1 or not stamps[0].isdigit():
+        return False
+    expected = shippo_signature(body, secret, int(stamps[0])).rpartition("v1=")[2].encode()
+    return any(k == "v1" and hmac.compare_digest(v.encode(), expected) for k, _, v in parts)
+
+
+async def _shippo_hook(
+    connection: t.Connection, request: Request, hub: Hub, session: AsyncSession
+) -> JSONResponse:
+    body = await request.body()
+    secrets = await Tenant(session, connection.account_id).get_secrets(
+        connection.id, hub.vault, [SHIPPO_TOKEN, SHIPPO_HMAC_SECRET]
+    )
+    expected = secrets.get(SHIPPO_TOKEN)
+    hook_url = f"{hub.settings.public_url.rstrip('/')}/hooks/{connection.id}"
+    if not expected:
+        raise Problem(
+            403,
+            "Forbidden",
+            f"connection {connection.id} has no webhook_token, so it takes no Shippo webhooks: set one with "
+            f"`crossdock connections update {connection.id} --secret webhook_token=<a long random value>` and "
+            f"register {hook_url}?token=<that value> in Shippo (Settings > API > Webhooks)",
+            kind="forbidden",
+        )
+    given = request.query_params.get("token") or ""
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise Problem(
+            401,
+            "Unauthorized",
+            "the token query parameter is missing or is not the connection's webhook_token; register the hook "
+            f"URL in Shippo as {hook_url}?token=<the connection's webhook_token>",
+            kind="unauthorized",
+        )
+    hmac_secret = secrets.get(SHIPPO_HMAC_SECRET)
+    if hmac_secret and not verify_shippo_signature(body, request.headers.get(SHIPPO_SIGNATURE), hmac_secret):
+        raise Problem(
+            401,
+            "Unauthorized",
+            "Shippo-Auth-Signature does not sign this body with the connection's webhook_hmac_secret; check that "
+            "it is the HMAC secret Shippo provisioned for this webhook",
+            kind="unauthorized",
+        )
+    # Shippo sends no delivery id (its envelope is {"event", "test", "data"}, PROTOCOLS.md section 5): the body
+    # itself is the key, so a redelivery of the same update is stored as a duplicate.
+    result = await receive(
+        session,
+        account_id=connection.account_id,
+        connection_id=connection.id,
+        kind=SHIPPO_UPDATE,
+        dedup_key=hashlib.sha256(body).hexdigest(),
         headers=dict(request.headers),
         body=body,
     )

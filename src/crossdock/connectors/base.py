@@ -278,6 +278,12 @@ class VoidOutcome:
 
 @runtime_checkable
 class ShippingLabels(Protocol):
+    """A connector that buys labels. It also says, as a class attribute `finds_labels: bool`, whether
+    find_label can find a purchase made with an idempotency key. The flow repeats a purchase whose outcome it
+    never learned only after find_label found nothing, and only when `finds_labels` is True; otherwise (or
+    when the attribute is missing) the shipment fails for a person to check the remote account, because a
+    second purchase could buy a second label."""
+
     async def buy_label(
         self, shipment: Shipment, order: Order, rate: Rate | None, idempotency_key: str
     ) -> BoughtLabel:

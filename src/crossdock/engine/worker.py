@@ -45,6 +45,7 @@ JOB_MODULES: tuple[str, ...] = (
     "crossdock.engine.fulfillments",
     "crossdock.engine.connect",
     "crossdock.engine.inventory",
+    "crossdock.flows.labels",
 )
 
 

@@ -37,6 +37,10 @@ ORIGIN_NOT_SERVICED = "SHIPPING_SDK_ORIGIN_NOT_SERVICED_ERROR"
 class CarriersConnector:
     """One carrier account through karrio: shipping.rates, shipping.labels and tracking.poll."""
 
+    # The carriers have no lookup by a key of ours (see find_label): a purchase whose outcome is unknown is
+    # never repeated by the flow.
+    finds_labels = False
+
     def __init__(self, ctx: ConnectionContext, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         # `transport` replaces the HTTP transport under the RemoteClient (tests answer as the carrier would).
         self.ctx = ctx

@@ -96,6 +96,9 @@ def rate_policy(*, live: bool) -> RatePolicy:
 class ShippoConnector:
     """One Shippo account (a connection): shipping.rates, shipping.labels, tracking."""
 
+    # find_label finds a purchase by the metadata it was sent with (see ShippingLabels in connectors/base.py).
+    finds_labels = True
+
     def __init__(self, ctx: ConnectionContext) -> None:
         self.ctx = ctx
         token = (ctx.secrets.get("api_token") or "").strip()

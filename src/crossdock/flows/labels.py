@@ -1,0 +1,683 @@
+"""From a paid order to a bought label and a fulfillment on the order's channel, exactly once.
+
+Three jobs, each safe to run twice:
+
+1. `shipping.ship_order` (when a paid order arrives and the account ships automatically, or when someone asks):
+   packs the lines still to ship into parcels (flows/parcels.py), lets the account's rules choose a connection
+   and service for each parcel (flows/rules.py, with rates asked through flows/rating.py), and stores one
+   shipment per parcel, each with its own idempotency key, in one transaction with one purchase job per
+   shipment. An order that already has shipments in progress is not planned again.
+2. `shipping.buy_label`: buys one shipment's label. Before the purchase is sent, the shipment is marked in its
+   own transaction; a job that finds that mark and no label (a crash or a timeout after the request left) asks
+   the remote for the label bought with the key first (`find_label`), and only buys when the remote has none.
+   A remote that cannot look labels up (carriers through karrio) is never sent a second purchase: the shipment
+   fails with what to check. The label file goes to the blob store (content-addressed: storing it twice keeps
+   one), and the shipment, its label, the order's fulfillment (which moves the order to shipped or partially
+   shipped and queues the push to the channel) and the outbound event commit together.
+3. `shipping.void_label`: when an order is cancelled or refunded, each bought label is voided where the remote
+   allows it; where it does not, the order's timeline says so in the remote's words.
+
+Purchase jobs are enqueued with `cancel_with_order`, so cancelling an order cancels the purchases still
+waiting in the same transaction; a purchase already running when the order is cancelled finds the order
+cancelled after it bought, and voids what it bought.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from crossdock import model as m
+from crossdock.connectors.base import BoughtLabel, Role, ShippingLabels
+from crossdock.connectors.registry import get_spec
+from crossdock.engine.connections import open_connector
+from crossdock.engine.errors import ConfigurationError, JobError, PermanentError
+from crossdock.engine.fulfillments import record_fulfillment
+from crossdock.engine.jobs import JobContext, RetryPolicy, enqueue, job
+from crossdock.engine.timeline import add_event
+from crossdock.engine.webhooks_out import emit
+from crossdock.flows.parcels import ParcelError, PlannedParcel, plan
+from crossdock.flows.policy import ShippingPolicy, load_policy
+from crossdock.flows.rating import rates_source
+from crossdock.flows.rules import Facts, ShippingRule, Strategy, decide, service_text
+from crossdock.logs import redact, redact_text
+from crossdock.store import tables as t
+from crossdock.store.convert import money_minor, row_order, stored_grams
+from crossdock.store.repo import Conflict, Tenant, on_order_status
+from crossdock.store.types import utcnow
+
+SHIP_JOB = "shipping.ship_order"
+BUY_JOB = "shipping.buy_label"
+VOID_JOB = "shipping.void_label"
+
+S = m.OrderStatus
+SS = m.ShipmentStatus
+SHIPPABLE = (S.PAID, S.READY_TO_SHIP, S.PARTIALLY_SHIPPED)
+# Shipments that still stand: a new plan is made only when an order has none of these.
+ACTIVE = (SS.DRAFT, SS.RATED, SS.LABEL_PENDING, SS.LABEL_PURCHASED, SS.IN_TRANSIT, SS.DELIVERED, SS.EXCEPTION)
+# How long rates may take when a job plans an order's parcels (a checkout quote has a budget of its own).
+RATES_BUDGET_S = 20.0
+# Orders this flow is moving itself in the current transaction: their status hooks are its own echo.
+_MOVING = "crossdock.flows.labels.moving"
+
+
+# -- reacting to orders ----------------------------------------------------------------------------------------
+@on_order_status
+async def _order_entered(session: AsyncSession, tenant: Tenant, row: t.Order, status: m.OrderStatus) -> None:
+    if row.id in session.info.get(_MOVING, ()):
+        return
+    if status in (S.PAID, S.READY_TO_SHIP):
+        policy = await _policy(session, tenant.account_id)
+        if not policy.auto_ship:
+            return
+        if row.placed_at is not None and row.placed_at < utcnow() - timedelta(
+            days=policy.auto_ship_max_age_days
+        ):
+            await tenant.add_event(
+                row.id,
+                "shipping.not_automatic",
+                f"Not shipped automatically: placed on {row.placed_at:%Y-%m-%d}, more than "
+                f"{policy.auto_ship_max_age_days} days ago (an old order arriving in a backfill is usually shipped "
+                "already); ship it from its page if it is not",
+            )
+            return
+        await session.flush()  # the order row, before the job that names it
+        await enqueue_ship(session, tenant.account_id, row.id, requested_by="automatic shipping")
+    elif status in (S.CANCELLED, S.REFUNDED):
+        bought = (
+            await session.scalars(
+                tenant.scoped(t.Shipment).where(
+                    t.Shipment.order_id == row.id, t.Shipment.status == SS.LABEL_PURCHASED.value
+                )
+            )
+        ).all()
+        for shipment in bought:
+            await enqueue_void(session, shipment)
+
+
+async def _policy(session: AsyncSession, account_id: uuid.UUID) -> ShippingPolicy:
+    """The account's policy, read once per transaction (an import of a page asks for every order)."""
+    cache: dict[uuid.UUID, ShippingPolicy] = session.info.setdefault("crossdock.flows.labels.policy", {})
+    if account_id not in cache:
+        cache[account_id] = (await load_policy(session, account_id))[0]
+    return cache[account_id]
+
+
+async def enqueue_ship(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    order_id: uuid.UUID,
+    *,
+    requested_by: str,
+    connection_id: uuid.UUID | None = None,
+    service: str | None = None,
+) -> uuid.UUID | None:
+    """Queue the planning of an order's shipments; None when it is queued already. `connection_id` and
+    `service` ("carrier:service_code") override the account's rules for this order."""
+    payload: dict[str, Any] = {"order_id": str(order_id), "requested_by": requested_by}
+    if connection_id is not None:
+        payload["connection_id"] = str(connection_id)
+    if service is not None:
+        payload["service"] = service
+    return await enqueue(
+        session,
+        account_id=account_id,
+        kind=SHIP_JOB,
+        payload=payload,
+        queueing_key=f"ship:{order_id}",
+        lock_key=f"order:{order_id}",
+        order_id=order_id,
+        cancel_with_order=True,
+    )
+
+
+async def enqueue_void(session: AsyncSession, shipment: t.Shipment) -> uuid.UUID | None:
+    return await enqueue(
+        session,
+        account_id=shipment.account_id,
+        kind=VOID_JOB,
+        payload={"shipment_id": str(shipment.id)},
+        queueing_key=f"void:{shipment.id}",
+        lock_key=f"shipment:{shipment.id}",
+        order_id=shipment.order_id,
+    )
+
+
+async def ask_to_ship(
+    session: AsyncSession,
+    tenant: Tenant,
+    order_id: uuid.UUID,
+    *,
+    connection_id: uuid.UUID | None = None,
+    service: str | None = None,
+) -> uuid.UUID | None:
+    """Someone asks for an order to be shipped now (the API, the panel). Raises repo.Conflict naming the field
+    when it cannot be: the order's status, shipments already in progress, a connection that does not ship."""
+    row = await tenant.get_order(order_id)
+    if S(row.status) not in SHIPPABLE:
+        raise Conflict(
+            f"a {row.status} order is not shipped; only paid, ready_to_ship and partially_shipped ones are",
+            field="order",
+        )
+    in_progress = await session.scalar(
+        select(t.Shipment.id).where(
+            t.Shipment.account_id == tenant.account_id,
+            t.Shipment.order_id == order_id,
+            t.Shipment.status.in_([SS.DRAFT.value, SS.RATED.value, SS.LABEL_PENDING.value]),
+        )
+    )
+    if in_progress is not None:
+        raise Conflict(
+            "this order's labels are being bought already; wait for them or void them", field="order"
+        )
+    if connection_id is not None:
+        connection = await tenant.get_connection(connection_id)
+        if get_spec(connection.connector).role is not Role.SHIPPING:
+            raise Conflict(
+                f"connection {connection_id} is a {connection.connector} connection, which does not ship",
+                field="connection_id",
+            )
+    if service is not None and (connection_id is None or ":" not in service):
+        raise Conflict(
+            "service needs connection_id too, and is written 'carrier:service_code' (e.g. 'usps:usps_priority')",
+            field="service",
+        )
+    return await enqueue_ship(
+        session,
+        tenant.account_id,
+        order_id,
+        requested_by="request",
+        connection_id=connection_id,
+        service=service,
+    )
+
+
+# -- planning ----------------------------------------------------------------------------------------------------
+async def _catalog(session: AsyncSession, account_id: uuid.UUID, skus: set[str]) -> dict[str, t.Variant]:
+    if not skus:
+        return {}
+    rows = await session.scalars(
+        select(t.Variant)
+        .options(selectinload(t.Variant.product))
+        .where(t.Variant.account_id == account_id, t.Variant.sku.in_(skus))
+    )
+    return {row.sku: row for row in rows}
+
+
+def _still_to_ship(order_row: t.Order, order: m.Order, catalog: dict[str, t.Variant]) -> list[m.OrderLine]:
+    """The order's lines with the quantity not shipped yet, weighed from the catalog where the channel gave no
+    weight."""
+    lines: list[m.OrderLine] = []
+    for stored, line in zip(order_row.lines, order.lines, strict=True):
+        left = stored.quantity - stored.shipped_quantity
+        if left <= 0 or not line.requires_shipping:
+            continue
+        update: dict[str, Any] = {"quantity": left}
+        variant = catalog.get(line.sku or "")
+        if line.weight is None and variant is not None and variant.weight_g is not None:
+            update["weight"] = m.Weight.grams(variant.weight_g)
+        lines.append(line.model_copy(update=update))
+    return lines
+
+
+def _tags(lines: list[m.OrderLine], catalog: dict[str, t.Variant]) -> frozenset[str]:
+    tags: set[str] = set()
+    for line in lines:
+        variant = catalog.get(line.sku or "")
+        if variant is not None:
+            tags.update(variant.tags or [])
+            if variant.product is not None:
+                tags.update(variant.product.tags or [])
+    return frozenset(tags)
+
+
+@job(SHIP_JOB, retry=RetryPolicy(max_attempts=6, base_s=30.0, cap_s=3600.0), timeout_s=180)
+async def ship_job(ctx: JobContext, payload: dict[str, Any]) -> None:
+    assert ctx.account_id is not None
+    order_id = uuid.UUID(payload["order_id"])
+    async with ctx.session() as session:
+        tenant = Tenant(session, ctx.account_id)
+        row = (
+            await session.scalars(
+                tenant.scoped(t.Order).options(selectinload(t.Order.lines)).where(t.Order.id == order_id)
+            )
+        ).first()
+        if row is None:
+            return
+        if S(row.status) not in SHIPPABLE:
+            await tenant.add_event(order_id, "shipping.skipped", f"Not shipped: the order is {row.status}")
+            return
+        standing = await session.scalar(
+            select(t.Shipment.id).where(
+                t.Shipment.account_id == tenant.account_id,
+                t.Shipment.order_id == order_id,
+                t.Shipment.status.in_([s.value for s in ACTIVE]),
+            )
+        )
+        if standing is not None and payload.get("requested_by") != "request":
+            await _requeue_pending(session, tenant, order_id)
+            return
+        order = row_order(row)
+        policy = await _policy(session, ctx.account_id)
+        catalog = await _catalog(session, ctx.account_id, {line.sku for line in order.lines if line.sku})
+        lines = _still_to_ship(row, order, catalog)
+        tags = _tags(lines, catalog)
+        session.expunge_all()
+    if not lines:
+        await ctx.timeline(order_id, "shipping.skipped", "Not shipped: every line has been shipped already")
+        return
+    try:
+        parcels = plan(lines, policy.packing)
+    except ParcelError as exc:
+        await ctx.timeline(order_id, "shipping.failed", f"Cannot pack the order: {exc}", severity="error")
+        raise PermanentError(f"cannot pack the order: {exc}") from None
+
+    rules, fallback = _rules_for(policy, payload)
+    planned: list[tuple[PlannedParcel, m.Rate, str]] = []
+    for number, parcel in enumerate(parcels, start=1):
+        shipment = m.Shipment(
+            order_id=order_id, parcels=[parcel.to_model(reference=f"{_reference(order)}-{number}")]
+        )
+        facts = Facts(
+            country=order.shipping_address.country if order.shipping_address else None,
+            weight=parcel.weight,
+            value=order.totals.total,
+            sku_tags=tags,
+        )
+        source = rates_source(ctx.hub, ctx.account_id, shipment, order, budget_s=RATES_BUDGET_S)
+        decision = await decide(rules, fallback, facts, source)
+        if decision.rate is None or decision.rate.connection_id is None:
+            where = f"parcel {number} of {len(parcels)}: " if len(parcels) > 1 else ""
+            if source.left_out:
+                decision.explanation += " (" + "; ".join(source.left_out.values()) + ")"
+            await ctx.timeline(
+                order_id,
+                "shipping.failed",
+                f"Cannot choose a shipping service for {where}{decision.explanation}",
+                {"skipped": decision.skipped},
+                severity="error",
+            )
+            raise PermanentError(f"no shipping service chosen: {decision.explanation}")
+        planned.append((parcel, decision.rate, decision.explanation))
+
+    async with ctx.session() as session:
+        tenant = Tenant(session, ctx.account_id)
+        row = (
+            await session.scalars(
+                tenant.scoped(t.Order)
+                .options(selectinload(t.Order.lines))
+                .where(t.Order.id == order_id)
+                .with_for_update()
+            )
+        ).first()
+        if row is None or S(row.status) not in SHIPPABLE:
+            return  # cancelled while rates were asked for
+        session.info.setdefault(_MOVING, set()).add(order_id)
+        summaries: list[str] = []
+        for number, (parcel, rate, explanation) in enumerate(planned, start=1):
+            shipment_id = uuid.uuid4()
+            shipment = t.Shipment(
+                id=shipment_id,
+                account_id=ctx.account_id,
+                order_id=order_id,
+                connection_id=rate.connection_id,
+                status=SS.LABEL_PENDING.value,
+                carrier=rate.carrier,
+                service_code=rate.service_code,
+                rate_minor=money_minor(rate.price),
+                rate_currency=rate.price.currency,
+                idempotency_key=f"crossdock-label-{shipment_id}",
+                rate=rate.model_dump(mode="json"),
+                decision=explanation,
+                lines=[_fulfillment_line(lines[item.line], item.quantity) for item in parcel.items],
+            )
+            shipment.parcels = [
+                t.Parcel(
+                    account_id=ctx.account_id,
+                    position=0,
+                    weight_g=stored_grams(parcel.weight),
+                    length_mm=None if parcel.dimensions is None else parcel.dimensions.length.in_mm,
+                    width_mm=None if parcel.dimensions is None else parcel.dimensions.width.in_mm,
+                    height_mm=None if parcel.dimensions is None else parcel.dimensions.height.in_mm,
+                    reference=f"{_reference(order)}-{number}",
+                )
+            ]
+            session.add(shipment)
+            summaries.append(explanation)
+        await session.flush()
+        if S(row.status) is S.PAID:
+            await tenant.transition_order(row, S.READY_TO_SHIP, reason="shipping planned")
+        count = len(planned)
+        await tenant.add_event(
+            order_id,
+            "shipping.planned",
+            (f"{count} parcels: " if count > 1 else "")
+            + "; ".join(
+                f"parcel {i}: {text}" if count > 1 else text for i, text in enumerate(summaries, start=1)
+            ),
+            {"requested_by": payload.get("requested_by"), "parcels": count},
+        )
+        await _requeue_pending(session, tenant, order_id)
+
+
+def _rules_for(
+    policy: ShippingPolicy, payload: dict[str, Any]
+) -> tuple[list[ShippingRule], ShippingRule | None]:
+    """The account's rules, or the one connection and service a request named."""
+    if payload.get("connection_id") is None:
+        return list(policy.rules), policy.fallback
+    connection_id = uuid.UUID(payload["connection_id"])
+    service = payload.get("service")
+    rule = ShippingRule(
+        name="asked for this order",
+        connection_id=connection_id,
+        strategy=Strategy.FIXED if service else Strategy.CHEAPEST,
+        service=service,
+    )
+    return [rule], None
+
+
+def _reference(order: m.Order) -> str:
+    return order.external_number or order.external_id or str(order.id)[:8]
+
+
+def _fulfillment_line(line: m.OrderLine, quantity: int) -> dict[str, Any]:
+    return {"line_external_id": line.external_id, "sku": line.sku, "quantity": quantity}
+
+
+async def _requeue_pending(session: AsyncSession, tenant: Tenant, order_id: uuid.UUID) -> None:
+    """A purchase job for every shipment of the order still waiting for its label (queued once per shipment)."""
+    pending = (
+        await session.scalars(
+            tenant.scoped(t.Shipment).where(
+                t.Shipment.order_id == order_id, t.Shipment.status == SS.LABEL_PENDING.value
+            )
+        )
+    ).all()
+    for shipment in pending:
+        await enqueue(
+            session,
+            account_id=tenant.account_id,
+            kind=BUY_JOB,
+            payload={"shipment_id": str(shipment.id)},
+            queueing_key=f"label:{shipment.id}",
+            lock_key=f"shipment:{shipment.id}",
+            order_id=order_id,
+            cancel_with_order=True,
+        )
+
+
+# -- buying ------------------------------------------------------------------------------------------------------
+def _canonical(row: t.Shipment) -> m.Shipment:
+    return m.Shipment(
+        id=row.id,
+        order_id=row.order_id,
+        connection_id=row.connection_id,
+        status=SS(row.status),
+        parcels=[
+            m.Parcel(
+                weight=m.Weight.grams(parcel.weight_g),
+                dimensions=None
+                if parcel.length_mm is None or parcel.width_mm is None or parcel.height_mm is None
+                else m.Dimensions(
+                    length=m.Length.mm(parcel.length_mm),
+                    width=m.Length.mm(parcel.width_mm),
+                    height=m.Length.mm(parcel.height_mm),
+                ),
+                reference=parcel.reference,
+            )
+            for parcel in row.parcels
+        ],
+        carrier=row.carrier,
+        service_code=row.service_code,
+        rate=None if row.rate is None else m.Rate.model_validate(row.rate),
+    )
+
+
+async def _fail(ctx: JobContext, shipment_id: uuid.UUID, order_id: uuid.UUID, message: str) -> None:
+    async with ctx.session() as session:
+        await session.execute(
+            update(t.Shipment)
+            .where(t.Shipment.id == shipment_id)
+            .values(status=SS.FAILED.value, error=redact_text(message)[:4000], updated_at=utcnow())
+        )
+        await add_event(
+            session,
+            account_id=ctx.account_id,  # type: ignore[arg-type]
+            order_id=order_id,
+            kind="shipping.label_failed",
+            summary=f"Label not bought: {message}",
+            detail={"shipment_id": str(shipment_id)},
+            severity="error",
+        )
+
+
+@job(BUY_JOB, retry=RetryPolicy(max_attempts=8, base_s=15.0, cap_s=3600.0), timeout_s=300)
+async def buy_job(ctx: JobContext, payload: dict[str, Any]) -> None:
+    assert ctx.account_id is not None
+    shipment_id = uuid.UUID(payload["shipment_id"])
+    async with ctx.session() as session:
+        tenant = Tenant(session, ctx.account_id)
+        row = (
+            await session.scalars(
+                tenant.scoped(t.Shipment)
+                .options(selectinload(t.Shipment.parcels))
+                .where(t.Shipment.id == shipment_id)
+            )
+        ).first()
+        if row is None or row.status != SS.LABEL_PENDING.value:
+            return  # bought, voided or failed already: this run is a repeat
+        order_row = (
+            await session.scalars(
+                tenant.scoped(t.Order).options(selectinload(t.Order.lines)).where(t.Order.id == row.order_id)
+            )
+        ).first()
+        if order_row is None:
+            return
+        if S(order_row.status) in (S.CANCELLED, S.REFUNDED) and row.purchase_started_at is None:
+            row.status = SS.VOIDED.value
+            row.error = f"the order was {order_row.status} before its label was bought"
+            await tenant.add_event(
+                order_row.id, "shipping.label_cancelled", f"Label not bought: the order is {order_row.status}"
+            )
+            return
+        order = row_order(order_row)
+        shipment = _canonical(row)
+        rate = shipment.rate
+        key = row.idempotency_key or f"crossdock-label-{row.id}"
+        started = row.purchase_started_at
+        connection_id = row.connection_id
+        order_id = row.order_id
+        session.expunge_all()
+    if connection_id is None:
+        await _fail(ctx, shipment_id, order_id, "its shipping connection was removed; ship the order again")
+        raise PermanentError("the shipment's connection was removed")
+    found = False
+    try:
+        async with open_connector(ctx.hub, ctx.account_id, connection_id) as (connection, connector):
+            title = get_spec(connection.connector).title
+            if not isinstance(connector, ShippingLabels):
+                raise ConfigurationError(f"{title} connections do not buy labels")
+            label: BoughtLabel | None = None
+            if started is not None:
+                if not getattr(connector, "finds_labels", False):
+                    raise PermanentError(
+                        f"a purchase of this label was sent to {title} at {started:%Y-%m-%d %H:%M:%S} UTC and its "
+                        f"outcome is unknown; {title} cannot look a label up, so crossdock does not buy again. "
+                        f"Check the {title} account for a label for order {_reference(order)}: void it there if it "
+                        "exists, then ask for the order to be shipped again"
+                    )
+                label = await connector.find_label(key)
+                found = label is not None
+            if label is None:
+                async with ctx.session() as session:
+                    await session.execute(
+                        update(t.Shipment)
+                        .where(t.Shipment.id == shipment_id)
+                        .values(purchase_started_at=utcnow())
+                    )
+                label = await connector.buy_label(shipment, order, rate, key)
+    except JobError as exc:
+        if isinstance(exc, PermanentError):
+            await _fail(ctx, shipment_id, order_id, exc.message)
+        raise
+    blob_key = ctx.hub.blobs.put(label.file)
+    await _store(ctx, shipment_id, label, blob_key, title, found=found)
+
+
+async def _store(
+    ctx: JobContext, shipment_id: uuid.UUID, label: BoughtLabel, blob_key: str, title: str, *, found: bool
+) -> None:
+    assert ctx.account_id is not None
+    async with ctx.session() as session:
+        tenant = Tenant(session, ctx.account_id)
+        row = (
+            await session.scalars(
+                tenant.scoped(t.Shipment).where(t.Shipment.id == shipment_id).with_for_update()
+            )
+        ).first()
+        if row is None or row.status != SS.LABEL_PENDING.value:
+            return
+        row.status = SS.LABEL_PURCHASED.value
+        row.external_id = label.remote_id
+        row.carrier = label.carrier
+        row.service_code = label.service_code
+        row.tracking_number = label.tracking_number
+        row.tracking_url = label.tracking_url
+        row.error = None
+        if label.price is not None:
+            row.rate_minor = money_minor(label.price)
+            row.rate_currency = label.price.currency
+        session.add(
+            t.Label(
+                account_id=ctx.account_id,
+                shipment_id=row.id,
+                format=label.file_format.value,
+                blob_key=blob_key,
+                size=len(label.file),
+                tracking_number=label.tracking_number,
+            )
+        )
+        price = f" for {label.price.amount} {label.price.currency}" if label.price is not None else ""
+        tracking = f", tracking {label.tracking_number}" if label.tracking_number else ""
+        how = "Found the label already bought" if found else "Bought a label"
+        await tenant.add_event(
+            row.order_id,
+            "shipping.label_bought",
+            f"{how} at {title}: {_service(label, row.rate)}{price}{tracking}",
+            {
+                "shipment_id": str(row.id),
+                "remote_id": label.remote_id,
+                "decision": row.decision,
+                "remote": redact(label.raw),
+            },
+        )
+        await emit(
+            session,
+            account_id=ctx.account_id,
+            event_type="shipment.label_created",
+            order_id=row.order_id,
+            data={
+                "order_id": str(row.order_id),
+                "shipment_id": str(row.id),
+                "carrier": label.carrier,
+                "service_code": label.service_code,
+                "tracking_number": label.tracking_number,
+                "tracking_url": label.tracking_url,
+            },
+        )
+        order = await session.get(t.Order, row.order_id)
+        assert order is not None
+        if S(order.status) in (S.CANCELLED, S.REFUNDED):
+            await tenant.add_event(
+                row.order_id,
+                "shipping.label_unwanted",
+                f"The order was {order.status} while its label was being bought; voiding the label",
+                severity="warning",
+            )
+            await enqueue_void(session, row)
+            return
+        session.info.setdefault(_MOVING, set()).add(row.order_id)
+        try:
+            async with session.begin_nested():
+                await record_fulfillment(
+                    session,
+                    tenant,
+                    row.order_id,
+                    lines=[m.FulfillmentLine(**line) for line in row.lines] or None,
+                    carrier=label.carrier,
+                    tracking_number=label.tracking_number,
+                    tracking_url=label.tracking_url,
+                    shipment_id=row.id,
+                )
+        except Conflict as exc:
+            await tenant.add_event(
+                row.order_id,
+                "shipping.not_fulfilled",
+                f"The label is bought but the order's lines were not marked shipped: {exc}",
+                {"shipment_id": str(row.id)},
+                severity="warning",
+            )
+
+
+def _service(label: BoughtLabel, chosen: dict[str, Any] | None) -> str:
+    """ "USPS Priority Mail": the chosen rate's words when the label is for that service, else the label's."""
+    rate = None if chosen is None else m.Rate.model_validate(chosen)
+    if rate is None or rate.service_code != label.service_code:
+        rate = m.Rate(
+            carrier=label.carrier, service_code=label.service_code, price=label.price or m.Money.zero("USD")
+        )
+    return service_text(rate)
+
+
+# -- voiding -----------------------------------------------------------------------------------------------------
+@job(VOID_JOB, retry=RetryPolicy(max_attempts=8, base_s=30.0, cap_s=3600.0), timeout_s=120)
+async def void_job(ctx: JobContext, payload: dict[str, Any]) -> None:
+    assert ctx.account_id is not None
+    shipment_id = uuid.UUID(payload["shipment_id"])
+    async with ctx.session() as session:
+        row = (
+            await session.scalars(
+                Tenant(session, ctx.account_id).scoped(t.Shipment).where(t.Shipment.id == shipment_id)
+            )
+        ).first()
+        if (
+            row is None
+            or row.status != SS.LABEL_PURCHASED.value
+            or row.connection_id is None
+            or not row.external_id
+        ):
+            return
+        connection_id, remote_id, order_id = row.connection_id, row.external_id, row.order_id
+        session.expunge_all()
+    async with open_connector(ctx.hub, ctx.account_id, connection_id, allow_unavailable=True) as (
+        connection,
+        connector,
+    ):
+        title = get_spec(connection.connector).title
+        if not isinstance(connector, ShippingLabels):
+            raise ConfigurationError(f"{title} connections do not void labels")
+        outcome = await connector.void_label(remote_id)
+    async with ctx.session() as session:
+        values: dict[str, Any] = {"updated_at": utcnow()}
+        if outcome.voided:
+            values["status"] = SS.VOIDED.value
+            summary = f"Voided the label at {title}" + (f": {outcome.message}" if outcome.message else "")
+        else:
+            values["error"] = redact_text(outcome.message)[:4000]
+            summary = f"The label could not be voided at {title}: {outcome.message}"
+        await session.execute(update(t.Shipment).where(t.Shipment.id == shipment_id).values(**values))
+        await add_event(
+            session,
+            account_id=ctx.account_id,
+            order_id=order_id,
+            kind="shipping.label_voided" if outcome.voided else "shipping.void_refused",
+            summary=summary,
+            detail={"shipment_id": str(shipment_id), "remote_id": remote_id},
+            severity="info" if outcome.voided else "warning",
+        )
