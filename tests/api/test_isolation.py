@@ -42,6 +42,7 @@ async def seed(client: httpx.AsyncClient, hub: Hub, owner: Tenant) -> dict[str, 
     )
     assert policy.status_code == 200, policy.text
     delivery_id = await failed_delivery(hub, owner, endpoint.json()["id"])
+    shipment_id = await bought_shipment(hub, owner, order.json()["id"])
     job_id, run_id = await job_and_sync_run(hub, owner, conn.json()["id"])
     return {
         "job_id": str(job_id),
@@ -52,6 +53,7 @@ async def seed(client: httpx.AsyncClient, hub: Hub, owner: Tenant) -> dict[str, 
         "product_id": product.json()["id"],
         "endpoint_id": endpoint.json()["id"],
         "delivery_id": str(delivery_id),
+        "shipment_id": str(shipment_id),
     }
 
 
@@ -69,6 +71,23 @@ async def failed_delivery(hub: Hub, owner: Tenant, endpoint_id: str) -> uuid.UUI
         session.add(delivery)
         await session.flush()
         return delivery.id
+
+
+async def bought_shipment(hub: Hub, owner: Tenant, order_id: str) -> uuid.UUID:
+    """A shipment of A's order with its label bought (voidable, were the routes not scoped)."""
+    async with hub.db.transaction() as session:
+        shipment = t.Shipment(
+            account_id=uuid.UUID(owner.id),
+            order_id=uuid.UUID(order_id),
+            status="label_purchased",
+            carrier="USPS",
+            service_code="usps_priority",
+            tracking_number="9400100000000000000000",
+            external_id="txn-a",
+        )
+        session.add(shipment)
+        await session.flush()
+        return shipment.id
 
 
 async def job_and_sync_run(hub: Hub, owner: Tenant, connection_id: str) -> tuple[uuid.UUID, uuid.UUID]:
@@ -125,6 +144,8 @@ BODIES: dict[tuple[str, str], dict[str, object] | None] = {
     ("POST", "/api/v1/jobs/{job_id}/cancel"): None,
     ("GET", "/api/v1/sync-runs"): None,
     ("GET", "/api/v1/sync-runs/{run_id}"): None,
+    ("POST", "/api/v1/orders/{order_id}/ship"): None,
+    ("POST", "/api/v1/shipments/{shipment_id}/void"): None,
     ("GET", "/api/v1/shipping/policy"): None,
     ("PUT", "/api/v1/shipping/policy"): None,
     ("POST", "/api/v1/rates/quote"): {

@@ -321,7 +321,7 @@ async def ship_job(ctx: JobContext, payload: dict[str, Any]) -> None:
         summaries: list[str] = []
         for number, (parcel, rate, explanation) in enumerate(planned, start=1):
             shipment_id = uuid.uuid4()
-            shipment = t.Shipment(
+            stored = t.Shipment(
                 id=shipment_id,
                 account_id=ctx.account_id,
                 order_id=order_id,
@@ -336,7 +336,7 @@ async def ship_job(ctx: JobContext, payload: dict[str, Any]) -> None:
                 decision=explanation,
                 lines=[_fulfillment_line(lines[item.line], item.quantity) for item in parcel.items],
             )
-            shipment.parcels = [
+            stored.parcels = [
                 t.Parcel(
                     account_id=ctx.account_id,
                     position=0,
@@ -347,7 +347,7 @@ async def ship_job(ctx: JobContext, payload: dict[str, Any]) -> None:
                     reference=f"{_reference(order)}-{number}",
                 )
             ]
-            session.add(shipment)
+            session.add(stored)
             summaries.append(explanation)
         await session.flush()
         if S(row.status) is S.PAID:
