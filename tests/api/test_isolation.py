@@ -1,6 +1,7 @@
 """Every /api/v1 route, called with account B's token against account A's objects, answers 404 or nothing."""
 
 import uuid
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -9,6 +10,7 @@ from crossdock.api.app import create_app
 from crossdock.engine.jobs import enqueue
 from crossdock.engine.syncruns import start_run
 from crossdock.hub import Hub
+from crossdock.sandbox.labels import LabelData, render_pdf
 from crossdock.store import tables as t
 from tests.support import Tenant, order_body
 
@@ -43,6 +45,7 @@ async def seed(client: httpx.AsyncClient, hub: Hub, owner: Tenant) -> dict[str, 
     assert policy.status_code == 200, policy.text
     delivery_id = await failed_delivery(hub, owner, endpoint.json()["id"])
     shipment_id = await bought_shipment(hub, owner, order.json()["id"])
+    await stored_label(hub, owner, shipment_id)
     job_id, run_id = await job_and_sync_run(hub, owner, conn.json()["id"])
     return {
         "job_id": str(job_id),
@@ -88,6 +91,31 @@ async def bought_shipment(hub: Hub, owner: Tenant, order_id: str) -> uuid.UUID:
         session.add(shipment)
         await session.flush()
         return shipment.id
+
+
+async def stored_label(hub: Hub, owner: Tenant, shipment_id: uuid.UUID) -> None:
+    """The shipment's label file in the blob store (downloadable, were the routes not scoped)."""
+    data = render_pdf(
+        LabelData(
+            carrier="USPS",
+            service="Priority Mail",
+            tracking_number="9400100000000000000000",
+            sender=["A"],
+            recipient=["A's customer"],
+            created_at=datetime(2025, 3, 1, tzinfo=UTC),
+        )
+    )
+    async with hub.db.transaction() as session:
+        session.add(
+            t.Label(
+                account_id=uuid.UUID(owner.id),
+                shipment_id=shipment_id,
+                format="pdf",
+                blob_key=hub.blobs.put(data),
+                size=len(data),
+                tracking_number="9400100000000000000000",
+            )
+        )
 
 
 async def job_and_sync_run(hub: Hub, owner: Tenant, connection_id: str) -> tuple[uuid.UUID, uuid.UUID]:
@@ -146,6 +174,9 @@ BODIES: dict[tuple[str, str], dict[str, object] | None] = {
     ("GET", "/api/v1/sync-runs/{run_id}"): None,
     ("POST", "/api/v1/orders/{order_id}/ship"): None,
     ("POST", "/api/v1/shipments/{shipment_id}/void"): None,
+    ("GET", "/api/v1/orders/{order_id}/shipments"): None,
+    ("GET", "/api/v1/orders/{order_id}/packing-slip"): None,
+    ("GET", "/api/v1/shipments/{shipment_id}/label"): None,
     ("GET", "/api/v1/shipping/policy"): None,
     ("PUT", "/api/v1/shipping/policy"): None,
     ("POST", "/api/v1/rates/quote"): {

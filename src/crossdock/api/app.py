@@ -14,6 +14,7 @@ from sqlalchemy import text
 from crossdock import __version__
 from crossdock.api import problems
 from crossdock.api.limits import BodySizeLimit
+from crossdock.api.routes_documents import router as documents
 from crossdock.api.routes_hooks import router as hooks
 from crossdock.api.routes_labels import router as labels
 from crossdock.api.routes_myparcelcom import router as myparcelcom
@@ -55,6 +56,7 @@ def create_app(hub: Hub, *, dispose_on_shutdown: bool = False, run_workers: bool
     app.state.hub = hub
     problems.install(app)
     app.include_router(v1)
+    app.include_router(documents)
     app.include_router(webhook_endpoints)
     app.include_router(hooks)
     app.include_router(labels)
