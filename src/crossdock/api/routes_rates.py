@@ -303,7 +303,12 @@ def _parcel_field(message: str) -> str:
 
 
 def _unstored_shipment(parcels: list[m.Parcel]) -> m.Shipment:
-    return m.Shipment(order_id=uuid.uuid4(), parcels=parcels)
+    """The shipment rates are asked for, belonging to no order. Connectors hand the shipment's order id to the
+    engine, which records each remote call against that order (remote_calls and the order's timeline reference
+    orders); a made-up id would make every record fail. The model requires an order id, so this one shipment is
+    built without validation, from parcels that were validated already."""
+    fields: dict[str, Any] = {"order_id": None, "parcels": parcels}
+    return m.Shipment.model_construct(**fields)
 
 
 def _total_weight(parcels: list[PlannedParcel]) -> m.Weight:
