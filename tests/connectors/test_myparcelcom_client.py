@@ -299,6 +299,7 @@ async def test_refused_client_credentials_mark_the_connection_and_say_what_to_ch
             await connector.check()
     finally:
         await connector.aclose()
+    assert refused.value.message.count("client_secret secret") == 1
     assert "client_id setting and the client_secret secret" in refused.value.message
     assert "client credentials are invalid" in refused.value.message
     assert len(sandbox.front.requests("POST", "/access-token")) == 1

@@ -122,7 +122,7 @@ class MyParcelComConnector:
         try:
             return await self.client.request(method, path, operation=operation, order_id=order_id, **kwargs)
         except RemoteConfigurationError as exc:
-            if REAUTH_HINT in exc.message:
+            if "client_secret secret" in exc.message:  # the hint is there already (a refused token request)
                 raise
             raise RemoteConfigurationError(
                 f"{exc.message}; {REAUTH_HINT}", status=exc.status, remote_message=exc.remote_message
