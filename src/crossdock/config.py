@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     sync_backfill_days: float = Field(
         default=60, gt=0, description="How far back the first pull of a new connection reads orders."
     )
+    # Shipping: tracking asked of connections whose remote sends no webhooks (engine/tracking_poll.py).
+    tracking_poll_interval_s: float = Field(
+        default=14400,
+        gt=0,
+        description="How often each open shipment of a polled connection (carriers, MyParcel.com) is tracked.",
+    )
     # OAuth: one app per connector that connects with an authorisation flow (see security/oauth.py, OAuthApp).
     oauth_apps: dict[str, OAuthApp] = Field(
         default_factory=dict,

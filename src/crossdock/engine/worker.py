@@ -46,6 +46,7 @@ JOB_MODULES: tuple[str, ...] = (
     "crossdock.engine.connect",
     "crossdock.engine.inventory",
     "crossdock.flows.labels",
+    "crossdock.engine.tracking_poll",
 )
 
 
