@@ -109,12 +109,20 @@ def test_sixty_lines_run_onto_more_pages_with_the_headings_again() -> None:
 
 
 def test_a_character_no_font_has_is_replaced_and_named() -> None:
-    lines = [m.OrderLine(sku="GLYPH-1", title="Scarab \U00013000 charm", quantity=1)]
+    lines = [
+        m.OrderLine(sku="GLYPH-1", title="Scarab \U00013000 charm", quantity=1),
+        m.OrderLine(sku="GLYPH-2", title="Smile \U0001f600", quantity=1),
+    ]
 
-    slip = pages(packing_slip(order(lines), ship_from=None))[0]
+    pdf = packing_slip(order(lines), ship_from=None)
 
-    assert f"Scarab {REPLACEMENT} charm" in slip
-    assert "U+13000 EGYPTIAN HIEROGLYPH A001" in slip
+    slip = pages(pdf)[0]
+    assert f"Scarab {REPLACEMENT} charm" in slip and f"Smile {REPLACEMENT}" in slip
+    assert "U+13000 EGYPTIAN HIEROGLYPH A001, U+1F600 GRINNING FACE" in slip
+    # The replacement character is drawn, not left blank: Source Sans has none, so a Kurinto font is embedded.
+    page = pypdf.PdfReader(io.BytesIO(pdf)).pages[0]
+    fonts = {str(font.get_object()["/BaseFont"]) for font in page["/Resources"]["/Font"].values()}
+    assert any("Kurinto" in name for name in fonts), fonts
 
 
 def test_shipments_with_tracking_and_the_note_are_listed() -> None:

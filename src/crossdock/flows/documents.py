@@ -79,7 +79,8 @@ class _Text:
                 out.append(ch)
             else:
                 self.missing.setdefault(ch, None)
-                out.append(REPLACEMENT)
+                # The replacement character itself comes from a fallback font: _covered registers it.
+                out.append(REPLACEMENT if self._covered(REPLACEMENT) else "?")
         return "".join(out)
 
     def _covered(self, ch: str) -> bool:
