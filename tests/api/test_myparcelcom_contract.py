@@ -68,6 +68,8 @@ async def add_shop(hub: Hub, name: str, shop_id: str, secret: str) -> Shop:
         name=f"{name} MyParcel.com",
         settings={"client_id": f"{name.lower()}-client", "shop_id": shop_id},
         secrets={"client_secret": secret},
+        # The contract is MyParcel.com calling crossdock; crossdock never calls MyParcel.com's API here.
+        check=False,
     )
     return Shop(uuid.UUID(account.id), shop_id, secret, connected.connection.id)
 

@@ -206,6 +206,7 @@ register(
                 help="kept by crossdock: when the access token above expires (ISO 8601)",
             ),
         ),
+        factory="crossdock.connectors.myparcelcom.client:MyParcelComConnector",
     )
 )
 register(
