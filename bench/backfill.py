@@ -7,8 +7,10 @@ counted against the hub. For every size, in the same run and against the same sa
   after the import; the rate is taken from their mean time);
 - fetch + map: `pull_orders` as it is (pages mapped to canonical orders), nothing stored;
 - import: `crossdock.engine.sync.run_pull` into a fresh, migrated database, exactly as a `sync` job runs it.
-Each child reports its own peak RSS (`ru_maxrss`), so sizes and runs do not contaminate each other. Goals:
-import orders/s >= 0.5 x fetch-only orders/s, and a flat import peak RSS of at most 300 MB at 10k and 100k.
+Every child tunes its garbage collector once started, as the worker and `crossdock sync` do
+(crossdock.engine.tuning), so fetching alone gets what importing gets. Each child reports its own peak RSS
+(`ru_maxrss`), so sizes and runs do not contaminate each other. Goals: import orders/s >= 0.5 x fetch-only
+orders/s, and a flat import peak RSS of at most 300 MB at 10k and 100k.
 
 The connection's rate limiter is told the sandbox's fast-limits leak rate (200 calls/s, as the remote's own
 headers would set it) before each run, so no run waits on it; at Shopify's standard 2 calls/s a shop gives at
@@ -189,11 +191,15 @@ class _GcClock:
 
 
 async def _child(kind: str, base_url: str, database_url: str | None) -> dict[str, Any]:
+    from crossdock.engine.tuning import tune_long_running_process
     from crossdock.logs import configure_logging
 
     configure_logging("WARNING")
     with tempfile.TemporaryDirectory(prefix="crossdock-backfill-") as home:
         hub, account_id, connection_id = await _prepare(database_url, Path(home), base_url)
+        # What the worker and `crossdock sync` do once started; every child, fetch only included, so the ratio
+        # compares like with like.
+        tune_long_running_process()
         gc_clock = _GcClock()
         try:
             rss_start = _rss_mb()

@@ -29,6 +29,7 @@ from crossdock.engine.errors import ConfigurationError, JobError, PermanentError
 from crossdock.engine.jobs import REGISTRY, JobContext, JobKind, add_waker, remove_waker
 from crossdock.engine.periodic import PERIODIC, enqueue_tick
 from crossdock.engine.timeline import add_event
+from crossdock.engine.tuning import tune_long_running_process
 from crossdock.hub import Hub
 from crossdock.logs import get_logger, redact_text
 from crossdock.store import tables as t
@@ -129,6 +130,7 @@ class Worker:
         return self._stopping.is_set()
 
     async def run(self) -> None:
+        tune_long_running_process()
         log.info(
             "worker started", worker_id=self.worker_id, concurrency=self.concurrency, kinds=len(REGISTRY)
         )

@@ -1,0 +1,31 @@
+"""Process tuning for the hub's long-running processes: the worker and `crossdock sync`.
+
+A pull decodes and maps tens of thousands of small objects per page, and each page's objects die together once
+the page is stored. With CPython's default thresholds (700, 10, 10) the cyclic garbage collector runs hundreds
+of times per page and keeps walking everything the process loaded at start-up: about a third of a backfill's
+CPU (BENCHMARKS.md, "Backfill"). After start-up, the objects that live as long as the process (modules,
+classes, the job registry, compiled SQL) are moved out of the collector's sight with gc.freeze(), and the
+youngest generation is collected every 50,000 allocations instead of every 700. Reference counting still
+frees almost everything at once; the collector is only needed for cycles, which a page makes few of.
+"""
+
+from __future__ import annotations
+
+import gc
+
+# (youngest generation's allocations, younger collections per middle one, middle per oldest).
+GC_THRESHOLDS = (50_000, 20, 100)
+
+_tuned = False
+
+
+def tune_long_running_process() -> None:
+    """Call once start-up is done (modules imported, job kinds registered). Later calls do nothing, so one
+    process that runs a worker more than once (a test run) is frozen only once."""
+    global _tuned
+    if _tuned:
+        return
+    _tuned = True
+    gc.collect()  # start-up's own garbage is freed now, not frozen for the life of the process
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
