@@ -6,16 +6,19 @@ from __future__ import annotations
 import asyncio
 import copy
 import uuid
+from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from crossdock.connectors.base import Mapped
 from crossdock.connectors.shopify import map_order
-from crossdock.engine.importer import ImportResult, Outcome, import_order
+from crossdock.engine.importer import ImportResult, Outcome, import_order, import_orders
 from crossdock.hub import Hub
 from crossdock.model import OrderStatus
 from crossdock.store import tables as t
-from crossdock.store.repo import Tenant
+from crossdock.store.repo import Tenant, on_order_status
 from tests.connectors.test_shopify_mapping import ORDER
 from tests.engine.support import new_shop, timeline
 
@@ -24,6 +27,34 @@ def _payload(**changes: Any) -> dict[str, Any]:
     payload = copy.deepcopy(ORDER)
     payload.update(changes)
     return payload
+
+
+# What the store's order-status hooks were given while a test watches: (order id, status, line count, whether
+# the row is the session's own).
+_ENTERED: ContextVar[list[tuple[uuid.UUID, OrderStatus, int, bool]] | None] = ContextVar(
+    "entered", default=None
+)
+
+
+@on_order_status
+async def _watch_entered(session: AsyncSession, tenant: Tenant, row: t.Order, status: OrderStatus) -> None:
+    seen = _ENTERED.get()
+    if seen is not None:
+        seen.append((row.id, status, len(row.lines), inspect(row).persistent))
+
+
+async def _import_page(
+    hub: Hub, account_id: uuid.UUID, connection_id: uuid.UUID, records: list[Mapped]
+) -> list[ImportResult]:
+    async with hub.db.transaction() as session:
+        return await import_orders(
+            session, Tenant(session, account_id), connection_id, records, source="Shopify"
+        )
+
+
+async def _binding(hub: Hub) -> t.Binding:
+    async with hub.db.session() as session:
+        return (await session.scalars(select(t.Binding))).one()
 
 
 async def _import(hub: Hub, account_id: uuid.UUID, connection_id: uuid.UUID, payload: Any) -> ImportResult:
@@ -46,7 +77,7 @@ async def _count(hub: Hub, table: Any) -> int:
         return int((await session.execute(select(func.count()).select_from(table))).scalar_one())
 
 
-async def test_a_new_remote_order_is_created_paid_with_its_binding_and_timeline(hub: Hub) -> None:
+async def test_a_new_remote_order_is_created_paid_with_its_binding_and_one_timeline_event(hub: Hub) -> None:
     shop = await new_shop(hub)
     result = await _import(hub, shop.account_id, shop.connection_id, _payload())
     assert result.outcome is Outcome.CREATED
@@ -60,9 +91,17 @@ async def test_a_new_remote_order_is_created_paid_with_its_binding_and_timeline(
         binding = (await session.scalars(select(t.Binding))).one()
     assert binding.canonical_id == row.id
     assert binding.external_version == map_order(ORDER).external_version
-    summaries = [e.summary for e in await timeline(hub, row.id)]
-    assert any(s.endswith("created (Shopify), status paid") for s in summaries)
-    assert any(s.startswith("Imported from Shopify #1001") for s in summaries)
+    # One event tells the arrival: from which connection and remote order, at which version, in what status.
+    events = await timeline(hub, row.id)
+    assert [(e.kind, e.summary) for e in events] == [
+        ("order.imported", "Imported from Shopify #1001, status paid")
+    ]
+    assert events[0].detail == {
+        "connection_id": str(shop.connection_id),
+        "external_id": "820982911946154508",
+        "version": binding.external_version,
+        "status": "paid",
+    }
 
 
 async def test_the_same_version_twice_is_skipped_and_an_older_one_changes_nothing(hub: Hub) -> None:
@@ -160,3 +199,54 @@ async def test_two_concurrent_imports_of_one_new_order_make_one_order_and_one_bi
     assert len({r.order_id for r in results}) == 1
     assert await _count(hub, t.Binding) == 1
     assert await _count(hub, t.Order) == 2  # the shop's own order and the imported one
+
+
+async def test_one_new_order_twice_in_a_page_is_created_once_then_updated_to_the_later_version(
+    hub: Hub,
+) -> None:
+    shop = await new_shop(hub)
+    later = map_order(_payload(note="later", updated_at="2024-03-14T09:30:00-04:00"))
+    results = await _import_page(
+        hub, shop.account_id, shop.connection_id, [map_order(_payload(note="first")), later]
+    )
+    assert [r.outcome for r in results] == [Outcome.CREATED, Outcome.UPDATED]
+    assert results[0].order_id == results[1].order_id
+    assert (await _order(hub, results[0].order_id)).notes == "later"
+    binding = await _binding(hub)
+    assert (binding.canonical_id, binding.external_version) == (results[0].order_id, later.external_version)
+    assert await _count(hub, t.Order) == 2  # the shop's own order and the imported one
+    kinds = [e.kind for e in await timeline(hub, results[0].order_id)]
+    assert kinds == ["order.imported", "order.updated"]
+
+
+async def test_a_page_whose_first_copy_of_a_new_order_does_not_map_creates_it_from_the_copy_that_does(
+    hub: Hub,
+) -> None:
+    shop = await new_shop(hub)
+    bad_address = {**ORDER["shipping_address"], "country_code": "XX", "country": "Nowhere"}
+    good = map_order(_payload(updated_at="2024-03-14T09:30:00-04:00"))
+    results = await _import_page(
+        hub, shop.account_id, shop.connection_id, [map_order(_payload(shipping_address=bad_address)), good]
+    )
+    assert [r.outcome for r in results] == [Outcome.QUARANTINED, Outcome.CREATED]
+    binding = await _binding(hub)
+    assert (binding.canonical_id, binding.external_version) == (results[1].order_id, good.external_version)
+
+
+async def test_the_store_status_hooks_get_each_new_order_of_a_page_with_its_lines(hub: Hub) -> None:
+    shop = await new_shop(hub)
+    records = [map_order(_payload(id=820982911946154508 + i, name=f"#{1001 + i}")) for i in range(3)]
+    records[2] = map_order(_payload(id=820982911946154510, name="#1003", financial_status="pending"))
+    seen: list[tuple[uuid.UUID, OrderStatus, int, bool]] = []
+    token = _ENTERED.set(seen)
+    try:
+        results = await _import_page(hub, shop.account_id, shop.connection_id, records)
+    finally:
+        _ENTERED.reset(token)
+    assert [r.outcome for r in results] == [Outcome.CREATED] * 3
+    lines = len(ORDER["line_items"])
+    assert seen == [
+        (results[0].order_id, OrderStatus.PAID, lines, True),
+        (results[1].order_id, OrderStatus.PAID, lines, True),
+        (results[2].order_id, OrderStatus.PENDING, lines, True),
+    ]

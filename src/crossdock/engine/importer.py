@@ -14,26 +14,31 @@ The steps follow the OCA connector's importer (STYLE.md), with a unique index in
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from crossdock import model as m
 from crossdock.connectors.base import Mapped, MappingProblem
 from crossdock.engine.timeline import add_event
+from crossdock.logs import redact, redact_text
 from crossdock.store import tables as t
-from crossdock.store.convert import order_row
+from crossdock.store.convert import line_values, order_row, order_values
 from crossdock.store.repo import Tenant
 from crossdock.store.types import utcnow
 from crossdock.store.upsert import insert_for
 
 S = m.OrderStatus
 ORDER = "order"
+# The tables themselves: a page's new rows go in through Core executemany, not the ORM's unit of work.
+_BINDINGS = cast(Table, t.Binding.__table__)
+_ORDERS = cast(Table, t.Order.__table__)
+_LINES = cast(Table, t.OrderLine.__table__)
+_EVENTS = cast(Table, t.TimelineEvent.__table__)
 
 # How far along crossdock's own flow an order is. A channel that reports an earlier state (paid, while we are
 # ready to ship) is behind us, not a reason to move back; cancelled and refunded are reached from anywhere the
@@ -138,42 +143,77 @@ def _status_steps(current: m.OrderStatus, target: m.OrderStatus) -> list[m.Order
         return None
 
 
+def _maps(mapped: Mapped) -> bool:
+    return not mapped.problems and mapped.value is not None
+
+
+@dataclass
+class _Binding:
+    """One order's binding as a page's import sees it; what changes is written once, when the page is done."""
+
+    id: uuid.UUID
+    canonical_id: uuid.UUID
+    external_version: str | None
+    fresh: bool  # this import inserted it, naming the order it is about to create
+    changed: bool = False
+
+    def record(self, version: str | None, canonical_id: uuid.UUID | None = None) -> None:
+        self.external_version, self.changed = version, True
+        if canonical_id is not None:
+            self.canonical_id = canonical_id
+
+
 async def _bindings(
-    session: AsyncSession, tenant: Tenant, connection_id: uuid.UUID, external_ids: list[str]
-) -> dict[str, tuple[t.Binding, bool]]:
-    """The locked bindings of these orders, and whether this import created each: one multi-row
-    INSERT ... ON CONFLICT DO NOTHING, then one SELECT (FOR UPDATE on PostgreSQL; SQLite has one writer, which
-    the insert already made us)."""
-    wanted = list(dict.fromkeys(external_ids))
-    if not wanted:
+    session: AsyncSession, tenant: Tenant, connection_id: uuid.UUID, records: list[Mapped]
+) -> dict[str, _Binding]:
+    """Take the bindings of these orders, locked, in one statement: INSERT ... ON CONFLICT DO UPDATE ...
+    RETURNING. The unique index decides which of two concurrent imports creates a binding, and finds each
+    existing row (so the plan does not depend on the table's statistics); the no-op update locks it as FOR
+    UPDATE would on PostgreSQL (SQLite has one writer, which the insert already made us). The rows go in
+    external id order, so two pages that share orders lock them the same way round.
+
+    A new binding is written whole: it names the order the page will create for it (its id) with the version of
+    the first record that maps, which is the one that creates it."""
+    first: dict[str, Mapped] = {}
+    for mapped in records:
+        if mapped.external_id is None:
+            continue
+        seen = first.get(mapped.external_id)
+        if seen is None or (not _maps(seen) and _maps(mapped)):
+            first[mapped.external_id] = mapped
+    if not first:
         return {}
-    proposed = {external_id: uuid.uuid4() for external_id in wanted}
     now = utcnow()
-    stmt: Any = insert_for(session, t.Binding).values(
-        [
-            {
-                "id": uuid.uuid4(),
-                "account_id": tenant.account_id,
-                "connection_id": connection_id,
-                "kind": ORDER,
-                "external_id": external_id,
-                "canonical_id": canonical_id,
-                "synced_at": now,
-            }
-            for external_id, canonical_id in proposed.items()
-        ]
-    )
-    await session.execute(stmt.on_conflict_do_nothing())
-    query = select(t.Binding).where(
-        t.Binding.connection_id == connection_id,
-        t.Binding.kind == ORDER,
-        t.Binding.external_id.in_(wanted),
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        # In one order, so two pages that share orders lock them the same way round.
-        query = query.order_by(t.Binding.external_id).with_for_update()
-    rows = (await session.scalars(query.execution_options(populate_existing=True))).all()
-    return {row.external_id: (row, row.canonical_id == proposed[row.external_id]) for row in rows}
+    proposed = {
+        external_id: {
+            "id": uuid.uuid4(),
+            "account_id": tenant.account_id,
+            "connection_id": connection_id,
+            "kind": ORDER,
+            "external_id": external_id,
+            "canonical_id": uuid.uuid4(),
+            "external_version": mapped.external_version if _maps(mapped) else None,
+            "synced_at": now,
+        }
+        for external_id, mapped in sorted(first.items())
+    }
+    table = _BINDINGS
+    stmt: Any = insert_for(session, table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.connection_id, table.c.kind, table.c.external_id],
+        set_={"kind": stmt.excluded.kind},
+    ).returning(table.c.id, table.c.external_id, table.c.canonical_id, table.c.external_version)
+    # One executemany: SQLAlchemy sends it as one multi-row INSERT from a statement compiled once.
+    rows = (await session.execute(stmt, list(proposed.values()))).all()
+    return {
+        row.external_id: _Binding(
+            id=row.id,
+            canonical_id=row.canonical_id,
+            external_version=row.external_version,
+            fresh=row.canonical_id == proposed[row.external_id]["canonical_id"],
+        )
+        for row in rows
+    }
 
 
 async def _existing_orders(
@@ -234,14 +274,13 @@ async def import_orders(
     session: AsyncSession, tenant: Tenant, connection_id: uuid.UUID, records: list[Mapped], *, source: str
 ) -> list[ImportResult]:
     """Import a page of mapped orders in the caller's transaction, one result per record, in order. Bindings
-    and stored orders are read for the whole page at once and nothing is flushed per record, so a page costs a
-    few statements rather than a few per order."""
-    ids = [r.external_id for r in records if r.external_id is not None]
-    bindings = await _bindings(session, tenant, connection_id, ids)
+    and stored orders are read for the whole page at once, and new orders are written with one multi-row insert
+    each for orders, lines and timeline events, so a page costs a few statements rather than a few per order."""
+    bindings = await _bindings(session, tenant, connection_id, records)
     stored = await _existing_orders(
-        session, tenant, [binding.canonical_id for binding, fresh in bindings.values() if not fresh]
+        session, tenant, [binding.canonical_id for binding in bindings.values() if not binding.fresh]
     )
-    repeats = Counter(ids)
+    page = _Page(session, tenant, connection_id, source, stored)
     results: list[ImportResult] = []
     for mapped in records:
         if mapped.external_id is None:
@@ -252,92 +291,170 @@ async def import_orders(
                 ImportResult(Outcome.QUARANTINED, summary=f"Not imported from {source}", problems=problems)
             )
             continue
-        binding, fresh = bindings[mapped.external_id]
-        existing = None if fresh else stored.get(binding.canonical_id)
-        result = await _import_one(session, tenant, connection_id, mapped, binding, existing, source=source)
-        if (
-            result.outcome is Outcome.CREATED
-            and result.order_id is not None
-            and repeats[mapped.external_id] > 1
-        ):
-            # The same order again later in this page is an update of the one just made.
-            bindings[mapped.external_id] = (binding, False)
-            created = await session.get(t.Order, result.order_id)
-            if created is not None:
-                stored[result.order_id] = created
-        results.append(result)
+        results.append(await page.import_one(mapped, bindings[mapped.external_id]))
+    await page.write_new()
+    changed = [
+        {
+            "id": b.id,
+            "canonical_id": b.canonical_id,
+            "external_version": b.external_version,
+            "synced_at": utcnow(),
+        }
+        for b in bindings.values()
+        if b.changed
+    ]
+    if changed:
+        await session.execute(update(t.Binding), changed)
     return results
 
 
-async def _import_one(
-    session: AsyncSession,
-    tenant: Tenant,
-    connection_id: uuid.UUID,
-    mapped: Mapped,
-    binding: t.Binding,
-    existing: t.Order | None,
-    *,
-    source: str,
-) -> ImportResult:
-    assert mapped.external_id is not None
-    if mapped.problems or mapped.value is None:
-        problems = mapped.problems or [MappingProblem("order", "could not be mapped")]
-        if existing is not None:
-            await _problem_event(session, tenant, existing.id, problems, source)
-        summary = f"Not imported from {source}: " + "; ".join(f"{p.field}: {p.reason}" for p in problems)
-        return ImportResult(
-            Outcome.QUARANTINED,
-            order_id=existing.id if existing is not None else None,
-            summary=summary,
-            problems=problems,
-        )
+class _Page:
+    """One page's import: updates go through the ORM as they come; new orders are gathered as rows and written
+    together (write_new)."""
 
-    order = mapped.value.model_copy(
-        update={"connection_id": connection_id, "external_id": mapped.external_id}
-    )
-    label = f"{source} {order.external_number or '#' + mapped.external_id}"
+    def __init__(
+        self,
+        session: AsyncSession,
+        tenant: Tenant,
+        connection_id: uuid.UUID,
+        source: str,
+        stored: dict[uuid.UUID, t.Order],
+    ) -> None:
+        self.session, self.tenant, self.connection_id, self.source = session, tenant, connection_id, source
+        self.stored = stored
+        self.orders: list[dict[str, Any]] = []
+        self.lines: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.entered: dict[uuid.UUID, m.OrderStatus] = {}
 
-    if existing is None:
+    async def existing(self, binding: _Binding) -> t.Order | None:
+        if binding.canonical_id in self.entered:
+            # The same order again later in this page: an update of the one just made, which is written first.
+            await self.write_new()
+        return self.stored.get(binding.canonical_id)
+
+    async def write_new(self) -> None:
+        """Insert the gathered new orders, their lines and their timeline events, then run the store's status
+        hooks for each, on its row, as create_order does for a single order."""
+        if not self.orders:
+            return
+        await self.session.execute(insert(_ORDERS), self.orders)
+        if self.lines:
+            await self.session.execute(insert(_LINES), self.lines)
+        await self.session.execute(insert(_EVENTS), self.events)
+        entered, self.entered = self.entered, {}
+        self.orders, self.lines, self.events = [], [], []
+        rows = await _existing_orders(self.session, self.tenant, list(entered))
+        self.stored.update(rows)
+        for order_id, status in entered.items():
+            await self.tenant.order_entered(rows[order_id], status)
+
+    def create(self, order: m.Order, mapped: Mapped, binding: _Binding, label: str) -> ImportResult:
         # A new order starts where the channel has it: the path from pending is legal for every status
-        # (model.path_to), so it is stored in that status at once rather than walked there one flush at a time.
-        row = await tenant.create_order(order, source=source, connection_checked=True)
-        binding.canonical_id = row.id
-        binding.external_version, binding.synced_at = mapped.external_version, utcnow()
+        # (model.path_to), so it is stored in that status at once rather than walked there.
+        if binding.fresh:
+            order_id = binding.canonical_id  # the binding was inserted naming it
+            if binding.external_version != mapped.external_version:
+                binding.record(mapped.external_version)
+        else:
+            # Bound before without an order (it was quarantined): the binding now names the new one.
+            order_id = uuid.uuid4()
+            binding.record(mapped.external_version, order_id)
+        account_id, now = self.tenant.account_id, utcnow()
+        self.orders.append(
+            {
+                "id": order_id,
+                "account_id": account_id,
+                "status": order.status.value,
+                "created_at": now,
+                "updated_at": now,
+                **order_values(order),
+            }
+        )
+        for position, line in enumerate(order.lines):
+            self.lines.append(
+                {
+                    "id": uuid.uuid4(),
+                    "account_id": account_id,
+                    "order_id": order_id,
+                    "position": position,
+                    "shipped_quantity": 0,
+                    **line_values(line),
+                }
+            )
         summary = f"Imported from {label}"
+        # One event tells the whole arrival: where from (connection, external id, version) and in what status.
+        self.events.append(
+            {
+                "id": uuid.uuid4(),
+                "account_id": account_id,
+                "order_id": order_id,
+                "at": now,
+                "kind": "order.imported",
+                "severity": "info",
+                "summary": redact_text(f"{summary}, status {order.status.value}"),
+                "detail": redact(
+                    {
+                        "connection_id": str(self.connection_id),
+                        "external_id": mapped.external_id,
+                        "version": mapped.external_version,
+                        "status": order.status.value,
+                    }
+                ),
+            }
+        )
+        self.entered[order_id] = order.status
+        return ImportResult(Outcome.CREATED, order_id=order_id, summary=summary)
+
+    async def import_one(self, mapped: Mapped, binding: _Binding) -> ImportResult:
+        assert mapped.external_id is not None
+        session, tenant, source = self.session, self.tenant, self.source
+        existing = await self.existing(binding)
+        if not _maps(mapped):
+            problems = mapped.problems or [MappingProblem("order", "could not be mapped")]
+            if existing is not None:
+                await _problem_event(session, tenant, existing.id, problems, source)
+            summary = f"Not imported from {source}: " + "; ".join(f"{p.field}: {p.reason}" for p in problems)
+            return ImportResult(
+                Outcome.QUARANTINED,
+                order_id=existing.id if existing is not None else None,
+                summary=summary,
+                problems=problems,
+            )
+
+        assert mapped.value is not None
+        order = mapped.value.model_copy(
+            update={"connection_id": self.connection_id, "external_id": mapped.external_id}
+        )
+        label = f"{source} {order.external_number or '#' + mapped.external_id}"
+        if existing is None:
+            return self.create(order, mapped, binding, label)
+
+        skipped = ImportResult(Outcome.SKIPPED, order_id=existing.id, summary=f"Up to date with {label}")
+        direction = _newer(binding.external_version, mapped.external_version)
+        if direction < 0:
+            return skipped
+        before = _content(existing)
+        incoming = _content(order_row(order, tenant.account_id))
+        steps = _status_steps(S(existing.status), order.status)
+        if before == incoming and not steps:
+            # A newer version that changes nothing we keep (a remote-only field): remember it, change nothing.
+            if binding.external_version != mapped.external_version:
+                binding.record(mapped.external_version)
+            return skipped
+
+        changed = sorted(name for name in before if before[name] != incoming[name])
+        if changed:
+            await tenant.update_order(existing, order)
+        await _move_status(session, tenant, existing, order.status, source)
+        binding.record(mapped.external_version)
+        summary = f"Updated from {label}: " + (", ".join(changed) if changed else f"status {existing.status}")
         await add_event(
             session,
             account_id=tenant.account_id,
-            order_id=row.id,
-            kind="order.imported",
+            order_id=existing.id,
+            kind="order.updated",
             summary=summary,
-            detail={"external_id": mapped.external_id, "version": mapped.external_version},
+            detail={"changed": changed, "version": mapped.external_version},
         )
-        return ImportResult(Outcome.CREATED, order_id=row.id, summary=summary)
-
-    skipped = ImportResult(Outcome.SKIPPED, order_id=existing.id, summary=f"Up to date with {label}")
-    direction = _newer(binding.external_version, mapped.external_version)
-    if direction < 0:
-        return skipped
-    before = _content(existing)
-    incoming = _content(order_row(order, tenant.account_id))
-    steps = _status_steps(S(existing.status), order.status)
-    if before == incoming and not steps:
-        # A newer version that changes nothing we keep (a remote-only field): remember it, change nothing.
-        binding.external_version = mapped.external_version
-        return skipped
-
-    changed = sorted(name for name in before if before[name] != incoming[name])
-    if changed:
-        await tenant.update_order(existing, order)
-    await _move_status(session, tenant, existing, order.status, source)
-    binding.external_version, binding.synced_at = mapped.external_version, utcnow()
-    summary = f"Updated from {label}: " + (", ".join(changed) if changed else f"status {existing.status}")
-    await add_event(
-        session,
-        account_id=tenant.account_id,
-        order_id=existing.id,
-        kind="order.updated",
-        summary=summary,
-        detail={"changed": changed, "version": mapped.external_version},
-    )
-    return ImportResult(Outcome.UPDATED, order_id=existing.id, summary=summary)
+        return ImportResult(Outcome.UPDATED, order_id=existing.id, summary=summary)

@@ -36,36 +36,54 @@ def order_row(order: m.Order, account_id: Any) -> t.Order:
     return row
 
 
+def order_values(order: m.Order) -> dict[str, Any]:
+    """The canonical order's column values by column name (status excepted: that moves through the state
+    machine), for a row object or a bulk insert alike."""
+    customer, totals = order.customer, order.totals
+    return {
+        "connection_id": order.connection_id,
+        "external_id": order.external_id,
+        "external_number": order.external_number,
+        "currency": order.currency,
+        "customer_name": customer.name,
+        "customer_email": customer.email,
+        "customer_phone": customer.phone,
+        "shipping_address": address_doc(order.shipping_address),
+        "billing_address": address_doc(order.billing_address),
+        "subtotal_minor": money_minor(totals.subtotal),
+        "shipping_minor": money_minor(totals.shipping),
+        "tax_minor": money_minor(totals.tax),
+        "discount_minor": money_minor(totals.discount),
+        "total_minor": money_minor(totals.total),
+        "placed_at": order.placed_at,
+        "notes": order.notes,
+        "tags": list(order.tags),
+    }
+
+
+def line_values(line: m.OrderLine) -> dict[str, Any]:
+    """One order line's column values by column name (position and shipped quantity excepted)."""
+    return {
+        "external_id": line.external_id,
+        "sku": line.sku,
+        "title": line.title,
+        "quantity": line.quantity,
+        "unit_price_minor": money_minor(line.unit_price),
+        "weight_g": stored_grams(line.weight),
+        "requires_shipping": line.requires_shipping,
+    }
+
+
 def apply_order(row: t.Order, order: m.Order) -> None:
     """Copy a canonical order onto its row (status excepted: that moves through the state machine)."""
-    row.connection_id = order.connection_id
-    row.external_id = order.external_id
-    row.external_number = order.external_number
-    row.currency = order.currency
-    row.customer_name = order.customer.name
-    row.customer_email = order.customer.email
-    row.customer_phone = order.customer.phone
-    row.shipping_address = address_doc(order.shipping_address)
-    row.billing_address = address_doc(order.billing_address)
-    row.subtotal_minor = money_minor(order.totals.subtotal)
-    row.shipping_minor = money_minor(order.totals.shipping)
-    row.tax_minor = money_minor(order.totals.tax)
-    row.discount_minor = money_minor(order.totals.discount)
-    row.total_minor = money_minor(order.totals.total)
-    row.placed_at = order.placed_at
-    row.notes = order.notes
-    row.tags = list(order.tags)
+    for name, value in order_values(order).items():
+        setattr(row, name, value)
     existing = {line.position: line for line in row.lines} if row.lines else {}
     lines: list[t.OrderLine] = []
     for position, line in enumerate(order.lines):
         line_row = existing.get(position) or t.OrderLine(account_id=row.account_id, position=position)
-        line_row.external_id = line.external_id
-        line_row.sku = line.sku
-        line_row.title = line.title
-        line_row.quantity = line.quantity
-        line_row.unit_price_minor = money_minor(line.unit_price)
-        line_row.weight_g = stored_grams(line.weight)
-        line_row.requires_shipping = line.requires_shipping
+        for name, value in line_values(line).items():
+            setattr(line_row, name, value)
         lines.append(line_row)
     row.lines = lines
 
