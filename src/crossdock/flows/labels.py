@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from crossdock import model as m
-from crossdock.connectors.base import BoughtLabel, Role, ShippingLabels
+from crossdock.connectors.base import BoughtLabel, Capability, Role, ShippingLabels
 from crossdock.connectors.registry import get_spec
 from crossdock.engine.connections import open_connector
 from crossdock.engine.errors import ConfigurationError, JobError, PermanentError
@@ -44,7 +44,16 @@ from crossdock.engine.webhooks_out import emit
 from crossdock.flows.parcels import ParcelError, PlannedParcel, plan
 from crossdock.flows.policy import ShippingPolicy, load_policy
 from crossdock.flows.rating import rates_source
-from crossdock.flows.rules import Facts, ShippingRule, Strategy, decide, service_text
+from crossdock.flows.rules import (
+    Decision,
+    Facts,
+    RatesFor,
+    ShippingRule,
+    Strategy,
+    decide,
+    matches,
+    service_text,
+)
 from crossdock.logs import redact, redact_text
 from crossdock.store import tables as t
 from crossdock.store.convert import money_minor, row_order, stored_grams
@@ -278,7 +287,8 @@ async def ship_job(ctx: JobContext, payload: dict[str, Any]) -> None:
         raise PermanentError(f"cannot pack the order: {exc}") from None
 
     rules, fallback = _rules_for(policy, payload)
-    planned: list[tuple[PlannedParcel, m.Rate, str]] = []
+    unpriced = await _labels_only(ctx, [*rules, *([fallback] if fallback else [])])
+    planned: list[tuple[PlannedParcel, m.Rate | None, uuid.UUID, str]] = []
     for number, parcel in enumerate(parcels, start=1):
         shipment = m.Shipment(
             order_id=order_id, parcels=[parcel.to_model(reference=f"{_reference(order)}-{number}")]
@@ -290,8 +300,8 @@ async def ship_job(ctx: JobContext, payload: dict[str, Any]) -> None:
             sku_tags=tags,
         )
         source = rates_source(ctx.hub, ctx.account_id, shipment, order, budget_s=RATES_BUDGET_S)
-        decision = await decide(rules, fallback, facts, source)
-        if decision.rate is None or decision.rate.connection_id is None:
+        decision, chosen = await _choose(rules, fallback, facts, source, unpriced)
+        if chosen is None:
             where = f"parcel {number} of {len(parcels)}: " if len(parcels) > 1 else ""
             if source.left_out:
                 decision.explanation += " (" + "; ".join(source.left_out.values()) + ")"
@@ -303,7 +313,7 @@ async def ship_job(ctx: JobContext, payload: dict[str, Any]) -> None:
                 severity="error",
             )
             raise PermanentError(f"no shipping service chosen: {decision.explanation}")
-        planned.append((parcel, decision.rate, decision.explanation))
+        planned.append((parcel, decision.rate, chosen, decision.explanation))
 
     async with ctx.session() as session:
         tenant = Tenant(session, ctx.account_id)
@@ -319,20 +329,20 @@ async def ship_job(ctx: JobContext, payload: dict[str, Any]) -> None:
             return  # cancelled while rates were asked for
         session.info.setdefault(_MOVING, set()).add(order_id)
         summaries: list[str] = []
-        for number, (parcel, rate, explanation) in enumerate(planned, start=1):
+        for number, (parcel, rate, connection_id, explanation) in enumerate(planned, start=1):
             shipment_id = uuid.uuid4()
             stored = t.Shipment(
                 id=shipment_id,
                 account_id=ctx.account_id,
                 order_id=order_id,
-                connection_id=rate.connection_id,
+                connection_id=connection_id,
                 status=SS.LABEL_PENDING.value,
-                carrier=rate.carrier,
-                service_code=rate.service_code,
-                rate_minor=money_minor(rate.price),
-                rate_currency=rate.price.currency,
+                carrier=None if rate is None else rate.carrier,
+                service_code=None if rate is None else rate.service_code,
+                rate_minor=None if rate is None else money_minor(rate.price),
+                rate_currency=None if rate is None else rate.price.currency,
                 idempotency_key=f"crossdock-label-{shipment_id}",
-                rate=rate.model_dump(mode="json"),
+                rate=None if rate is None else rate.model_dump(mode="json"),
                 decision=explanation,
                 lines=[_fulfillment_line(lines[item.line], item.quantity) for item in parcel.items],
             )
@@ -363,6 +373,73 @@ async def ship_job(ctx: JobContext, payload: dict[str, Any]) -> None:
             {"requested_by": payload.get("requested_by"), "parcels": count},
         )
         await _requeue_pending(session, tenant, order_id)
+
+
+async def _labels_only(ctx: JobContext, rules: list[ShippingRule]) -> dict[uuid.UUID, str]:
+    """The connections the rules name that buy labels but quote no rates (MyParcel.com prices a shipment when
+    it registers it), with their titles."""
+    named = {rule.connection_id for rule in rules if rule.connection_id is not None}
+    if not named:
+        return {}
+    async with ctx.session() as session:
+        rows = (
+            await session.execute(
+                select(t.Connection.id, t.Connection.connector).where(
+                    t.Connection.account_id == ctx.account_id, t.Connection.id.in_(named)
+                )
+            )
+        ).all()
+    found: dict[uuid.UUID, str] = {}
+    for connection_id, connector in rows:
+        spec = get_spec(connector)
+        if (
+            Capability.SHIPPING_LABELS in spec.capabilities
+            and Capability.SHIPPING_RATES not in spec.capabilities
+        ):
+            found[connection_id] = spec.title
+    return found
+
+
+async def _choose(
+    rules: list[ShippingRule],
+    fallback: ShippingRule | None,
+    facts: Facts,
+    source: RatesFor,
+    unpriced: dict[uuid.UUID, str],
+) -> tuple[Decision, uuid.UUID | None]:
+    """The rules' decision and the connection it ships with. A rule naming a connection that quotes no rates
+    decides when it matches and no rule before it could be satisfied; its shipment goes out with that
+    connection's default service, priced by the remote when the label is bought."""
+
+    def without_rates(
+        number: int | None, rule: ShippingRule, skipped: list[str]
+    ) -> tuple[Decision, uuid.UUID]:
+        assert rule.connection_id is not None
+        label = f"rule {number}" if number is not None else "fallback"
+        title = unpriced[rule.connection_id]
+        where = rule.match.describe() or "every shipment"
+        sentence = (
+            f"{label}: {where} -> {title} with the connection's default service "
+            f"(priced by {title} when the label is bought)"
+        )
+        return Decision(None, number, sentence, skipped), rule.connection_id
+
+    for index, rule in enumerate(rules):
+        if rule.connection_id not in unpriced:
+            continue
+        before = await decide(rules[:index], None, facts, source) if index else None
+        if before is not None and before.rate is not None:
+            return before, before.rate.connection_id
+        if matches(rule.match, facts) is None:
+            return without_rates(index + 1, rule, before.skipped if before else [])
+    priced_fallback = fallback if fallback is None or fallback.connection_id not in unpriced else None
+    # Every rule, so that rule numbers stay those of the policy; the unpriced ones did not match above.
+    decision = await decide(rules, priced_fallback, facts, source)
+    if decision.rate is not None:
+        return decision, decision.rate.connection_id
+    if fallback is not None and fallback.connection_id in unpriced:
+        return without_rates(None, fallback, decision.skipped)
+    return decision, None
 
 
 def _rules_for(

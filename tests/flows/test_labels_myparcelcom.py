@@ -1,0 +1,90 @@
+"""An eBay order ships through MyParcel.com and its tracking ends on eBay, end to end against both sandboxes.
+
+The order is pulled from the eBay sandbox; the account's rule names its MyParcel.com connection, which quotes no
+rates (MyParcel.com prices a shipment when it registers it), so the rule decides by its match alone and the
+shipment goes out with the connection's default service. crossdock creates the shipment at the MyParcel.com
+sandbox under the purchase's Idempotency-Key, stores the label, and the fulfillment's push confirms it at the
+eBay sandbox with the tracking code MyParcel.com issued.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from datetime import timedelta
+
+import httpx
+import pypdf
+from sqlalchemy import select
+
+from crossdock.engine import sync
+from crossdock.hub import Hub
+from crossdock.sandbox.common import SandboxConfig, run_in_thread
+from crossdock.sandbox.myparcelcom import create_app
+from crossdock.store import tables as t
+from crossdock.store.types import utcnow
+from tests.connectors.test_myparcelcom_client import Front, MyParcelCom, connect
+from tests.engine.fulfil_support import serve_channel
+from tests.engine.support import eventually, fast, running_worker, timeline
+from tests.support import new_account
+
+
+async def test_an_ebay_order_ends_with_the_tracking_myparcelcom_issued_on_ebay(
+    hub: Hub, client: httpx.AsyncClient
+) -> None:
+    app = create_app(SandboxConfig(seed=7, extra={"processing_s": "0"}))
+    front = Front(app)
+    account = await new_account(hub, "Acme")
+    account_id = uuid.UUID(account.id)
+    with run_in_thread(front) as url:
+        mpc = MyParcelCom(url, front, app.state.sandbox)
+        mpc_id = await connect(hub, account, mpc)
+        policy = {
+            "auto_ship": False,
+            "packing": {"default_item_weight": {"value": "400", "unit": "g"}},
+            "rules": [{"connection_id": str(mpc_id)}],
+        }
+        saved = await client.put(
+            "/api/v1/shipping/policy", json={"version": 0, "policy": policy}, headers=account.headers
+        )
+        assert saved.status_code == 200, saved.text
+        async with serve_channel("ebay") as ebay:
+            ebay_id = await ebay.connect(hub, account_id)
+            run = await sync.run_pull(hub, account_id, ebay_id, since=utcnow() - timedelta(days=90))
+            assert run.status == "succeeded" and run.created > 0, run.error
+            async with hub.db.session() as session:
+                rows = (
+                    await session.execute(
+                        select(t.Order.id, t.Order.external_id)
+                        .where(t.Order.connection_id == ebay_id, t.Order.status == "paid")
+                        .order_by(t.Order.external_id)
+                    )
+                ).all()
+            order_id, external_id = next(r for r in rows if ebay.can_ship(r.external_id))
+            asked = await client.post(f"/api/v1/orders/{order_id}/ship", headers=account.headers)
+            assert asked.status_code == 202, asked.text
+
+            async def on_ebay() -> bool:
+                return bool(await ebay.shipments(external_id))
+
+            async with running_worker(fast(hub), run_periodic=False):
+                await eventually(on_ebay, within_s=60)
+            remote = await ebay.shipments(external_id)
+        created = front.requests("POST", "/shipments")
+        await mpc.admin.aclose()
+
+    async with hub.db.session() as session:
+        (shipment,) = (await session.scalars(select(t.Shipment).where(t.Shipment.order_id == order_id))).all()
+        label = (await session.scalars(select(t.Label).where(t.Label.shipment_id == shipment.id))).one()
+        order = await session.get(t.Order, order_id)
+    assert len(created) == 1 and created[0]["idempotency-key"] == shipment.idempotency_key
+    assert shipment.status == "label_purchased" and shipment.tracking_number
+    assert shipment.decision == (
+        "rule 1: every shipment -> MyParcel.com with the connection's default service (priced by MyParcel.com when the label "
+        "is bought)"
+    )
+    assert [s.tracking_number for s in remote] == [shipment.tracking_number]
+    assert order is not None and order.status == "shipped"
+    assert len(pypdf.PdfReader(io.BytesIO(hub.blobs.get(label.blob_key))).pages) >= 1
+    kinds = [e.kind for e in await timeline(hub, order_id)]
+    assert kinds.count("shipping.label_bought") == 1 and "fulfillment.pushed" in kinds
