@@ -115,6 +115,7 @@ class CarriersConnector:
             retry_safe=retry_safe,
             order_id=order_id,
             timeout_s=self.timeout_s,
+            base_url=self.ctx.base_url,
         )
 
         def in_thread() -> T:

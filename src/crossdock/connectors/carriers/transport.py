@@ -10,6 +10,10 @@ get: the outbound URL check, the connection's rate limiter, the status-to-action
 (and on the order's timeline), secrets scrubbed. karrio's own code is not changed, only the function it opens
 URLs with; outside a crossdock carrier call `dispatch` refuses, so nothing can bypass those checks.
 
+karrio fixes each carrier's host (production or test, by `test_mode`). A connection with a `base_url` (a
+regional gateway, a proxy, a stand-in for the carrier) has every request's scheme and host replaced by it, the
+carrier's path and query kept (`rebase`), the way every other connector's base URL points it elsewhere.
+
 Outcomes go back to karrio as urllib would give them, with one difference: only a carrier's refusal of the
 request (4xx other than 401/403/429) reaches karrio as an HTTPError with the carrier's body, so that karrio's
 parser turns the carrier's own error shape into messages. Everything else the RemoteClient decided
@@ -31,7 +35,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 from urllib.error import HTTPError
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 from urllib.request import Request
 
 import httpx
@@ -61,6 +65,8 @@ class Exchange:
     retry_safe: bool
     order_id: uuid.UUID | None = None
     timeout_s: float = 120.0
+    # The connection's base URL: sent to instead of the carrier's host karrio chose (see `rebase`).
+    base_url: str | None = None
     # The engine error that stopped the operation; raised by the connector once karrio returns.
     error: JobError | None = None
     # The carrier's last refusal (4xx), kept in case karrio's parser finds no message in the body.
@@ -74,7 +80,11 @@ class Exchange:
             raise Stopped("the carrier call was stopped (its time ran out)")
         self.calls += 1
         method = request.get_method()
-        url = request.full_url
+        try:
+            url = rebase(request.full_url, self.base_url)
+        except ConfigurationError as exc:
+            self.error = exc
+            raise Stopped(exc.message) from None
         headers = dict(request.header_items())
         body = request.data if isinstance(request.data, bytes | bytearray) else None
         token_request = is_token_request(body)
@@ -89,7 +99,8 @@ class Exchange:
                     url,
                     content=bytes(body) if body is not None else None,
                     headers=headers,
-                    operation=self.bucket_of(url),
+                    # The carrier's own path names the limiter bucket, whatever host the call goes to.
+                    operation=self.bucket_of(request.full_url),
                     order_id=self.order_id,
                     # An OAuth token request, rates, tracking and voids change nothing when repeated.
                     lookup_first=self.retry_safe or token_request,
@@ -134,6 +145,21 @@ class Exchange:
             )
         self.error = exc
         return Stopped(exc.message)
+
+
+def rebase(url: str, base_url: str | None) -> str:
+    """`url` sent to `base_url` instead: its scheme and host (and path prefix, if any) replace the carrier's,
+    the carrier's path and query stay. Unchanged without a base URL."""
+    if not base_url:
+        return url
+    base = urlsplit(base_url)
+    if not base.scheme or not base.netloc:
+        raise ConfigurationError(
+            f"the connection's base URL '{base_url}' is not an absolute URL; give one such as "
+            "https://ups-gateway.example.com, or leave it empty for the carrier's own host"
+        )
+    parts = urlsplit(url)
+    return urlunsplit((base.scheme, base.netloc, base.path.rstrip("/") + parts.path, parts.query, ""))
 
 
 def timed_out(retry_safe: bool) -> JobError:
