@@ -25,8 +25,8 @@ import pypdf
 import pytest
 from sqlalchemy import or_, select
 
-from crossdock.engine import sync
 from crossdock.connectors.shippo.mapping import metadata_for
+from crossdock.engine import sync
 from crossdock.flows.labels import BUY_JOB, SHIP_JOB
 from crossdock.hub import Hub
 from crossdock.sandbox.common import run_in_thread

@@ -256,6 +256,9 @@ async def test_a_ups_purchase_whose_answer_was_lost_is_not_bought_again(
     assert failed.severity == "error"
     assert failed.summary.startswith("Label not bought: ") and "outcome is unknown" in failed.summary
     assert "/api/shipments/v2409/ship" in failed.summary and "check the remote" in failed.summary
+    # ... and says where the label would be and what to do before shipping again.
+    assert "account for order" in error and "void it there before asking" in error
+    assert failed.summary.endswith("it never buys a second one by itself)")
     assert not any(e.kind == "shipping.label_bought" for e in await timeline(hub, order_id))
     # Amazon was told nothing: the order waits there, unshipped, and no tracking number reached it.
     assert await amazon.shipments(external_id) == []
@@ -270,3 +273,5 @@ async def test_a_ups_purchase_whose_answer_was_lost_is_not_bought_again(
     (shipment,) = await shipments_of(hub, order_id)
     assert shipment.status == "failed"
     assert await amazon.shipments(external_id) == []
+    (noted,) = [e for e in await timeline(hub, order_id) if e.kind == "shipping.not_retried"]
+    assert "Ask for the order to be shipped again" in noted.summary

@@ -547,8 +547,18 @@ async def buy_job(ctx: JobContext, payload: dict[str, Any]) -> None:
                 .where(t.Shipment.id == shipment_id)
             )
         ).first()
+        if row is not None and row.status == SS.FAILED.value:
+            await tenant.add_event(
+                row.order_id,
+                "shipping.not_retried",
+                f"The label purchase was not repeated: the shipment failed ({row.error or 'no reason kept'}). "
+                "Ask for the order to be shipped again once the cause is fixed",
+                {"shipment_id": str(row.id)},
+                severity="warning",
+            )
+            return
         if row is None or row.status != SS.LABEL_PENDING.value:
-            return  # bought, voided or failed already: this run is a repeat
+            return  # bought or voided already: this run is a repeat
         order_row = (
             await session.scalars(
                 tenant.scoped(t.Order).options(selectinload(t.Order.lines)).where(t.Order.id == row.order_id)
@@ -574,15 +584,17 @@ async def buy_job(ctx: JobContext, payload: dict[str, Any]) -> None:
     if connection_id is None:
         await _fail(ctx, shipment_id, order_id, "its shipping connection was removed; ship the order again")
         raise PermanentError("the shipment's connection was removed")
-    found = False
+    found = sent = finds = False
+    title = "the shipping connection"
     try:
         async with open_connector(ctx.hub, ctx.account_id, connection_id) as (connection, connector):
             title = get_spec(connection.connector).title
             if not isinstance(connector, ShippingLabels):
                 raise ConfigurationError(f"{title} connections do not buy labels")
             label: BoughtLabel | None = None
+            finds = bool(getattr(connector, "finds_labels", False))
             if started is not None:
-                if not getattr(connector, "finds_labels", False):
+                if not finds:
                     raise PermanentError(
                         f"a purchase of this label was sent to {title} at {started:%Y-%m-%d %H:%M:%S} UTC and its "
                         f"outcome is unknown; {title} cannot look a label up, so crossdock does not buy again. "
@@ -598,10 +610,19 @@ async def buy_job(ctx: JobContext, payload: dict[str, Any]) -> None:
                         .where(t.Shipment.id == shipment_id)
                         .values(purchase_started_at=utcnow())
                     )
+                sent = True
                 label = await connector.buy_label(shipment, order, rate, key)
     except JobError as exc:
         if isinstance(exc, PermanentError):
-            await _fail(ctx, shipment_id, order_id, exc.message)
+            message = exc.message
+            if sent and not finds:
+                who = rate.carrier if rate is not None else title
+                message += (
+                    f". If {who} bought the label all the same, it is in the {who} account for order "
+                    f"{_reference(order)}: void it there before asking for the order to be shipped again "
+                    "(crossdock cannot look it up, so it never buys a second one by itself)"
+                )
+            await _fail(ctx, shipment_id, order_id, message)
         raise
     blob_key = ctx.hub.blobs.put(label.file)
     await _store(ctx, shipment_id, label, blob_key, title, found=found)
