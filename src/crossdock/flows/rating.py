@@ -66,7 +66,7 @@ async def gather_rates(
         for candidate in candidates
     }
     try:
-        _done, late = await asyncio.wait(tasks.values(), timeout=max(budget_s, 0.0))
+        await asyncio.wait(tasks.values(), timeout=max(budget_s, 0.0))
     finally:
         # Also when the caller itself is cancelled: no task outlives the gathering, and each one's connector is
         # closed by open_connector as its cancellation unwinds.
@@ -77,7 +77,7 @@ async def gather_rates(
             await asyncio.gather(*unfinished, return_exceptions=True)
     rates: list[model.Rate] = []
     for candidate, task in tasks.items():
-        if task in late:
+        if task.cancelled():
             left_out[candidate.id] = f"{candidate.title} answered nothing within {budget_s:g} s"
             continue
         offered, reason = task.result()
