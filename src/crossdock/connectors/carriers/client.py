@@ -126,6 +126,10 @@ class CarriersConnector:
         except TimeoutError:
             exchange.closed = True
             raise tx.timed_out(retry_safe) from None
+        except asyncio.CancelledError:
+            # Cancelled from outside (a checkout quote's budget ran out): the thread's next request stops.
+            exchange.closed = True
+            raise
         except tx.Stopped as exc:
             raise exchange.error or PermanentError(f"{self.carrier}: {exc}") from None
         if exchange.error is not None:
