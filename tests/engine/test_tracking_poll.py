@@ -47,9 +47,13 @@ async def poll_jobs(hub: Hub) -> list[str]:
         return sorted(row.payload["shipment_id"] for row in rows.all())
 
 
-async def set_columns(hub: Hub, shipment_id: uuid.UUID, **values: Any) -> None:
+async def changed_ago(hub: Hub, ago: timedelta, *shipment_ids: uuid.UUID) -> None:
     async with hub.db.transaction() as session:
-        await session.execute(update(t.Shipment).where(t.Shipment.id == shipment_id).values(**values))
+        await session.execute(
+            update(t.Shipment)
+            .where(t.Shipment.id.in_(shipment_ids))
+            .values(updated_at=datetime.now(UTC) - ago)
+        )
 
 
 async def test_the_schedule_polls_open_shipments_of_active_polling_connections_only(hub: Hub) -> None:
@@ -61,9 +65,11 @@ async def test_the_schedule_polls_open_shipments_of_active_polling_connections_o
         {"status": "voided"},
         {"status": "label_pending", "tracking_number": None},
         {"status": "label_purchased"},  # quiet for 31 days, below
+        {"status": "label_purchased"},  # bought a moment ago, below
     ]
     ups = await shipped_order(hub, settings=UPS_SETTINGS, secrets=UPS_SECRETS, parcels=parcels)
-    await set_columns(hub, ups.shipment_ids[6], updated_at=datetime.now(UTC) - timedelta(days=31))
+    await changed_ago(hub, timedelta(hours=1), *ups.shipment_ids[:6])
+    await changed_ago(hub, timedelta(days=31), ups.shipment_ids[6])
     # Shippo tells its tracking by webhook; a paused connection is not called.
     shippo = await shipped_order(
         hub, account_id=ups.account_id, connector="shippo", secrets={"api_token": "shippo_test_x"}
@@ -73,6 +79,7 @@ async def test_the_schedule_polls_open_shipments_of_active_polling_connections_o
         await session.execute(
             update(t.Connection).where(t.Connection.id == paused.connection_id).values(status="paused")
         )
+    await changed_ago(hub, timedelta(hours=1), *shippo.shipment_ids, *paused.shipment_ids)
 
     async with hub.db.transaction() as session:
         queued = await schedule_polls(session, tick=7, interval_s=TICK_S)
@@ -88,6 +95,7 @@ async def test_the_schedule_polls_open_shipments_of_active_polling_connections_o
 
 async def test_each_open_shipment_is_due_once_per_interval_spread_over_its_ticks(hub: Hub) -> None:
     shipped = await shipped_order(hub, settings=UPS_SETTINGS, secrets=UPS_SECRETS, parcels=[{}] * 12)
+    await changed_ago(hub, timedelta(hours=2), *shipped.shipment_ids)
     interval = 4 * TICK_S
     seen: list[uuid.UUID] = []
     per_tick: list[int] = []

@@ -2,8 +2,9 @@
 `tracking.poll`: carriers through karrio, MyParcel.com).
 
 Every TICK_S seconds `tracking.schedule` enqueues a `tracking.poll` job for each open shipment due in that tick.
-An open shipment has its label bought, is in transit or has an exception, changed in the last OPEN_FOR days,
-and belongs to an active polling connection. Each has a fixed slot in the `tracking_poll_interval_s` cycle (its
+An open shipment has its label bought, is in transit or has an exception, changed in the last OPEN_FOR days
+but not in the last QUIET_FOR (it just changed: the remote has nothing newer, and a label just bought has not
+been scanned yet), and belongs to an active polling connection. Each has a fixed slot in the `tracking_poll_interval_s` cycle (its
 id modulo the ticks in one interval), so each is asked once per interval and the calls spread evenly over it
 rather than arriving at a remote in one burst; a tick no worker ran (all stopped) skips its slot for one cycle.
 A poll job opens the connection's connector, asks it for the shipment's events (TrackingSource.track) and
@@ -48,6 +49,7 @@ TICK_S = 60.0
 # A shipment whose tracking has not changed for this long is not asked about any more (a lost parcel's tracking
 # stops; the carriers keep their history for a limited time).
 OPEN_FOR = timedelta(days=30)
+QUIET_FOR = timedelta(minutes=10)
 
 # How a poll reaches the connection's connector: open_connector, or in tests one with the remote's HTTP replaced.
 Opener = Callable[[Hub, uuid.UUID, uuid.UUID], AbstractAsyncContextManager[tuple[t.Connection, Any]]]
@@ -77,7 +79,7 @@ async def due_shipments(
     session: AsyncSession, *, tick: int, interval_s: float, now: datetime | None = None
 ) -> list[tuple[uuid.UUID, uuid.UUID, uuid.UUID]]:
     """(account, shipment, order) of the open shipments whose slot is this tick (see the module doc)."""
-    since = (now or utcnow()) - OPEN_FOR
+    now = now or utcnow()
     stmt = (
         select(t.Shipment.account_id, t.Shipment.id, t.Shipment.order_id)
         .join(t.Connection, t.Connection.id == t.Shipment.connection_id)
@@ -86,7 +88,8 @@ async def due_shipments(
             t.Connection.connector.in_(polling_connectors()),
             t.Shipment.status.in_([s.value for s in OPEN]),
             t.Shipment.tracking_number.is_not(None),
-            t.Shipment.updated_at >= since,
+            t.Shipment.updated_at >= now - OPEN_FOR,
+            t.Shipment.updated_at <= now - QUIET_FOR,
         )
     )
     return [
