@@ -137,7 +137,7 @@ def _event_doc(event: m.TrackingEvent) -> dict[str, Any]:
 
 def _target(current: SS, latest: m.TrackingEvent | None) -> SS:
     """The status the shipment takes from its latest event that moves it (see the module doc, step 2)."""
-    if latest is None or current not in TRACKED or current in (SS.RETURNED,):
+    if latest is None or current not in TRACKED or current is SS.RETURNED:
         return current
     target = _MOVES_TO[latest.status]
     if current is SS.DELIVERED and target is not SS.RETURNED:
