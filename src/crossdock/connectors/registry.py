@@ -156,6 +156,13 @@ register(
         secrets=(
             Field("api_token", "API token (shippo_test_... or shippo_live_...) or OAuth token"),
             Field("webhook_token", "Webhook URL token", required=False),
+            Field(
+                "webhook_hmac_secret",
+                "Webhook signing secret",
+                required=False,
+                help="the secret Shippo signs webhooks with (Shippo-Auth-Signature), where Shippo set one up for "
+                "the account; see docs/shipping.md",
+            ),
         ),
         factory="crossdock.connectors.shippo.client:ShippoConnector",
     )
