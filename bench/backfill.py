@@ -50,6 +50,7 @@ LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 SANDBOX_LEAK_PER_S = 200.0
 BUCKET_CAPACITY = 40
 GOAL_RATIO = 0.5
+BLOCK = 40  # pages, for the first-against-last comparison of an import's speed
 GOAL_RSS_MB = 300.0
 
 
@@ -159,11 +160,21 @@ async def _fetch(hub: Any, account_id: Any, connection_id: Any, *, mapping: bool
 async def _import(hub: Any, account_id: Any, connection_id: Any) -> dict[str, Any]:
     from crossdock.engine.sync import run_pull
 
+    # run_pull reports progress once when it starts, after every page and once when it is done.
+    marks: list[float] = []
     started, cpu = time.perf_counter(), time.process_time()
-    run = await run_pull(hub, account_id, connection_id, trigger="manual", since=LONG_AGO)
+    run = await run_pull(
+        hub,
+        account_id,
+        connection_id,
+        trigger="manual",
+        since=LONG_AGO,
+        progress=lambda _run: marks.append(time.perf_counter()),
+    )
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     if run.status != "succeeded":
         raise RuntimeError(f"the pull did not succeed: {run.status} {run.error}")
+    pages = marks[: run.pages + 1]
     return {
         "pages": run.pages,
         "orders": run.read,
@@ -171,6 +182,9 @@ async def _import(hub: Any, account_id: Any, connection_id: Any) -> dict[str, An
         "invalid": run.invalid,
         "seconds": elapsed,
         "cpu_s": cpu,
+        # Wall time of the first and the last BLOCK pages: a per-page cost that grows with the table shows here.
+        "first_block_s": pages[min(BLOCK, run.pages)] - pages[0],
+        "last_block_s": pages[-1] - pages[max(len(pages) - 1 - BLOCK, 0)],
     }
 
 
@@ -401,7 +415,8 @@ def print_table(results: list[dict[str, Any]]) -> None:
             f"({r['sandbox_rss_mb']:.0f} MB); fetch only {first['seconds']:.1f} s before and "
             f"{second['seconds']:.1f} s after the import ({first['cpu_s']:.1f} and {second['cpu_s']:.1f} s "
             f"CPU); import {r['import']['seconds']:.1f} s ({r['import']['cpu_s']:.1f} s CPU, "
-            f"{r['import']['gc_s']:.1f} s of it in the garbage collector), RSS "
+            f"{r['import']['gc_s']:.1f} s of it in the garbage collector; first {BLOCK} pages "
+            f"{r['import']['first_block_s']:.1f} s, last {BLOCK} {r['import']['last_block_s']:.1f} s), RSS "
             f"{r['import']['rss_start_mb']:.0f} MB when the pull started"
             + (f"; server autovacuum {r['autovacuum']}" if r["autovacuum"] else "")
             + (f"; profile in {r['profile']['profile']}" if r["profile"] else "")
