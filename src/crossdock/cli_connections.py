@@ -390,10 +390,13 @@ def sync(
     from crossdock import cli
     from crossdock.engine.errors import JobError
     from crossdock.engine.sync import STREAM, run_pull, sync_key
+    from crossdock.engine.tuning import tune_long_running_process
 
     start = _parse_since(since)
 
     async def work(hub: Hub) -> None:
+        # A pull here is a backfill as much as in a worker: the same collector settings (engine/tuning.py).
+        tune_long_running_process()
         row = await _connection(hub, connection)
         lock = await _hold_sync_lock(hub, row, sync_key(row.id))
         bar = Progress(
