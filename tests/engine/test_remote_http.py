@@ -210,6 +210,31 @@ async def test_401_403_after_one_refresh_is_a_configuration_error_and_the_connec
     assert connection.status_reason and "Invalid API key" in connection.status_reason
 
 
+@pytest.mark.parametrize("status", [401, 403])
+async def test_the_connectors_reauth_hint_reaches_the_error_and_the_connections_reason(
+    hub: Hub, owner: Owner, status: int
+) -> None:
+    class Auth:
+        async def authorize(self, request: httpx.Request) -> None:
+            request.headers["X-Shopify-Access-Token"] = TOKEN
+
+        async def refresh(self) -> bool:
+            return False
+
+    def hint(refused: int | None) -> str:
+        return f"paste a new token ({refused})"
+
+    client, _ = make_client(hub, owner, answer(status, {"errors": "nope"}), auth=Auth(), reauth_hint=hint)
+    async with client:
+        with pytest.raises(ConfigurationError) as caught:
+            await client.get("/shop.json")
+    assert caught.value.message.endswith(f". paste a new token ({status})")
+    async with hub.db.session() as session:
+        connection = await session.get(t.Connection, owner.connection_id)
+    assert connection is not None and connection.status == "needs_reauth"
+    assert connection.status_reason == caught.value.message
+
+
 async def test_a_403_to_a_request_the_auth_hook_does_not_sign_leaves_the_credentials_alone(
     hub: Hub, owner: Owner
 ) -> None:

@@ -202,6 +202,9 @@ class RemoteClient:
     # echoes them back in an error.
     secrets: Collection[str] = ()
     idempotency_header: str = "Idempotency-Key"
+    # What the user does when the remote refuses the connection's credentials (401/403), by status: added to
+    # the error and to the reason the connection is marked needs_reauth with.
+    reauth_hint: Callable[[int | None], str] | None = None
     # Tries within one call for retryable outcomes whose wait is short; longer waits go back to the job queue.
     attempts: int = 3
     backoff_base_s: float = 0.5
@@ -506,8 +509,11 @@ class RemoteClient:
     def _error(self, outcome: _Outcome, method: str, retry_safe: bool) -> JobError:
         message = outcome.message or "remote call failed"
         if outcome.action is Action.CONFIGURATION:
+            hint = self.reauth_hint(outcome.status) if self.reauth_hint is not None else ""
             return RemoteConfigurationError(
-                message, status=outcome.status, remote_message=outcome.remote_message
+                f"{message}. {hint}" if hint else message,
+                status=outcome.status,
+                remote_message=outcome.remote_message,
             )
         if outcome.action is Action.PERMANENT:
             return RemotePermanentError(message, status=outcome.status, remote_message=outcome.remote_message)

@@ -41,7 +41,6 @@ from crossdock.connectors.myparcelcom.mapping import (
 from crossdock.connectors.remote_json import PushError, json_object
 from crossdock.engine.errors import ConfigurationError, PermanentError, RetryableError
 from crossdock.engine.http import (
-    RemoteConfigurationError,
     RemotePermanentError,
     RemoteRetryableError,
 )
@@ -105,6 +104,7 @@ class MyParcelComConnector:
             auth=self.auth,
             secrets=self._scrub,
             headers={"Accept": JSON_API},
+            reauth_hint=lambda _status: REAUTH_HINT,
         )
         self.label_wait_s = LABEL_WAIT_S
         self._shop: dict[str, Any] | None = None
@@ -119,14 +119,7 @@ class MyParcelComConnector:
     async def _call(
         self, method: str, path: str, *, operation: str, order_id: uuid.UUID | None = None, **kwargs: Any
     ) -> httpx.Response:
-        try:
-            return await self.client.request(method, path, operation=operation, order_id=order_id, **kwargs)
-        except RemoteConfigurationError as exc:
-            if "client_secret secret" in exc.message:  # the hint is there already (a refused token request)
-                raise
-            raise RemoteConfigurationError(
-                f"{exc.message}; {REAUTH_HINT}", status=exc.status, remote_message=exc.remote_message
-            ) from None
+        return await self.client.request(method, path, operation=operation, order_id=order_id, **kwargs)
 
     async def _json(
         self, method: str, path: str, *, operation: str, order_id: uuid.UUID | None = None, **kwargs: Any

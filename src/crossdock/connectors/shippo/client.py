@@ -33,7 +33,7 @@ from crossdock.connectors.shippo.mapping import (
     shipment_request,
 )
 from crossdock.engine.errors import ConfigurationError, PermanentError, RateLimited, RetryableError
-from crossdock.engine.http import RemoteConfigurationError, RemotePermanentError
+from crossdock.engine.http import RemotePermanentError
 from crossdock.engine.ratelimit import RatePolicy, per_window, shippo
 from crossdock.model import Money, MoneyError, Order, Rate, Shipment, TrackingEvent
 
@@ -117,6 +117,7 @@ class ShippoConnector:
             default_base_url=DEFAULT_BASE_URL,
             auth=ShippoAuth(token, api_host),
             policy=rate_policy(live=self.live),
+            reauth_hint=lambda _status: REAUTH_HINT,
         )
         self.label_wait_s = LABEL_WAIT_S
         self.lookup_page_size = LOOKUP_PAGE_SIZE
@@ -129,13 +130,7 @@ class ShippoConnector:
     async def _call(
         self, method: str, path: str, *, operation: str, order_id: uuid.UUID | None = None, **kwargs: Any
     ) -> httpx.Response:
-        try:
-            return await self.client.request(method, path, operation=operation, order_id=order_id, **kwargs)
-        except RemoteConfigurationError as exc:
-            # The engine has marked the connection needs_reauth; say what a Shippo user does about it.
-            raise RemoteConfigurationError(
-                f"{exc.message}. {REAUTH_HINT}", status=exc.status, remote_message=exc.remote_message
-            ) from None
+        return await self.client.request(method, path, operation=operation, order_id=order_id, **kwargs)
 
     async def _json(
         self, method: str, path: str, *, operation: str, order_id: uuid.UUID | None = None, **kwargs: Any

@@ -21,7 +21,7 @@ from crossdock.connectors.remote_json import PushError, json_object, version_of
 from crossdock.connectors.shopify.carriers import tracking_company
 from crossdock.connectors.shopify.mapping import fulfillment_request, map_order
 from crossdock.engine.errors import ConfigurationError, PermanentError, RateLimited, RetryableError
-from crossdock.engine.http import RemoteConfigurationError, RemotePermanentError
+from crossdock.engine.http import RemotePermanentError
 from crossdock.engine.ratelimit import SHOPIFY_REST
 from crossdock.model import Fulfillment, StockLevel
 
@@ -49,6 +49,14 @@ SCOPE_HINT = (
     "the access token lacks an access scope this needs (Shopify names it above): reinstall the app so it asks "
     "for the scope, or paste a token that has it into the connection"
 )
+
+
+def _reauth_hint(status: int | None) -> str:
+    """What a Shopify merchant does about a refused token: 401 is a token Shopify no longer knows, 403 a token
+    without the scope (shopify.dev/docs/api/usage/response-codes)."""
+    return SCOPE_HINT if status == 403 else REAUTH_HINT
+
+
 _INVENTORY_SEARCH = """
 query InventoryItemsBySku($query: String!, $after: String) {
   inventoryItems(first: 250, after: $after, query: $query) {
@@ -87,7 +95,10 @@ class ShopifyConnector:
                 "access token into the connection"
             )
         self.client = ctx.make_client(
-            default_base_url=f"https://{shop}", auth=ShopifyAuth(token), policy=SHOPIFY_REST
+            default_base_url=f"https://{shop}",
+            auth=ShopifyAuth(token),
+            policy=SHOPIFY_REST,
+            reauth_hint=_reauth_hint,
         )
 
     async def aclose(self) -> None:
@@ -104,18 +115,9 @@ class ShopifyConnector:
         order_id: uuid.UUID | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
-        try:
-            return await self.client.request(
-                method, self._path(resource), operation="rest", order_id=order_id, **kwargs
-            )
-        except RemoteConfigurationError as exc:
-            # The engine has marked the connection needs_reauth; say what a Shopify merchant does about it:
-            # 401 is a token Shopify no longer knows, 403 a token without the scope (shopify.dev/docs/api/usage/
-            # response-codes).
-            hint = SCOPE_HINT if exc.status == 403 else REAUTH_HINT
-            raise RemoteConfigurationError(
-                f"{exc.message}. {hint}", status=exc.status, remote_message=exc.remote_message
-            ) from None
+        return await self.client.request(
+            method, self._path(resource), operation="rest", order_id=order_id, **kwargs
+        )
 
     async def _json(self, method: str, resource: str, key: str, **kwargs: Any) -> Any:
         response = await self._call(method, resource, **kwargs)
