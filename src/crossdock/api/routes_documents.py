@@ -21,7 +21,7 @@ from crossdock.flows.documents import file_safe, order_number, packing_slip
 from crossdock.flows.policy import load_policy
 from crossdock.logs import get_logger
 from crossdock.store import tables as t
-from crossdock.store.convert import minor_money, row_order
+from crossdock.store.convert import minor_money, row_order, row_shipment
 from crossdock.store.repo import NotFound, Tenant
 
 router = APIRouter(prefix="/api/v1", tags=["documents"])
@@ -270,7 +270,7 @@ async def download_packing_slip(order_id: uuid.UUID, caller: CallerDep) -> Respo
     order = row_order(row)
     policy, _version = await load_policy(tenant.session, tenant.account_id)
     shipments = [
-        _model_shipment(s)
+        row_shipment(s)
         for s in await _order_shipments(tenant, order_id)
         if s.parcels and s.tracking_number and s.status in _PRINTABLE
     ]
@@ -288,18 +288,4 @@ async def download_packing_slip(order_id: uuid.UUID, caller: CallerDep) -> Respo
         content=pdf,
         media_type="application/pdf",
         headers={"Content-Disposition": f'inline; filename="packing-slip-{name}.pdf"'},
-    )
-
-
-def _model_shipment(row: t.Shipment) -> m.Shipment:
-    return m.Shipment(
-        id=row.id,
-        order_id=row.order_id,
-        connection_id=row.connection_id,
-        status=m.ShipmentStatus(row.status),
-        parcels=[m.Parcel(weight=m.Weight.grams(p.weight_g), reference=p.reference) for p in row.parcels],
-        carrier=row.carrier,
-        service_code=row.service_code,
-        tracking_number=row.tracking_number,
-        tracking_url=row.tracking_url,
     )

@@ -38,6 +38,7 @@ from crossdock.flows.tracking import OPEN, Applied, apply_tracking
 from crossdock.hub import Hub
 from crossdock.logs import get_logger
 from crossdock.store import tables as t
+from crossdock.store.convert import row_shipment
 from crossdock.store.repo import Tenant
 from crossdock.store.types import utcnow
 
@@ -135,33 +136,6 @@ async def schedule_job(ctx: JobContext, payload: dict[str, Any]) -> None:
         log.info("scheduled tracking polls", queued=queued)
 
 
-def _canonical(row: t.Shipment) -> m.Shipment:
-    return m.Shipment(
-        id=row.id,
-        order_id=row.order_id,
-        connection_id=row.connection_id,
-        status=m.ShipmentStatus(row.status),
-        parcels=[
-            m.Parcel(
-                weight=m.Weight.grams(parcel.weight_g),
-                dimensions=None
-                if parcel.length_mm is None or parcel.width_mm is None or parcel.height_mm is None
-                else m.Dimensions(
-                    length=m.Length.mm(parcel.length_mm),
-                    width=m.Length.mm(parcel.width_mm),
-                    height=m.Length.mm(parcel.height_mm),
-                ),
-                reference=parcel.reference,
-            )
-            for parcel in row.parcels
-        ],
-        carrier=row.carrier,
-        service_code=row.service_code,
-        tracking_number=row.tracking_number,
-        tracking_url=row.tracking_url,
-    )
-
-
 async def poll_shipment(
     hub: Hub, account_id: uuid.UUID, shipment_id: uuid.UUID, *, opener: Opener = open_connector
 ) -> Applied | None:
@@ -181,7 +155,7 @@ async def poll_shipment(
             raise PermanentError(
                 f"shipment {shipment_id} has no parcels to track; it was not made by a label"
             )
-        shipment, connection_id = _canonical(row), row.connection_id
+        shipment, connection_id = row_shipment(row), row.connection_id
     async with opener(hub, account_id, connection_id) as (connection, connector):
         if not isinstance(connector, TrackingSource):
             raise ConfigurationError(

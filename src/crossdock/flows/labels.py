@@ -56,7 +56,7 @@ from crossdock.flows.rules import (
 )
 from crossdock.logs import redact, redact_text
 from crossdock.store import tables as t
-from crossdock.store.convert import money_minor, row_order, stored_grams
+from crossdock.store.convert import money_minor, row_order, row_shipment, stored_grams
 from crossdock.store.repo import Conflict, Tenant, on_order_status
 from crossdock.store.types import utcnow
 
@@ -490,32 +490,6 @@ async def _requeue_pending(session: AsyncSession, tenant: Tenant, order_id: uuid
 
 
 # -- buying ------------------------------------------------------------------------------------------------------
-def _canonical(row: t.Shipment) -> m.Shipment:
-    return m.Shipment(
-        id=row.id,
-        order_id=row.order_id,
-        connection_id=row.connection_id,
-        status=SS(row.status),
-        parcels=[
-            m.Parcel(
-                weight=m.Weight.grams(parcel.weight_g),
-                dimensions=None
-                if parcel.length_mm is None or parcel.width_mm is None or parcel.height_mm is None
-                else m.Dimensions(
-                    length=m.Length.mm(parcel.length_mm),
-                    width=m.Length.mm(parcel.width_mm),
-                    height=m.Length.mm(parcel.height_mm),
-                ),
-                reference=parcel.reference,
-            )
-            for parcel in row.parcels
-        ],
-        carrier=row.carrier,
-        service_code=row.service_code,
-        rate=None if row.rate is None else m.Rate.model_validate(row.rate),
-    )
-
-
 async def _fail(ctx: JobContext, shipment_id: uuid.UUID, order_id: uuid.UUID, message: str) -> None:
     async with ctx.session() as session:
         await session.execute(
@@ -574,7 +548,7 @@ async def buy_job(ctx: JobContext, payload: dict[str, Any]) -> None:
             )
             return
         order = row_order(order_row)
-        shipment = _canonical(row)
+        shipment = row_shipment(row)
         rate = shipment.rate
         key = row.idempotency_key or f"crossdock-label-{row.id}"
         started = row.purchase_started_at

@@ -130,3 +130,34 @@ def row_order(row: t.Order) -> m.Order:
         notes=row.notes,
         tags=list(row.tags or []),
     )
+
+
+def row_parcel(row: t.Parcel) -> m.Parcel:
+    have_box = row.length_mm is not None and row.width_mm is not None and row.height_mm is not None
+    return m.Parcel(
+        weight=m.Weight.grams(row.weight_g),
+        dimensions=m.Dimensions(
+            length=m.Length.mm(row.length_mm),
+            width=m.Length.mm(row.width_mm),
+            height=m.Length.mm(row.height_mm),
+        )
+        if have_box
+        else None,
+        reference=row.reference,
+    )
+
+
+def row_shipment(row: t.Shipment) -> m.Shipment:
+    """A stored shipment with its parcels (loaded) and the rate chosen for it."""
+    return m.Shipment(
+        id=row.id,
+        order_id=row.order_id,
+        connection_id=row.connection_id,
+        status=m.ShipmentStatus(row.status),
+        parcels=[row_parcel(parcel) for parcel in row.parcels],
+        carrier=row.carrier,
+        service_code=row.service_code,
+        tracking_number=row.tracking_number,
+        tracking_url=row.tracking_url,
+        rate=None if row.rate is None else m.Rate.model_validate(row.rate),
+    )
