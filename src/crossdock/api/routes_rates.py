@@ -17,18 +17,17 @@ from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy.orm import selectinload
 
 from crossdock import model as m
 from crossdock.api.deps import CallerDep, HubDep
 from crossdock.api.problems import invalid
+from crossdock.flows.catalog import Catalog, sku_tags, variants_by_sku, weighed
 from crossdock.flows.parcels import ParcelError, PlannedParcel, plan
 from crossdock.flows.policy import load_policy
 from crossdock.flows.rating import rates_source
 from crossdock.flows.rules import Facts, decide, service_text
 from crossdock.model.address import check_country
 from crossdock.model.money import check_currency
-from crossdock.store import tables as t
 
 router = APIRouter(prefix="/api/v1/rates", tags=["shipping"])
 
@@ -188,7 +187,7 @@ async def quote(body: QuoteIn, caller: CallerDep, hub: HubDep) -> QuoteOut:
     session = tenant.session
     currency = _currency(body)
     policy, _version = await load_policy(session, tenant.account_id)
-    catalog = await _catalog(caller, {item.sku for item in body.items})
+    catalog = await variants_by_sku(caller.tenant, (item.sku for item in body.items))
     lines = [_line(item, catalog) for item in body.items]
     for index, line in enumerate(lines):
         if line.weight is None and policy.packing.default_item_weight is None:
@@ -224,7 +223,7 @@ async def quote(body: QuoteIn, caller: CallerDep, hub: HubDep) -> QuoteOut:
         country=body.destination.country,
         weight=_total_weight(parcels),
         value=total,
-        sku_tags=_tags(lines, catalog),
+        sku_tags=sku_tags(lines, catalog),
     )
     decision = await decide(policy.rules, policy.fallback, facts, source)
 
@@ -261,36 +260,15 @@ def _currency(body: QuoteIn) -> str:
     return currency
 
 
-async def _catalog(caller: CallerDep, skus: set[str]) -> dict[str, t.Variant]:
-    tenant = caller.tenant
-    rows = await tenant.session.scalars(
-        tenant.scoped(t.Variant).options(selectinload(t.Variant.product)).where(t.Variant.sku.in_(skus))
-    )
-    return {row.sku: row for row in rows}
-
-
-def _line(item: QuoteItem, catalog: dict[str, t.Variant]) -> m.OrderLine:
-    weight = item.weight
-    variant = catalog.get(item.sku)
-    if weight is None and variant is not None and variant.weight_g is not None:
-        weight = m.Weight.grams(variant.weight_g)
-    return m.OrderLine(
+def _line(item: QuoteItem, catalog: Catalog) -> m.OrderLine:
+    line = m.OrderLine(
         sku=item.sku,
         title=item.title or item.sku,
         quantity=item.quantity,
         unit_price=item.price,
-        weight=weight,
+        weight=item.weight,
     )
-
-
-def _tags(lines: list[m.OrderLine], catalog: dict[str, t.Variant]) -> frozenset[str]:
-    tags: set[str] = set()
-    for line in lines:
-        variant = catalog.get(line.sku or "")
-        if variant is not None:
-            tags.update(variant.tags or [])
-            tags.update(variant.product.tags or [])
-    return frozenset(tags)
+    return weighed(line, catalog)
 
 
 _LINE = re.compile(r"^line (\d+) ")

@@ -41,6 +41,7 @@ from crossdock.engine.fulfillments import record_fulfillment
 from crossdock.engine.jobs import JobContext, RetryPolicy, enqueue, job
 from crossdock.engine.timeline import add_event
 from crossdock.engine.webhooks_out import emit
+from crossdock.flows.catalog import Catalog, sku_tags, variants_by_sku, weighed
 from crossdock.flows.parcels import ParcelError, PlannedParcel, plan
 from crossdock.flows.policy import ShippingPolicy, load_policy
 from crossdock.flows.rating import rates_source
@@ -207,18 +208,7 @@ async def ask_to_ship(
 
 
 # -- planning ----------------------------------------------------------------------------------------------------
-async def _catalog(session: AsyncSession, account_id: uuid.UUID, skus: set[str]) -> dict[str, t.Variant]:
-    if not skus:
-        return {}
-    rows = await session.scalars(
-        select(t.Variant)
-        .options(selectinload(t.Variant.product))
-        .where(t.Variant.account_id == account_id, t.Variant.sku.in_(skus))
-    )
-    return {row.sku: row for row in rows}
-
-
-def _still_to_ship(order_row: t.Order, order: m.Order, catalog: dict[str, t.Variant]) -> list[m.OrderLine]:
+def _still_to_ship(order_row: t.Order, order: m.Order, catalog: Catalog) -> list[m.OrderLine]:
     """The order's lines with the quantity not shipped yet, weighed from the catalog where the channel gave no
     weight."""
     lines: list[m.OrderLine] = []
@@ -226,23 +216,8 @@ def _still_to_ship(order_row: t.Order, order: m.Order, catalog: dict[str, t.Vari
         left = stored.quantity - stored.shipped_quantity
         if left <= 0 or not line.requires_shipping:
             continue
-        update: dict[str, Any] = {"quantity": left}
-        variant = catalog.get(line.sku or "")
-        if line.weight is None and variant is not None and variant.weight_g is not None:
-            update["weight"] = m.Weight.grams(variant.weight_g)
-        lines.append(line.model_copy(update=update))
+        lines.append(weighed(line.model_copy(update={"quantity": left}), catalog))
     return lines
-
-
-def _tags(lines: list[m.OrderLine], catalog: dict[str, t.Variant]) -> frozenset[str]:
-    tags: set[str] = set()
-    for line in lines:
-        variant = catalog.get(line.sku or "")
-        if variant is not None:
-            tags.update(variant.tags or [])
-            if variant.product is not None:
-                tags.update(variant.product.tags or [])
-    return frozenset(tags)
 
 
 @job(SHIP_JOB, retry=RetryPolicy(max_attempts=6, base_s=30.0, cap_s=3600.0), timeout_s=180)
@@ -273,9 +248,9 @@ async def ship_job(ctx: JobContext, payload: dict[str, Any]) -> None:
             return
         order = row_order(row)
         policy = await _policy(session, ctx.account_id)
-        catalog = await _catalog(session, ctx.account_id, {line.sku for line in order.lines if line.sku})
+        catalog = await variants_by_sku(tenant, (line.sku for line in order.lines))
         lines = _still_to_ship(row, order, catalog)
-        tags = _tags(lines, catalog)
+        tags = sku_tags(lines, catalog)
         session.expunge_all()
     if not lines:
         await ctx.timeline(order_id, "shipping.skipped", "Not shipped: every line has been shipped already")
