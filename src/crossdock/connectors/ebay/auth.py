@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from crossdock.connectors.access_tokens import parse_expiry
 from crossdock.engine.errors import ConfigurationError, RetryableError
 from crossdock.engine.http import RemoteClient, RemotePermanentError
 
@@ -42,17 +43,6 @@ def reconnect_message(detail: str) -> str:
         "again (a refresh token lasts about 18 months, and ends earlier when the seller revokes the "
         "application's access or changes the eBay password)"
     )
-
-
-def parse_expiry(text: str | None) -> datetime | None:
-    """`access_token_expires_at` as an aware UTC datetime; None when absent or unreadable (then: refresh)."""
-    if not text:
-        return None
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class EbayUserAuth:
