@@ -23,10 +23,12 @@ from typing import Any
 import httpx
 import pypdf
 import pytest
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
+from crossdock import model as m
 from crossdock.connectors.shippo.mapping import metadata_for
 from crossdock.engine import sync
+from crossdock.engine.jobs import enqueue
 from crossdock.flows.labels import BUY_JOB, SHIP_JOB
 from crossdock.hub import Hub
 from crossdock.sandbox.common import run_in_thread
@@ -36,7 +38,8 @@ from crossdock.store.types import utcnow
 from tests.connectors.test_shippo_client import LIVE_TOKEN, ORIGIN, Front, Shippo, sandbox_app
 from tests.engine.fulfil_support import Channel, serve_channel
 from tests.engine.processes import start_worker, stop_all, worker_env
-from tests.engine.support import eventually, fast, running_worker, timeline
+from tests.engine.support import eventually, timeline
+from tests.flows.support import jobs_of, put_policy, run_all, shipments_of
 from tests.support import Tenant as Account
 from tests.support import new_account
 
@@ -85,23 +88,8 @@ async def set_up(
             base_url=shippo.url,
             secrets={"api_token": LIVE_TOKEN},
         )
-    policy = {
-        "auto_ship": auto_ship,
-        "packing": {
-            "packaging_weight": {"value": "100", "unit": "g"},
-            "default_item_weight": {"value": "300", "unit": "g"},
-            "default_box": {
-                "length": {"value": "300", "unit": "mm"},
-                "width": {"value": "200", "unit": "mm"},
-                "height": {"value": "100", "unit": "mm"},
-            },
-        },
-        "rules": rules if rules is not None else [{"connection_id": str(row.id), "strategy": "cheapest"}],
-    }
-    r = await client.put(
-        "/api/v1/shipping/policy", json={"version": 0, "policy": policy}, headers=account.headers
-    )
-    assert r.status_code == 200, r.text
+    rules = rules if rules is not None else [{"connection_id": str(row.id), "strategy": "cheapest"}]
+    await put_policy(client, account, auto_ship=auto_ship, rules=rules)
     return Setup(account, shopify_id, row.id)
 
 
@@ -131,38 +119,6 @@ async def purchases_for(shippo: Shippo, hub: Hub, order_id: uuid.UUID) -> list[d
     too), found by the metadata each purchase carries."""
     keys = {metadata_for(s.idempotency_key or "") for s in await shipments_of(hub, order_id)}
     return [x for x in await shippo.transactions() if x["status"] == "SUCCESS" and x.get("metadata") in keys]
-
-
-async def settled(hub: Hub, account_id: str) -> bool:
-    async with hub.db.session() as session:
-        busy = await session.scalar(
-            select(t.Job.id)
-            .where(
-                t.Job.account_id == uuid.UUID(account_id),
-                or_(
-                    t.Job.status.in_(("queued", "running")),
-                    (t.Job.status == "failed") & (t.Job.run_at <= utcnow()),
-                ),
-            )
-            .limit(1)
-        )
-    return busy is None
-
-
-async def run_all(hub: Hub, account_id: str) -> None:
-    async with running_worker(fast(hub), run_periodic=False):
-        await eventually(lambda: settled(hub, account_id), within_s=60)
-
-
-async def shipments_of(hub: Hub, order_id: uuid.UUID) -> list[t.Shipment]:
-    async with hub.db.session() as session:
-        return list((await session.scalars(select(t.Shipment).where(t.Shipment.order_id == order_id))).all())
-
-
-async def jobs_of(hub: Hub, order_id: uuid.UUID, kind: str) -> list[t.Job]:
-    async with hub.db.session() as session:
-        stmt = select(t.Job).where(t.Job.order_id == order_id, t.Job.kind == kind)
-        return list((await session.scalars(stmt)).all())
 
 
 async def test_a_shopify_order_ends_with_the_tracking_shippo_issued_on_shopify(
@@ -246,8 +202,6 @@ async def test_asking_twice_and_running_twice_buy_one_label(
     assert refused.status_code == 409 and "shipped" in refused.json()["detail"]
     (shipment,) = await shipments_of(hub, order_id)
     async with hub.db.transaction() as session:
-        from crossdock.engine.jobs import enqueue
-
         await enqueue(
             session,
             account_id=uuid.UUID(setup.account.id),
@@ -276,8 +230,6 @@ async def test_a_cancelled_order_voids_its_bought_label(
     # A refund after shipping (the order is shipped, so it can no longer be cancelled, only refunded).
     async with hub.db.transaction() as session:
         tenant = Tenant(session, uuid.UUID(setup.account.id))
-        from crossdock import model as m
-
         await tenant.transition_order(await tenant.get_order(order_id), m.OrderStatus.REFUNDED, reason="test")
     await run_all(hub, setup.account.id)
     (shipment,) = await shipments_of(hub, order_id)

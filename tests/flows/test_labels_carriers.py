@@ -41,7 +41,7 @@ from tests.engine.fulfil_support import (
 )
 from tests.engine.support import timeline
 from tests.flows.carrier_standin import ServedUps, UpsStandIn, serve_ups
-from tests.flows.test_labels import jobs_of, run_all, shipments_of
+from tests.flows.support import jobs_of, put_policy, run_all, shipments_of
 from tests.support import Tenant as Account
 from tests.support import new_account
 
@@ -127,23 +127,9 @@ async def set_up(hub: Hub, client: httpx.AsyncClient, amazon: Channel, ups: Serv
             base_url=ups.url,
             secrets={"client_id": UPS_CLIENT_ID, "client_secret": UPS_CLIENT_SECRET},
         )
-    policy = {
-        "auto_ship": True,
-        "packing": {
-            "packaging_weight": {"value": "100", "unit": "g"},
-            "default_item_weight": {"value": "300", "unit": "g"},
-            "default_box": {
-                "length": {"value": "300", "unit": "mm"},
-                "width": {"value": "200", "unit": "mm"},
-                "height": {"value": "100", "unit": "mm"},
-            },
-        },
-        "rules": [{"connection_id": str(row.id), "strategy": "cheapest"}],
-    }
-    r = await client.put(
-        "/api/v1/shipping/policy", json={"version": 0, "policy": policy}, headers=account.headers
+    await put_policy(
+        client, account, auto_ship=True, rules=[{"connection_id": str(row.id), "strategy": "cheapest"}]
     )
-    assert r.status_code == 200, r.text
     return Setup(account, amazon_id, row.id)
 
 

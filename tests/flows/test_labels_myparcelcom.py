@@ -26,6 +26,7 @@ from crossdock.store.types import utcnow
 from tests.connectors.test_myparcelcom_client import Front, MyParcelCom, connect
 from tests.engine.fulfil_support import serve_channel
 from tests.engine.support import eventually, fast, running_worker, timeline
+from tests.flows.support import put_policy
 from tests.support import new_account
 
 
@@ -39,15 +40,7 @@ async def test_an_ebay_order_ends_with_the_tracking_myparcelcom_issued_on_ebay(
     with run_in_thread(front) as url:
         mpc = MyParcelCom(url, front, app.state.sandbox)
         mpc_id = await connect(hub, account, mpc)
-        policy = {
-            "auto_ship": False,
-            "packing": {"default_item_weight": {"value": "400", "unit": "g"}},
-            "rules": [{"connection_id": str(mpc_id)}],
-        }
-        saved = await client.put(
-            "/api/v1/shipping/policy", json={"version": 0, "policy": policy}, headers=account.headers
-        )
-        assert saved.status_code == 200, saved.text
+        await put_policy(client, account, auto_ship=False, rules=[{"connection_id": str(mpc_id)}])
         async with serve_channel("ebay") as ebay:
             ebay_id = await ebay.connect(hub, account_id)
             run = await sync.run_pull(hub, account_id, ebay_id, since=utcnow() - timedelta(days=90))
@@ -60,7 +53,8 @@ async def test_an_ebay_order_ends_with_the_tracking_myparcelcom_issued_on_ebay(
                         .order_by(t.Order.external_id)
                     )
                 ).all()
-            order_id, external_id = next(r for r in rows if ebay.can_ship(r.external_id))
+            order_id, external_id = next(r for r in rows if r.external_id and ebay.can_ship(r.external_id))
+            assert external_id is not None
             asked = await client.post(f"/api/v1/orders/{order_id}/ship", headers=account.headers)
             assert asked.status_code == 202, asked.text
 
