@@ -53,7 +53,7 @@ from crossdock.flows.rules import (
     Strategy,
     decide,
     matches,
-    service_text,
+    service_words,
 )
 from crossdock.logs import redact, redact_text
 from crossdock.store import tables as t
@@ -673,13 +673,10 @@ async def _store(
 
 
 def _service(label: BoughtLabel, chosen: dict[str, Any] | None) -> str:
-    """ "USPS Priority Mail": the chosen rate's words when the label is for that service, else the label's."""
+    """ "USPS Priority Mail": the chosen rate's name when the label is for that service, else the label's code."""
     rate = None if chosen is None else m.Rate.model_validate(chosen)
-    if rate is None or rate.service_code != label.service_code:
-        rate = m.Rate(
-            carrier=label.carrier, service_code=label.service_code, price=label.price or m.Money.zero("USD")
-        )
-    return service_text(rate)
+    name = rate.service_name if rate is not None and rate.service_code == label.service_code else None
+    return service_words(label.carrier, name or label.service_code)
 
 
 # -- voiding -----------------------------------------------------------------------------------------------------

@@ -218,8 +218,11 @@ async def decide(
 
 def service_text(rate: Rate) -> str:
     """ "DHL Paket": the carrier, then the service's name unless it already names the carrier."""
-    name = rate.service_name or rate.service_code
-    return name if name.lower().startswith(rate.carrier.lower()) else f"{rate.carrier} {name}"
+    return service_words(rate.carrier, rate.service_name or rate.service_code)
+
+
+def service_words(carrier: str, name: str) -> str:
+    return name if name.lower().startswith(carrier.lower()) else f"{carrier} {name}"
 
 
 def _days(rate: Rate) -> int:
