@@ -19,12 +19,12 @@ from sqlalchemy import func, select
 from starlette.applications import Starlette
 
 from crossdock.api.app import create_app
-from crossdock.api.routes_hooks import shippo_signature
 from crossdock.flows.tracking import SHIPPO_UPDATE
 from crossdock.hub import Hub
 from crossdock.sandbox.common import FaultSpec, SandboxConfig
 from crossdock.sandbox.shippo import ShippoState
 from crossdock.sandbox.shippo import create_app as create_sandbox
+from crossdock.security.signatures import shippo_signature
 from crossdock.store import repo
 from crossdock.store import tables as t
 from tests.engine.support import eventually, fast, running_worker, timeline

@@ -26,7 +26,7 @@ from crossdock.engine.shopify_orders import KIND as SHOPIFY_ORDER
 from crossdock.engine.shopify_orders import TOPICS as SHOPIFY_ORDER_TOPICS
 from crossdock.flows.tracking import SHIPPO_UPDATE
 from crossdock.hub import Hub
-from crossdock.security.signatures import verify_shopify_webhook
+from crossdock.security.signatures import verify_shippo_signature, verify_shopify_webhook
 from crossdock.store import tables as t
 from crossdock.store.repo import Tenant
 
@@ -104,27 +104,7 @@ async def receive_hook(
 # ask Shippo to provision HMAC. crossdock requires the token and checks the HMAC too where a secret is set.
 SHIPPO_TOKEN = "webhook_token"  # noqa: S105 - the secret's name, not a secret
 SHIPPO_HMAC_SECRET = "webhook_hmac_secret"  # noqa: S105 - the secret's name, not a secret
-# The provisioned HMAC's header, `t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`: Shippo's page does not
-# publish the scheme, which is as integrators report it (PROTOCOLS.md section 5, marked verify).
-SHIPPO_SIGNATURE = "shippo-auth-signature"
-
-
-def shippo_signature(body: bytes, secret: str, timestamp: int) -> str:
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
-
-
-def verify_shippo_signature(body: bytes, header: str | None, secret: str) -> bool:
-    """Whether one of the header's v1 signatures signs `t` and this body. No time window: a replayed delivery
-    has the body of one already stored, which the inbox takes as a duplicate."""
-    if not header:
-        return False
-    parts = [p.strip().partition("=") for p in header.split(",")]
-    stamps = [v for k, _, v in parts if k == "t"]
-    if len(stamps) != 1 or not stamps[0].isdigit():
-        return False
-    expected = shippo_signature(body, secret, int(stamps[0])).rpartition("v1=")[2].encode()
-    return any(k == "v1" and hmac.compare_digest(v.encode(), expected) for k, _, v in parts)
+SHIPPO_SIGNATURE = "shippo-auth-signature"  # security/signatures.py verify_shippo_signature
 
 
 async def _shippo_hook(

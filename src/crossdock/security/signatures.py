@@ -1,4 +1,5 @@
-"""Signature checks for what Shopify sends us: webhook deliveries and OAuth (install and callback) redirects.
+"""Signature checks for what remotes send us: Shopify's webhook deliveries and OAuth (install and callback)
+redirects, and Shippo's provisioned webhook HMAC.
 
 - Webhooks: header X-Shopify-Hmac-Sha256 = base64(HMAC-SHA256(client secret, raw body)), checked on the raw
   bytes before any JSON parsing (shopify.dev/docs/apps/build/webhooks/verify-deliveries).
@@ -181,3 +182,24 @@ def verify_shopify_oauth_query(
     except SignatureError:
         return False
     return True
+
+
+# Shippo ----------------------------------------------------------------------------------------------------------
+# The provisioned HMAC's header, `t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`: Shippo's page does not
+# publish the scheme, which is as integrators report it (PROTOCOLS.md section 5, marked verify).
+def shippo_signature(body: bytes, secret: str, timestamp: int) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify_shippo_signature(body: bytes, header: str | None, secret: str) -> bool:
+    """Whether one of the header's v1 signatures signs `t` and this body. No time window: a replayed delivery
+    has the body of one already stored, which the inbox takes as a duplicate."""
+    if not header:
+        return False
+    parts = [p.strip().partition("=") for p in header.split(",")]
+    stamps = [v for k, _, v in parts if k == "t"]
+    if len(stamps) != 1 or not stamps[0].isdigit():
+        return False
+    expected = shippo_signature(body, secret, int(stamps[0])).rpartition("v1=")[2].encode()
+    return any(k == "v1" and hmac.compare_digest(v.encode(), expected) for k, _, v in parts)
