@@ -20,8 +20,6 @@ import uuid
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 from crossdock.connectors.base import BoughtLabel, ConnectionContext, VoidOutcome
 from crossdock.connectors.myparcelcom.auth import ClientCredentialsAuth, auth_base_url
 from crossdock.connectors.myparcelcom.mapping import (
@@ -116,15 +114,10 @@ class MyParcelComConnector:
 
     # -- plumbing -----------------------------------------------------------------------------------------------
 
-    async def _call(
-        self, method: str, path: str, *, operation: str, order_id: uuid.UUID | None = None, **kwargs: Any
-    ) -> httpx.Response:
-        return await self.client.request(method, path, operation=operation, order_id=order_id, **kwargs)
-
     async def _json(
         self, method: str, path: str, *, operation: str, order_id: uuid.UUID | None = None, **kwargs: Any
     ) -> dict[str, Any]:
-        response = await self._call(method, path, operation=operation, order_id=order_id, **kwargs)
+        response = await self.client.request(method, path, operation=operation, order_id=order_id, **kwargs)
         return json_object(response, "MyParcel.com", f"{method} {path}")
 
     async def _shop_attributes(self) -> dict[str, Any]:
@@ -213,7 +206,7 @@ class MyParcelComConnector:
                 f"cannot send this shipment to MyParcel.com: {exc.field}: {exc.reason}"
             ) from None
         try:
-            response = await self._call(
+            response = await self.client.request(
                 "POST",
                 "/shipments",
                 operation="create",
@@ -304,7 +297,7 @@ class MyParcelComConnector:
                 "to have a label"
             )
         label = read.label
-        response = await self._call(
+        response = await self.client.request(
             "GET",
             f"/files/{_segment(label.file_id)}",
             operation="file",
@@ -371,7 +364,7 @@ class MyParcelComConnector:
         """POST /void-shipment {"data": {"shipment_id"}} (docs content/api/rpc-endpoints/void-shipment.md): 204
         voids it; 423 means the carrier has it already or it is not in a voidable state."""
         try:
-            await self._call(
+            await self.client.request(
                 "POST",
                 "/void-shipment",
                 operation="void",

@@ -127,15 +127,10 @@ class ShippoConnector:
 
     # -- plumbing -----------------------------------------------------------------------------------------------
 
-    async def _call(
-        self, method: str, path: str, *, operation: str, order_id: uuid.UUID | None = None, **kwargs: Any
-    ) -> httpx.Response:
-        return await self.client.request(method, path, operation=operation, order_id=order_id, **kwargs)
-
     async def _json(
         self, method: str, path: str, *, operation: str, order_id: uuid.UUID | None = None, **kwargs: Any
     ) -> dict[str, Any]:
-        response = await self._call(method, path, operation=operation, order_id=order_id, **kwargs)
+        response = await self.client.request(method, path, operation=operation, order_id=order_id, **kwargs)
         return json_object(response, "Shippo", f"{method} {path}")
 
     def _require_origin(self) -> str | dict[str, Any]:
