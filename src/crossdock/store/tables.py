@@ -729,3 +729,48 @@ class OAuthState(Base):
     created_at: Mapped[datetime] = _created()
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+
+
+class User(Base):
+    """A person who signs in to the control panel. One account each; the password is stored as an argon2 hash
+    (security/passwords.py), the e-mail address lower-cased."""
+
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = _id()
+    account_id: Mapped[uuid.UUID] = _account()
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = _created()
+    last_login_at: Mapped[datetime | None]
+    disabled_at: Mapped[datetime | None]
+
+
+class PanelSession(Base):
+    """One signed-in browser: the cookie's secret (stored hashed), who signed in (a user, or an API token), the
+    CSRF token its forms carry, and when it ends. Signing out or revoking the token ends it."""
+
+    __tablename__ = "panel_sessions"
+
+    id: Mapped[uuid.UUID] = _id()
+    account_id: Mapped[uuid.UUID] = _account()
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="CASCADE"), index=True
+    )
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _created()
+    last_seen_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class LoginFailure(Base):
+    """A refused sign-in, kept for the rate limit: by e-mail address and by client address, for a window."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key_at", "key", "at"),)
+
+    id: Mapped[uuid.UUID] = _id()
+    key: Mapped[str] = mapped_column(String(400))
+    at: Mapped[datetime] = _created()
