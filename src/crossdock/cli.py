@@ -22,6 +22,7 @@ from crossdock.logs import configure_logging
 from crossdock.store import repo
 from crossdock.store import tables as t
 from crossdock.store.migrate import head_revision, is_current, upgrade
+from crossdock.web.cli_users import register as register_user_commands
 
 T = TypeVar("T")
 
@@ -41,6 +42,7 @@ app.add_typer(orders_app, name="orders")
 app.add_typer(keys_app, name="keys")
 register_engine_commands(app)  # worker, jobs list|retry|cancel, replay
 register_connection_commands(app)  # connections add|list|update|pause|resume|remove, sync
+register_user_commands(app)  # users create|list|set-password|disable
 
 out = Console()
 err = Console(stderr=True)
@@ -166,42 +168,18 @@ def demo(
         str | None, typer.Option(help="Use this as the demo account's API token.", envvar="DEMO_TOKEN")
     ] = None,
 ) -> None:
-    """Start the hub on SQLite with a demo account and print how to use it."""
-    import uvicorn
+    """Run the hub on SQLite with the Shopify, eBay, Amazon, Shippo and MyParcel.com sandboxes: orders arrive,
+    labels are bought, tracking comes back. Prints the URLs and how to sign in; Ctrl-C stops everything."""
+    from crossdock.demo import DemoError, run_demo
 
-    from crossdock.api.app import create_app
+    def say(line: str) -> None:
+        out.print(line, soft_wrap=True, highlight=False, markup=False)
+        sys.stdout.flush()
 
-    async def prepare(hub: Hub) -> tuple[t.Account, str | None]:
-        async with hub.db.transaction() as session:
-            existing = [a for a in await repo.list_accounts(session) if a.name == "Demo"]
-            account = existing[0] if existing else await repo.create_account(session, "Demo")
-            tenant = repo.Tenant(session, account.id)
-            if token is not None:
-                known = await repo.account_for_token(session, token)
-                if known is None:
-                    await tenant.add_token("demo", token)
-                elif known.id != account.id:
-                    _fail("DEMO_TOKEN already belongs to another account; choose another token")
-                return account, token
-            _row, secret = await tenant.create_token("demo")
-            return account, secret
-
-    settings = Settings()
-    account, secret = _run(prepare, migrate=True)
-    url = f"http://127.0.0.1:{port}"
-    out.print(f"[bold]crossdock {__version__}[/bold] demo on {url}")
-    out.print(f"  account  {account.name} ({account.id})")
-    out.print(f"  token    {secret}")
-    out.print(f"  try      curl -H 'Authorization: Bearer {secret}' {url}/api/v1/accounts/me")
-    out.print(f"  API docs {url}/docs      stop with Ctrl-C")
-    sys.stdout.flush()
-    hub = Hub.from_settings(settings)
-    uvicorn.run(
-        create_app(hub, dispose_on_shutdown=True, run_workers=True),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-    )
+    try:
+        run_demo(port=port, token=token or None, say=say)
+    except DemoError as exc:
+        _fail(str(exc))
 
 
 # Accounts -------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The FastAPI application: REST /api/v1, health, readiness and metrics."""
+"""The FastAPI application: REST /api/v1, the control panel at /, health, readiness and metrics."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from crossdock.engine.worker import run_worker
 from crossdock.hub import Hub
 from crossdock.logs import get_logger
 from crossdock.store.migrate import current_revision, head_revision
+from crossdock.web.app import install as install_panel
 
 log = get_logger(__name__)
 HTTP_REQUESTS = Counter(
@@ -65,6 +66,7 @@ def create_app(hub: Hub, *, dispose_on_shutdown: bool = False, run_workers: bool
     app.include_router(ops)
     app.include_router(shipping)
     app.include_router(rates)
+    install_panel(app)
 
     @app.middleware("http")
     async def _metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -17,8 +17,10 @@ from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.security import HTTPAuthorizationCredentials
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from crossdock.api.deps import Caller, HubDep, get_caller
+from crossdock.api.deps import Caller, HubDep, bearer, get_caller, get_session
 from crossdock.api.problems import Problem, invalid
 from crossdock.connectors.amazon import oauth as amazon_oauth
 from crossdock.connectors.ebay import oauth as ebay_oauth
@@ -40,6 +42,9 @@ from crossdock.security.oauth import (
     cookie_name,
     start_flow,
 )
+from crossdock.store.repo import Tenant
+from crossdock.web.sessions import COOKIE as PANEL_COOKIE
+from crossdock.web.sessions import load_session
 
 log = get_logger(__name__)
 router = APIRouter(tags=["oauth"])
@@ -48,9 +53,18 @@ router = APIRouter(tags=["oauth"])
 FLOWS: dict[str, ModuleType] = {"shopify": shopify_oauth, "ebay": ebay_oauth, "amazon": amazon_oauth}
 
 
-async def get_oauth_caller(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
-    """Who starts a flow. Today a bearer API token; the control panel's session cookie joins here."""
-    return caller
+async def get_oauth_caller(
+    request: Request,
+    session: Annotated[AsyncSession, Depends(get_session)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Caller:
+    """Who starts a flow: a bearer API token, or else the control panel's signed-in browser (its Connect
+    buttons are links here)."""
+    if credentials is None:
+        signed = await load_session(session, request.cookies.get(PANEL_COOKIE))
+        if signed is not None:
+            return Caller(account=signed.account, tenant=Tenant(session, signed.account.id))
+    return await get_caller(session, credentials)
 
 
 OAuthCallerDep = Annotated[Caller, Depends(get_oauth_caller)]
