@@ -345,6 +345,20 @@ async def test_incomplete_recipient_address_gives_an_error_transaction(client: h
     assert transaction["messages"][0]["code"] == "address_incomplete"
 
 
+async def test_failing_labels_can_be_switched_on_and_off_while_running(client: httpx.AsyncClient) -> None:
+    assert (await client.post("/_sandbox/settings", json={"fail_labels": "yes"})).status_code == 400
+    assert (await client.post("/_sandbox/settings", json={"fail_labels": True})).json() == {
+        "fail_labels": True
+    }
+    shipment = await make_shipment(client)
+    body = {"rate": shipment["rates"][0]["object_id"], "async": False}
+    failed = (await client.post("/transactions", json=body, headers=AUTH)).json()
+    assert failed["status"] == "ERROR" and failed["messages"][0]["code"] == "carrier_timeout"
+    await client.post("/_sandbox/settings", json={"fail_labels": False})
+    bought = await buy_label(client)
+    assert bought["status"] == "SUCCESS" and bought["tracking_number"]
+
+
 async def test_label_pdf_parses_and_shows_the_tracking_number(client: httpx.AsyncClient) -> None:
     transaction = await buy_label(client)
     response = await client.get(transaction["label_url"])

@@ -174,6 +174,7 @@ class _ShippoApi:
                 "/_sandbox/transactions/{object_id}/advance", self.admin_advance_transaction, methods=["POST"]
             ),
             Route("/_sandbox/clock", self.admin_clock, methods=["POST"]),
+            Route("/_sandbox/settings", self.admin_settings, methods=["POST"]),
             Route("/_sandbox/webhooks", self.admin_webhooks, methods=["GET"]),
         ]
         return routes
@@ -632,6 +633,17 @@ class _ShippoApi:
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, status_code=409)
         return JSONResponse(track)
+
+    async def admin_settings(self, request: Request) -> Response:
+        """Change a knob while running: {"fail_labels": true} makes every label purchase from now on end ERROR
+        (a carrier that does not answer), false restores them; a demo or a test makes a purchase fail and then
+        retries it."""
+        body = await _json_body(request)
+        value = body.get("fail_labels")
+        if not isinstance(value, bool):
+            return JSONResponse({"error": "fail_labels (true or false) is required"}, status_code=400)
+        self.state.config.extra["fail_labels"] = "1" if value else "0"
+        return JSONResponse({"fail_labels": value})
 
     async def admin_clock(self, request: Request) -> Response:
         body = await _json_body(request)
