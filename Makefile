@@ -8,7 +8,7 @@ DEMO_PORT ?= 8000
 DEMO_TOKEN ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck pytest install install-dev lock clean
+.PHONY: demo test lint typecheck pytest chromium install install-dev lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,14 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-pytest: $(VENV)/.installed-dev
+# The panel's browser tests drive Debian's Chromium; as root with apt it is installed when missing, otherwise
+# those tests skip and say how to install it.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "Chromium is not installed: the panel's browser tests will skip (apt-get install -y chromium)"
+
+pytest: $(VENV)/.installed-dev chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
