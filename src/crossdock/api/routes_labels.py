@@ -9,11 +9,8 @@ import uuid
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from crossdock import model as m
 from crossdock.api.deps import CallerDep
-from crossdock.flows.labels import ask_to_ship, enqueue_void
-from crossdock.store import tables as t
-from crossdock.store.repo import Conflict, NotFound
+from crossdock.flows.labels import ask_to_ship, ask_to_void
 
 router = APIRouter(prefix="/api/v1", tags=["shipping"])
 
@@ -57,16 +54,5 @@ async def ship_order(order_id: uuid.UUID, caller: CallerDep, body: ShipIn | None
 async def void_shipment(shipment_id: uuid.UUID, caller: CallerDep) -> Queued:
     """Void (refund) a bought label that has not been used. 409 unless the shipment's label is bought and not
     yet moving."""
-    tenant = caller.tenant
-    row = (
-        await tenant.session.scalars(tenant.scoped(t.Shipment).where(t.Shipment.id == shipment_id))
-    ).first()
-    if row is None:
-        raise NotFound("shipment", shipment_id)
-    if row.status != m.ShipmentStatus.LABEL_PURCHASED.value:
-        raise Conflict(
-            f"only a bought label that is not moving yet can be voided; this shipment is {row.status}",
-            field="shipment",
-        )
-    job_id = await enqueue_void(tenant.session, row)
+    job_id = await ask_to_void(caller.tenant.session, caller.tenant, shipment_id)
     return Queued(job_id=job_id, queued=job_id is not None)

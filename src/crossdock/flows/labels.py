@@ -58,7 +58,7 @@ from crossdock.flows.rules import (
 from crossdock.logs import redact, redact_text
 from crossdock.store import tables as t
 from crossdock.store.convert import money_minor, row_order, row_shipment, stored_grams
-from crossdock.store.repo import Conflict, Tenant, on_order_status
+from crossdock.store.repo import Conflict, NotFound, Tenant, on_order_status
 from crossdock.store.types import utcnow
 
 SHIP_JOB = "shipping.ship_order"
@@ -156,6 +156,20 @@ async def enqueue_void(session: AsyncSession, shipment: t.Shipment) -> uuid.UUID
         lock_key=f"shipment:{shipment.id}",
         order_id=shipment.order_id,
     )
+
+
+async def ask_to_void(session: AsyncSession, tenant: Tenant, shipment_id: uuid.UUID) -> uuid.UUID | None:
+    """Someone asks for a bought label to be voided (the API, the panel). Raises repo.NotFound for a shipment
+    of another account and repo.Conflict unless the label is bought and not yet moving."""
+    row = (await session.scalars(tenant.scoped(t.Shipment).where(t.Shipment.id == shipment_id))).first()
+    if row is None:
+        raise NotFound("shipment", shipment_id)
+    if row.status != SS.LABEL_PURCHASED.value:
+        raise Conflict(
+            f"only a bought label that is not moving yet can be voided; this shipment is {row.status}",
+            field="shipment",
+        )
+    return await enqueue_void(session, row)
 
 
 async def ask_to_ship(
