@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from crossdock.api.problems import Problem
 from crossdock.connectors.registry import SPECS
 from crossdock.flows.documents import file_safe, order_number, packing_slip
 from crossdock.flows.policy import load_policy
+from crossdock.hub import Hub
 from crossdock.logs import get_logger
 from crossdock.store import tables as t
 from crossdock.store.convert import minor_money, row_order, row_shipment
@@ -36,7 +38,7 @@ LABEL: dict[int | str, dict[str, Any]] = {
     }
 }
 # Shipments whose label was bought and may be printed; a voided label must not be.
-_PRINTABLE = {
+PRINTABLE = {
     m.ShipmentStatus.LABEL_PURCHASED,
     m.ShipmentStatus.IN_TRANSIT,
     m.ShipmentStatus.DELIVERED,
@@ -103,7 +105,7 @@ def _parcel(row: t.Parcel) -> ParcelOut:
     return ParcelOut(weight=m.Weight.grams(row.weight_g), dimensions=dims, reference=row.reference)
 
 
-async def _labels(tenant: Tenant, shipment_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, t.Label]:
+async def newest_labels(tenant: Tenant, shipment_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, t.Label]:
     """The newest label row of each shipment (a label bought again after a void replaces the old one)."""
     if not shipment_ids:
         return {}
@@ -128,7 +130,7 @@ async def _shipment(tenant: Tenant, shipment_id: uuid.UUID) -> t.Shipment:
     return row
 
 
-async def _order_shipments(tenant: Tenant, order_id: uuid.UUID) -> Sequence[t.Shipment]:
+async def order_shipments(tenant: Tenant, order_id: uuid.UUID) -> Sequence[t.Shipment]:
     return (
         await tenant.session.scalars(
             tenant.scoped(t.Shipment)
@@ -145,9 +147,9 @@ async def list_shipments(order_id: uuid.UUID, caller: CallerDep, request: Reques
     a label_url to download the label once one is bought."""
     tenant = caller.tenant
     await tenant.get_order(order_id)
-    shipments = await _order_shipments(tenant, order_id)
+    shipments = await order_shipments(tenant, order_id)
     ids = [s.id for s in shipments]
-    labels = await _labels(tenant, ids)
+    labels = await newest_labels(tenant, ids)
     events: dict[uuid.UUID, list[TrackingEventOut]] = {i: [] for i in ids}
     if ids:
         for event in await tenant.session.scalars(
@@ -194,29 +196,43 @@ async def list_shipments(order_id: uuid.UUID, caller: CallerDep, request: Reques
     return ShipmentList(items=items)
 
 
-@router.get("/shipments/{shipment_id}/label", response_class=Response, responses=LABEL)
-async def download_label(shipment_id: uuid.UUID, caller: CallerDep, hub: HubDep) -> Response:
-    """The shipment's label file (PDF, PNG or ZPL) as the shipping service handed it back. 404 while the
-    shipment has no label; 410 once its label was voided."""
-    tenant = caller.tenant
+class LabelUnavailable(Exception):
+    """A shipment's label cannot be handed out: `reason` is "voided", "none" (not bought, or not stored) or
+    "missing" (recorded, but its file is not in the blob store)."""
+
+    def __init__(self, shipment: t.Shipment, reason: str, blob_key: str | None = None) -> None:
+        super().__init__(f"shipment {shipment.id}'s label is {reason}")
+        self.shipment = shipment
+        self.reason = reason
+        self.blob_key = blob_key
+
+
+@dataclass(frozen=True)
+class Document:
+    """A file to hand to a browser or an API client, with how it is named and opened."""
+
+    content: bytes
+    media_type: str
+    filename: str
+    disposition: str = "inline"
+
+    def response(self) -> Response:
+        return Response(
+            content=self.content,
+            media_type=self.media_type,
+            headers={"Content-Disposition": f'{self.disposition}; filename="{self.filename}"'},
+        )
+
+
+async def label_document(tenant: Tenant, hub: Hub, shipment_id: uuid.UUID) -> Document:
+    """The shipment's label file as the shipping service handed it back. Raises NotFound for a shipment of
+    another account and LabelUnavailable when there is no label to print."""
     shipment = await _shipment(tenant, shipment_id)
-    label = (await _labels(tenant, [shipment.id])).get(shipment.id)
+    label = (await newest_labels(tenant, [shipment.id])).get(shipment.id)
     if shipment.status == m.ShipmentStatus.VOIDED.value:
-        raise Problem(
-            410,
-            "Gone",
-            f"shipment {shipment_id}'s label was voided and must not be used; ship the order again "
-            f"(POST /api/v1/orders/{shipment.order_id}/ship) for a new label",
-            kind="label-voided",
-        )
+        raise LabelUnavailable(shipment, "voided")
     if label is None:
-        raise Problem(
-            404,
-            "Not found",
-            f"shipment {shipment_id} has no label yet; it is {shipment.status}. {_what_next(shipment)}",
-            kind="not-found",
-            errors=[{"field": "label", "message": f"no label while the shipment is {shipment.status}"}],
-        )
+        raise LabelUnavailable(shipment, "none")
     try:
         data = hub.blobs.get(label.blob_key)
     except KeyError:
@@ -227,14 +243,7 @@ async def download_label(shipment_id: uuid.UUID, caller: CallerDep, hub: HubDep)
             blob_key=label.blob_key,
             blob_dir=str(hub.blobs.root),
         )
-        raise Problem(
-            500,
-            "Label file missing",
-            f"shipment {shipment_id}'s label is recorded (blob {label.blob_key}) but the blob store "
-            "directory (CROSSDOCK_BLOB_DIR) is missing the file; restore that directory from a backup, "
-            "or void the label and ship the order again",
-            kind="blob-missing",
-        ) from None
+        raise LabelUnavailable(shipment, "missing", label.blob_key) from None
     try:
         kind = m.LabelFormat(label.format)
         media_type, extension = kind.media_type, kind.value
@@ -243,11 +252,41 @@ async def download_label(shipment_id: uuid.UUID, caller: CallerDep, hub: HubDep)
     name = file_safe(shipment.tracking_number or label.tracking_number or str(shipment.id))
     # ZPL goes to a printer driver as a download; a PDF or PNG opens in the browser (RFC 6266 dispositions).
     disposition = "attachment" if extension in {"zpl", "bin"} else "inline"
-    return Response(
-        content=data,
-        media_type=media_type,
-        headers={"Content-Disposition": f'{disposition}; filename="label-{name}.{extension}"'},
-    )
+    return Document(data, media_type, f"label-{name}.{extension}", disposition)
+
+
+@router.get("/shipments/{shipment_id}/label", response_class=Response, responses=LABEL)
+async def download_label(shipment_id: uuid.UUID, caller: CallerDep, hub: HubDep) -> Response:
+    """The shipment's label file (PDF, PNG or ZPL) as the shipping service handed it back. 404 while the
+    shipment has no label; 410 once its label was voided."""
+    try:
+        return (await label_document(caller.tenant, hub, shipment_id)).response()
+    except LabelUnavailable as exc:
+        shipment = exc.shipment
+        if exc.reason == "voided":
+            raise Problem(
+                410,
+                "Gone",
+                f"shipment {shipment_id}'s label was voided and must not be used; ship the order again "
+                f"(POST /api/v1/orders/{shipment.order_id}/ship) for a new label",
+                kind="label-voided",
+            ) from None
+        if exc.reason == "missing":
+            raise Problem(
+                500,
+                "Label file missing",
+                f"shipment {shipment_id}'s label is recorded (blob {exc.blob_key}) but the blob store "
+                "directory (CROSSDOCK_BLOB_DIR) is missing the file; restore that directory from a backup, "
+                "or void the label and ship the order again",
+                kind="blob-missing",
+            ) from None
+        raise Problem(
+            404,
+            "Not found",
+            f"shipment {shipment_id} has no label yet; it is {shipment.status}. {_what_next(shipment)}",
+            kind="not-found",
+            errors=[{"field": "label", "message": f"no label while the shipment is {shipment.status}"}],
+        ) from None
 
 
 def _what_next(shipment: t.Shipment) -> str:
@@ -256,23 +295,20 @@ def _what_next(shipment: t.Shipment) -> str:
         return f"The purchase failed: {shipment.error or 'no reason was given'}. Fix that and ship the order again."
     if status == m.ShipmentStatus.LABEL_PENDING.value:
         return "The label is being bought; ask again in a moment."
-    if status in _PRINTABLE:
+    if status in PRINTABLE:
         return "Its label file was not stored; void the shipment and ship the order again."
     return f"Buy one with POST /api/v1/orders/{shipment.order_id}/ship."
 
 
-@router.get("/orders/{order_id}/packing-slip", response_class=Response, responses=PDF)
-async def download_packing_slip(order_id: uuid.UUID, caller: CallerDep) -> Response:
-    """The order's packing slip, an A4 PDF: sender (the shipping policy's ship_from), ship-to, order number and
-    date, the channel's reference, the lines and the item count."""
-    tenant = caller.tenant
+async def packing_slip_document(tenant: Tenant, order_id: uuid.UUID) -> Document:
+    """The order's packing slip as a PDF document. Raises NotFound for an order of another account."""
     row = await tenant.get_order(order_id)
     order = row_order(row)
     policy, _version = await load_policy(tenant.session, tenant.account_id)
     shipments = [
         row_shipment(s)
-        for s in await _order_shipments(tenant, order_id)
-        if s.parcels and s.tracking_number and s.status in _PRINTABLE
+        for s in await order_shipments(tenant, order_id)
+        if s.parcels and s.tracking_number and s.status in PRINTABLE
     ]
     channel = None
     if row.connection_id is not None:
@@ -283,9 +319,11 @@ async def download_packing_slip(order_id: uuid.UUID, caller: CallerDep) -> Respo
     pdf = await run_in_threadpool(
         packing_slip, order, ship_from=policy.ship_from, shipments=shipments, channel=channel
     )
-    name = file_safe(order_number(order))
-    return Response(
-        content=pdf,
-        media_type="application/pdf",
-        headers={"Content-Disposition": f'inline; filename="packing-slip-{name}.pdf"'},
-    )
+    return Document(pdf, "application/pdf", f"packing-slip-{file_safe(order_number(order))}.pdf")
+
+
+@router.get("/orders/{order_id}/packing-slip", response_class=Response, responses=PDF)
+async def download_packing_slip(order_id: uuid.UUID, caller: CallerDep) -> Response:
+    """The order's packing slip, an A4 PDF: sender (the shipping policy's ship_from), ship-to, order number and
+    date, the channel's reference, the lines and the item count."""
+    return (await packing_slip_document(caller.tenant, order_id)).response()
