@@ -188,7 +188,9 @@ async def list_orders(
     updated_since: Annotated[
         m.order.datetime | None, Query(description="ISO 8601 with a zone, e.g. 2025-01-31T00:00:00Z")
     ] = None,
-    q: Annotated[str | None, Query(max_length=200, description="Order number or customer email.")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Order number, customer email or name.")
+    ] = None,
     limit: Limit = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> OrderPage:

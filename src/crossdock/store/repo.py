@@ -327,6 +327,7 @@ class Tenant:
                 or_(
                     t.Order.external_number.ilike(pattern, escape="\\"),
                     t.Order.customer_email.ilike(pattern, escape="\\"),
+                    t.Order.customer_name.ilike(pattern, escape="\\"),
                     t.Order.external_id == q.strip(),
                 )
             )
