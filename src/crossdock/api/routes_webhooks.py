@@ -9,16 +9,15 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import and_, or_
 from sqlalchemy.orm import selectinload
 
 from crossdock.api.deps import CallerDep, HubDep
-from crossdock.api.problems import Problem, invalid
+from crossdock.api.problems import invalid
 from crossdock.engine import webhooks_out as wh
 from crossdock.hub import Hub
-from crossdock.security.urls import UnsafeURL, check_outbound_url
+from crossdock.security.urls import UnsafeURL
 from crossdock.store import tables as t
-from crossdock.store.repo import NotFound, decode_cursor, encode_cursor
+from crossdock.store.repo import Conflict, NotFound
 from crossdock.store.types import utcnow
 
 router = APIRouter(prefix="/api/v1/webhook-endpoints", tags=["webhooks"])
@@ -182,11 +181,8 @@ class DeliveryPage(BaseModel):
 
 
 async def _check_url(hub: Hub, url: str) -> None:
-    import asyncio
-
     try:
-        # getaddrinfo blocks; resolve in a thread.
-        await asyncio.to_thread(check_outbound_url, url, allow_private=hub.settings.allow_private_urls)
+        await wh.check_endpoint_url(hub, url)
     except UnsafeURL as exc:
         raise invalid("url", str(exc)) from None
 
@@ -206,19 +202,14 @@ async def _endpoint(caller: CallerDep, endpoint_id: uuid.UUID) -> t.WebhookEndpo
 async def create_endpoint(body: EndpointCreate, caller: CallerDep, hub: HubDep) -> EndpointCreated:
     await _check_url(hub, body.url)
     assert isinstance(body.event_types, list)
-    now = utcnow()
-    row = t.WebhookEndpoint(
-        id=uuid.uuid4(),
-        account_id=caller.account.id,
+    row, secret = wh.new_endpoint(
+        hub.vault,
+        caller.account.id,
         url=body.url,
-        description=body.description,
         event_types=body.event_types,
         enabled=body.enabled,
-        created_at=now,
-        updated_at=now,
+        description=body.description,
     )
-    secret = wh.new_secret()
-    wh.seal_secret(hub.vault, row, secret)
     caller.tenant.session.add(row)
     await caller.tenant.session.flush()
     return EndpointCreated(**EndpointOut.of(row).model_dump(), secret=secret)
@@ -251,13 +242,7 @@ async def update_endpoint(
     if "description" in body.model_fields_set:
         row.description = body.description
     if body.enabled is not None:
-        if body.enabled and not row.enabled:
-            # A fresh start: the failure clock restarts, the reason goes.
-            row.disabled_reason = None
-            row.failing_since = None
-        elif not body.enabled and row.enabled:
-            row.disabled_reason = "disabled by its owner"
-        row.enabled = body.enabled
+        wh.set_enabled(row, body.enabled)
     row.updated_at = utcnow()
     return EndpointOut.of(row)
 
@@ -290,28 +275,19 @@ async def list_deliveries(
 ) -> DeliveryPage:
     """Newest first, each with its attempts."""
     await _endpoint(caller, endpoint_id)
-    d = t.WebhookDelivery
-    stmt = (
-        caller.tenant.scoped(d)
-        .where(d.endpoint_id == endpoint_id)
-        .options(selectinload(d.attempt_rows))
-        .order_by(d.created_at.desc(), d.id.desc())
-        .limit(limit + 1)
-    )
-    if delivery_status is not None:
-        stmt = stmt.where(d.status == delivery_status)
-    if cursor:
-        position = decode_cursor(cursor)
-        try:
-            at, last_id = datetime.fromisoformat(position["at"]), uuid.UUID(position["id"])
-        except (KeyError, ValueError, TypeError):
-            raise invalid("cursor", "not a cursor this API issued; start again without it") from None
-        stmt = stmt.where(or_(d.created_at < at, and_(d.created_at == at, d.id < last_id)))
-    rows = list((await caller.tenant.session.scalars(stmt)).all())
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor({"at": rows[-1].created_at.isoformat(), "id": str(rows[-1].id)})
+    try:
+        rows, next_cursor = await wh.list_deliveries(
+            caller.tenant.session,
+            caller.account.id,
+            endpoint_id,
+            status=delivery_status,
+            limit=limit,
+            cursor=cursor,
+        )
+    except Conflict:
+        raise
+    except ValueError as exc:
+        raise invalid("cursor", str(exc)) from None
     return DeliveryPage(items=[DeliveryOut.of(r) for r in rows], next_cursor=next_cursor)
 
 
@@ -333,20 +309,5 @@ async def redeliver(endpoint_id: uuid.UUID, delivery_id: uuid.UUID, caller: Call
     ).first()
     if row is None:
         raise NotFound("webhook delivery", delivery_id)
-    if not endpoint.enabled:
-        raise Problem(
-            409,
-            "Conflict",
-            f"this endpoint is disabled ({endpoint.disabled_reason or 'by its owner'}); enable it first",
-            kind="conflict",
-        )
-    if row.status == "pending":
-        when = f" at {row.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC" if row.next_attempt_at else ""
-        raise Problem(
-            409,
-            "Conflict",
-            f"this delivery is already scheduled{when}; wait for that attempt",
-            kind="conflict",
-        )
-    await wh.redeliver(caller.tenant.session, row)
+    await wh.redeliver(caller.tenant.session, endpoint, row)
     return DeliveryOut.of(row)

@@ -35,17 +35,19 @@ from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client import Counter
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
 from crossdock.engine.http import prune_remote_calls
 from crossdock.engine.jobs import JobContext, RetryPolicy, enqueue, job
 from crossdock.engine.periodic import periodic
 from crossdock.hub import Hub
 from crossdock.logs import get_logger, redact_text
-from crossdock.security.urls import UnsafeURL, pin_outbound_url, resolve_host
+from crossdock.security.urls import UnsafeURL, check_outbound_url, pin_outbound_url, resolve_host
 from crossdock.security.vault import Vault
 from crossdock.store import tables as t
+from crossdock.store.repo import Conflict, decode_cursor, encode_cursor
 from crossdock.store.types import utcnow
 
 DELIVERIES = Counter(
@@ -155,6 +157,49 @@ def rotate_secret(vault: Vault, endpoint: t.WebhookEndpoint, now: datetime | Non
 
 def subscribes(endpoint_types: Sequence[str], event_type: str) -> bool:
     return ALL_EVENTS in endpoint_types or event_type in endpoint_types
+
+
+# Endpoints (the REST API and the control panel both manage them through these) ------------------------------
+async def check_endpoint_url(hub: Hub, url: str) -> None:
+    """Raise UnsafeURL unless events may be sent to `url` (no private address unless the operator allows it)."""
+    # getaddrinfo blocks; resolve in a thread.
+    await asyncio.to_thread(check_outbound_url, url, allow_private=hub.settings.allow_private_urls)
+
+
+def new_endpoint(
+    vault: Vault,
+    account_id: uuid.UUID,
+    *,
+    url: str,
+    event_types: list[str],
+    enabled: bool = True,
+    description: str | None = None,
+) -> tuple[t.WebhookEndpoint, str]:
+    """A new endpoint (for the caller to add to its session) and its signing secret, to be shown only once."""
+    now = utcnow()
+    row = t.WebhookEndpoint(
+        id=uuid.uuid4(),
+        account_id=account_id,
+        url=url,
+        description=description,
+        event_types=event_types,
+        enabled=enabled,
+        created_at=now,
+        updated_at=now,
+    )
+    secret = new_secret()
+    seal_secret(vault, row, secret)
+    return row, secret
+
+
+def set_enabled(endpoint: t.WebhookEndpoint, enabled: bool) -> None:
+    if enabled and not endpoint.enabled:
+        # A fresh start: the failure clock restarts, the reason goes.
+        endpoint.disabled_reason = None
+        endpoint.failing_since = None
+    elif not enabled and endpoint.enabled:
+        endpoint.disabled_reason = "disabled by its owner"
+    endpoint.enabled = enabled
 
 
 # Emitting --------------------------------------------------------------------------------------------------
@@ -470,12 +515,62 @@ def _disable(endpoint: t.WebhookEndpoint, reason: str, now: datetime) -> None:
     endpoint.updated_at = now
 
 
-async def redeliver(session: AsyncSession, delivery: t.WebhookDelivery) -> None:
-    """Manual redelivery: one more attempt now, with the same webhook-id (receivers deduplicate on it)."""
+def why_not_redeliver(endpoint: t.WebhookEndpoint, delivery: t.WebhookDelivery) -> str | None:
+    """Why the delivery cannot be sent again by hand now, with what to do; None when it can."""
+    if not endpoint.enabled:
+        return f"this endpoint is disabled ({endpoint.disabled_reason or 'by its owner'}); enable it first"
+    if delivery.status == "pending":
+        when = f" at {delivery.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC" if delivery.next_attempt_at else ""
+        return f"this delivery is already scheduled{when}; wait for that attempt"
+    return None
+
+
+async def redeliver(session: AsyncSession, endpoint: t.WebhookEndpoint, delivery: t.WebhookDelivery) -> None:
+    """Manual redelivery: one more attempt of the same delivery now, recorded beside its earlier attempts, with
+    the same webhook-id and body (receivers deduplicate on the id). Conflict when `why_not_redeliver` says no."""
+    refused = why_not_redeliver(endpoint, delivery)
+    if refused is not None:
+        raise Conflict(refused)
     delivery.status = "pending"
     delivery.completed_at = None
     delivery.next_attempt_at = utcnow()
     await _enqueue_attempt(session, delivery, number=delivery.attempts + 1, run_at=None, trigger="manual")
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    *,
+    status: str | None = None,
+    limit: int = 20,
+    cursor: str | None = None,
+) -> tuple[list[t.WebhookDelivery], str | None]:
+    """One page of an endpoint's deliveries, newest first, each with its attempts; and the cursor of the next
+    page (None on the last). A cursor not made here raises Conflict (undecodable) or ValueError."""
+    d = t.WebhookDelivery
+    stmt = (
+        select(d)
+        .where(d.account_id == account_id, d.endpoint_id == endpoint_id)
+        .options(selectinload(d.attempt_rows))
+        .order_by(d.created_at.desc(), d.id.desc())
+        .limit(limit + 1)
+    )
+    if status is not None:
+        stmt = stmt.where(d.status == status)
+    if cursor:
+        position = decode_cursor(cursor)
+        try:
+            at, last_id = datetime.fromisoformat(position["at"]), uuid.UUID(position["id"])
+        except (KeyError, ValueError, TypeError):
+            raise ValueError("not a cursor this API issued; start again without it") from None
+        stmt = stmt.where(or_(d.created_at < at, and_(d.created_at == at, d.id < last_id)))
+    rows = list((await session.scalars(stmt)).all())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor({"at": rows[-1].created_at.isoformat(), "id": str(rows[-1].id)})
+    return rows, next_cursor
 
 
 # Retention ---------------------------------------------------------------------------------------------------
