@@ -25,7 +25,7 @@ from crossdock.engine.periodic import periodic
 from crossdock.engine.timeline import add_event
 from crossdock.logs import REDACTED, get_logger, redact_text
 from crossdock.store import tables as t
-from crossdock.store.repo import NotFound
+from crossdock.store.repo import Conflict, NotFound
 from crossdock.store.types import utcnow
 from crossdock.store.upsert import insert_for
 
@@ -33,6 +33,9 @@ log = get_logger(__name__)
 
 PROCESS_JOB = "inbox.process"
 PURGE_JOB = "inbox.purge"
+# A payload that did not map (its `error` says why), and one an operator put aside instead of retrying it.
+QUARANTINED = "quarantined"
+DISCARDED = "discarded"
 
 # Headers that prove or grant something (signatures, tokens, cookies) are not kept: a stored payload must not
 # be replayable against the remote or the hub, and it is shown to operators.
@@ -228,9 +231,53 @@ async def replay(
     return count
 
 
+async def _quarantined(session: AsyncSession, inbox_id: uuid.UUID, account_id: uuid.UUID) -> t.InboxMessage:
+    row = await session.scalar(
+        select(t.InboxMessage).where(t.InboxMessage.id == inbox_id, t.InboxMessage.account_id == account_id)
+    )
+    if row is None:
+        raise NotFound("inbox payload", inbox_id)
+    if row.status != QUARANTINED:
+        raise Conflict(
+            f"inbox payload {inbox_id} is {row.status}; only quarantined payloads can be retried or discarded",
+            field="status",
+        )
+    return row
+
+
+async def retry_payload(
+    session: AsyncSession, *, inbox_id: uuid.UUID, account_id: uuid.UUID
+) -> t.InboxMessage:
+    """Process one quarantined payload again (after its data or the mapping was fixed), in the caller's
+    transaction. It waits as received until its job runs, which quarantines it again if it still does not map."""
+    row = await _quarantined(session, inbox_id, account_id)
+    if row.kind not in PROCESSORS:
+        raise Conflict(
+            f"crossdock cannot process '{row.kind}' payloads again; fix the record at the remote and the next "
+            "pull reads it anew",
+            field="kind",
+        )
+    await enqueue_processing(session, account_id=account_id, inbox_id=row.id, replay=True)
+    row.status = "received"
+    await session.flush()
+    return row
+
+
+async def discard_payload(
+    session: AsyncSession, *, inbox_id: uuid.UUID, account_id: uuid.UUID
+) -> t.InboxMessage:
+    """Put a quarantined payload aside: it leaves the failures and is purged with the others at the end of the
+    retention period. Its dedup key stays taken, so the same delivery or pulled version is not quarantined anew."""
+    row = await _quarantined(session, inbox_id, account_id)
+    row.status = DISCARDED
+    await session.flush()
+    return row
+
+
 async def purge(session: AsyncSession, *, older_than: datetime, batch: int = 1000, once: bool = False) -> int:
-    """Delete payloads received before `older_than` that need nothing more (processed, quarantined, failed,
-    duplicates). Payloads still waiting to be processed are kept whatever their age. `once` deletes one batch only."""
+    """Delete payloads received before `older_than` that need nothing more (processed, quarantined, discarded,
+    failed, duplicates). Payloads still waiting to be processed are kept whatever their age. `once` deletes one
+    batch only."""
     total = 0
     while True:
         ids = (
@@ -238,7 +285,7 @@ async def purge(session: AsyncSession, *, older_than: datetime, batch: int = 100
                 select(t.InboxMessage.id)
                 .where(
                     t.InboxMessage.received_at < older_than,
-                    t.InboxMessage.status.in_(("processed", "quarantined", "failed", "duplicate")),
+                    t.InboxMessage.status.in_(("processed", QUARANTINED, DISCARDED, "failed", "duplicate")),
                 )
                 .limit(batch)
             )

@@ -1,4 +1,4 @@
-"""The job queue's state changes: claim, heartbeat, finish, recover stalled jobs, retry and cancel.
+"""The job queue's state changes: claim, heartbeat, finish, recover stalled jobs, retry, cancel and discard.
 
 Every change is one short statement guarded by the state it expects (status, worker, attempt), so two workers
 or a worker and an operator never both win: the loser's statement matches no row. The partial unique indexes of
@@ -292,6 +292,24 @@ async def cancel_job(session: AsyncSession, job_id: uuid.UUID, account_id: uuid.
         raise Conflict(f"job {job_id} is already {row.status}; there is nothing to cancel", field="status")
     result = await session.execute(stmt.execution_options(synchronize_session=False))
     if not _rowcount(result):
+        raise Conflict(f"job {job_id} changed meanwhile; look at it again", field="status")
+    await session.refresh(row)
+    return row
+
+
+async def discard_job(session: AsyncSession, job_id: uuid.UUID, account_id: uuid.UUID | None) -> t.Job:
+    """Put a dead job aside: it becomes cancelled (its last error kept in the note), so it leaves the list of
+    failures; retry_job can still run it again later."""
+    row = await get_job(session, job_id, account_id)
+    if row.status != "dead":
+        raise Conflict(f"job {job_id} is {row.status}; only dead jobs can be discarded", field="status")
+    stmt = (
+        update(t.Job)
+        .where(t.Job.id == row.id, t.Job.status == "dead")
+        .values(status="cancelled", last_error=_cancel_note(row.last_error))
+        .execution_options(synchronize_session=False)
+    )
+    if not _rowcount(await session.execute(stmt)):
         raise Conflict(f"job {job_id} changed meanwhile; look at it again", field="status")
     await session.refresh(row)
     return row

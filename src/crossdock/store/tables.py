@@ -649,8 +649,8 @@ class InboxMessage(Base):
     dedup_key: Mapped[str] = mapped_column(String(255))
     headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
     body: Mapped[bytes] = mapped_column(LargeBinary)
-    # received, processed, quarantined (it did not map; `error` says why), failed (its processing job is dead),
-    # duplicate.
+    # received, processed, quarantined (it did not map; `error` says why), discarded (a quarantined payload an
+    # operator put aside), failed (its processing job is dead), duplicate.
     status: Mapped[str] = mapped_column(String(16), default="received")
     duplicate_of: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("inbox.id", ondelete="CASCADE"))
     order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
