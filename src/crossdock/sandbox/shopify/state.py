@@ -212,6 +212,11 @@ class ShopState:
         self.seed = config.seed
         self.shop = config.extra.get("shop", DEFAULT_SHOP)
         self.shop_name = self.shop.split(".", 1)[0]
+        # A shop that has taken orders before (`--extra first_order=N`): ids and numbers go on from order N, so
+        # that a hub which knew an earlier sandbox of the same shop never sees one order id twice.
+        self.first_order = int(config.extra.get("first_order", "1"))
+        if self.first_order < 1:
+            raise ValueError("first_order must be 1 or more")
         try:
             self.tz: tzinfo = ZoneInfo(config.extra.get("timezone", "America/New_York"))
         except (ZoneInfoNotFoundError, ValueError):
@@ -311,7 +316,8 @@ class ShopState:
         for i in range(n):
             ts += gaps[i] * scale
             created = float(int(ts))
-            order = Order(ORDER_ID_BASE + (i + 1) * ORDER_ID_STEP, i, i + 1, created)
+            number = self.first_order + i
+            order = Order(ORDER_ID_BASE + number * ORDER_ID_STEP, i, number, created)
             order.updated_ts = created + rng.randrange(1, 30)
             r = rng.random()
             order.financial_status = (
@@ -488,7 +494,8 @@ class ShopState:
         created = self.now_ts()
         if self._created and created < self._created[-1]:
             created = self._created[-1]
-        order = Order(ORDER_ID_BASE + (index + 1) * ORDER_ID_STEP, index, index + 1, created)
+        number = self.first_order + index
+        order = Order(ORDER_ID_BASE + number * ORDER_ID_STEP, index, number, created)
         country = None
         address_spec = spec.get("shipping_address")
         if isinstance(address_spec, dict) and address_spec.get("country_code"):
