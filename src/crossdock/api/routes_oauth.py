@@ -84,9 +84,18 @@ def _flow(connector: str) -> ModuleType:
     return flow
 
 
-def _app(hub: Hub, connector: str, flow: ModuleType) -> OAuthApp:
+def missing_app_settings(hub: Hub, connector: str) -> list[str]:
+    """What the hub's configuration lacks for the connector's OAuth flow (empty: the flow can start)."""
     app = hub.settings.oauth_apps.get(connector)
-    missing = ["client_id", "client_secret"] if app is None else flow.missing_app_settings(app)
+    if app is None:
+        return ["client_id", "client_secret"]
+    missing: list[str] = _flow(connector).missing_app_settings(app)
+    return missing
+
+
+def _app(hub: Hub, connector: str) -> OAuthApp:
+    app = hub.settings.oauth_apps.get(connector)
+    missing = missing_app_settings(hub, connector)
     if app is None or missing:
         names = ", ".join(f"oauth_apps.{connector}.{name}" for name in missing)
         raise Problem(
@@ -164,7 +173,7 @@ async def start(
     `format=json` or `Accept: application/json`. Either way a cookie binds the flow to this browser (or
     script): the callback must come back with it within 10 minutes."""
     flow = _flow(connector)
-    app = _app(hub, connector, flow)
+    app = _app(hub, connector)
     if return_to is not None:
         return_to = _own_path(return_to)
     settings: dict[str, Any] = {}
@@ -208,7 +217,7 @@ async def callback(connector: str, request: Request, hub: HubDep) -> Response:
     unused, unexpired and comes with the cookie of the browser that started it; for Shopify the query's hmac
     and age are checked first."""
     flow = _flow(connector)
-    app = _app(hub, connector, flow)
+    app = _app(hub, connector)
     pairs = list(request.query_params.multi_items())
     params = dict(request.query_params)
     state = params.get("state")
