@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -26,8 +27,10 @@ from crossdock.flows.parcels import ParcelError, PlannedParcel, plan
 from crossdock.flows.policy import load_policy
 from crossdock.flows.rating import rates_source
 from crossdock.flows.rules import Facts, decide, service_text
+from crossdock.hub import Hub
 from crossdock.model.address import check_country
 from crossdock.model.money import check_currency
+from crossdock.store.repo import Tenant
 
 router = APIRouter(prefix="/api/v1/rates", tags=["shipping"])
 
@@ -177,17 +180,29 @@ class QuoteOut(BaseModel):
     elapsed_ms: int
 
 
+@dataclass
+class Quoted:
+    answer: QuoteOut
+    # Why each rule before the deciding one did not decide (all of them when none did), for a reader's detail.
+    skipped: list[str]
+
+
 @router.post("/quote", response_model=QuoteOut)
 async def quote(body: QuoteIn, caller: CallerDep, hub: HubDep) -> QuoteOut:
     """Rates for a cart, from every shipping connection that offers rates, within `budget_ms`; and the service
     the account's shipping rules choose. 422 names the field at fault, including an item that cannot be packed
     (no weight anywhere, heavier than a parcel may be)."""
+    return (await quote_cart(hub, caller.tenant, body)).answer
+
+
+async def quote_cart(hub: Hub, tenant: Tenant, body: QuoteIn) -> Quoted:
+    """The quote for a cart (the API's answer and the panel's "try it"). Raises the API's 422 Problem naming the
+    item at fault. Commits the session's transaction before rates are asked."""
     started = time.monotonic()
-    tenant = caller.tenant
     session = tenant.session
     currency = _currency(body)
     policy, _version = await load_policy(session, tenant.account_id)
-    catalog = await variants_by_sku(caller.tenant, (item.sku for item in body.items))
+    catalog = await variants_by_sku(tenant, (item.sku for item in body.items))
     lines = [_line(item, catalog) for item in body.items]
     for index, line in enumerate(lines):
         if line.weight is None and policy.packing.default_item_weight is None:
@@ -235,7 +250,7 @@ async def quote(body: QuoteIn, caller: CallerDep, hub: HubDep) -> QuoteOut:
             rule_number=decision.rule_number,
             explanation=decision.explanation,
         )
-    return QuoteOut(
+    answer = QuoteOut(
         parcels=[_parcel_out(p) for p in parcels],
         rates=[_rate_out(rate, connectors) for rate in rates],
         chosen=chosen,
@@ -246,6 +261,7 @@ async def quote(body: QuoteIn, caller: CallerDep, hub: HubDep) -> QuoteOut:
         ],
         elapsed_ms=round((time.monotonic() - started) * 1000),
     )
+    return Quoted(answer, decision.skipped)
 
 
 def _currency(body: QuoteIn) -> str:
