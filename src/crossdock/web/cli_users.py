@@ -20,7 +20,9 @@ from crossdock.store import tables as t
 from crossdock.store.types import utcnow
 from crossdock.web import users
 
-users_app = typer.Typer(help="Control-panel users: create, list, set-password, disable.", no_args_is_help=True)
+users_app = typer.Typer(
+    help="Control-panel users: create, list, set-password, disable.", no_args_is_help=True
+)
 
 AccountOpt = Annotated[
     str | None,
