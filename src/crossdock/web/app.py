@@ -8,12 +8,19 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from crossdock.web import pages_auth, pages_connections, pages_dashboard, pages_orders, pages_webhooks
+from crossdock.web import (
+    pages_auth,
+    pages_connections,
+    pages_dashboard,
+    pages_orders,
+    pages_rules,
+    pages_webhooks,
+)
 from crossdock.web.deps import PanelError, SignInRequired, sign_in_url
 from crossdock.web.render import error_page
 
 # Each page module has a `router`; a new page is one module added here.
-PAGES = (pages_auth, pages_dashboard, pages_webhooks, pages_orders, pages_connections)
+PAGES = (pages_auth, pages_dashboard, pages_webhooks, pages_orders, pages_connections, pages_rules)
 
 
 def install(app: FastAPI) -> None:
