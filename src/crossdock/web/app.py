@@ -12,6 +12,7 @@ from crossdock.web import (
     pages_auth,
     pages_connections,
     pages_dashboard,
+    pages_failures,
     pages_orders,
     pages_rules,
     pages_webhooks,
@@ -20,7 +21,15 @@ from crossdock.web.deps import PanelError, SignInRequired, sign_in_url
 from crossdock.web.render import error_page
 
 # Each page module has a `router`; a new page is one module added here.
-PAGES = (pages_auth, pages_dashboard, pages_webhooks, pages_orders, pages_connections, pages_rules)
+PAGES = (
+    pages_auth,
+    pages_dashboard,
+    pages_webhooks,
+    pages_orders,
+    pages_connections,
+    pages_rules,
+    pages_failures,
+)
 
 
 def install(app: FastAPI) -> None:
