@@ -33,12 +33,18 @@ from crossdock.engine.errors import JobError
 from crossdock.engine.sync import request_sync
 from crossdock.flows.policy import ShippingPolicy, load_policy, save_policy
 from crossdock.hub import Hub
+from crossdock.security.passwords import verify_password
 from crossdock.store import repo
 from crossdock.store import tables as t
 from crossdock.store.types import utcnow
+from crossdock.web.users import create_user, set_password
 
 ACCOUNT_NAME = "Demo"
 TOKEN_NAME = "demo"  # noqa: S105 - the token's name, not a secret
+# The demo's panel user: printed in the banner, so not a secret (a real hub's users are made with
+# 'crossdock users create').
+DEMO_EMAIL = "demo@example.com"
+DEMO_PASSWORD = "crossdock-demo"  # noqa: S105
 # The demo's connections are found again by connector and name (a user may add more of the same connector).
 CONNECTION_NAMES = {
     "shopify": "Demo shop (Shopify sandbox)",
@@ -106,10 +112,17 @@ async def ensure_account(hub: Hub, token: str | None) -> tuple[t.Account, str]:
 
 
 async def ensure_demo_user(hub: Hub, account: t.Account, hub_url: str) -> str:
-    """The one place the demo's control-panel user is made; returns how to sign in, for the printed banner.
-
-    The panel's sign-in page takes the account's API token as well, and that is the way in for now."""
-    return f"{hub_url}/login with the API token above"
+    """The demo's control-panel user, made once; returns how to sign in, for the printed banner. A second run
+    puts the printed password back if it was changed, so that the banner stays true."""
+    async with hub.db.transaction() as session:
+        user = await session.scalar(select(t.User).where(t.User.email == DEMO_EMAIL))
+        if user is None:
+            await create_user(session, account.id, DEMO_EMAIL, DEMO_PASSWORD)
+        elif user.account_id != account.id:
+            raise DemoError(f"the user {DEMO_EMAIL} belongs to another account; use another CROSSDOCK_HOME")
+        elif not verify_password(user.password_hash, DEMO_PASSWORD):
+            await set_password(session, user, DEMO_PASSWORD)
+    return f"{hub_url}/login as {DEMO_EMAIL}, password {DEMO_PASSWORD} (or with the API token above)"
 
 
 async def _sandbox_json(sandbox: Sandbox, method: str, path: str, body: Any = None) -> Any:
