@@ -261,7 +261,7 @@ class ShippoConnector:
             transaction = await self._wait_for("transactions", transaction, order_id, "the label")
         status = transaction.get("status")
         if status == "ERROR":
-            words = messages_text(transaction.get("messages")) or "no reason given"
+            words = (messages_text(transaction.get("messages")) or "no reason given").rstrip(". ")
             raise PermanentError(
                 f"Shippo could not buy the label (transaction {transaction_id}): {words}. Correct the shipment "
                 "(addresses, parcel) or choose another rate, then try again"
