@@ -29,6 +29,7 @@ from crossdock import model as m
 from crossdock.connectors.shippo.mapping import metadata_for
 from crossdock.engine import sync
 from crossdock.engine.jobs import enqueue
+from crossdock.engine.queue import retry_job
 from crossdock.flows.labels import BUY_JOB, SHIP_JOB
 from crossdock.hub import Hub
 from crossdock.sandbox.common import run_in_thread
@@ -219,6 +220,48 @@ async def test_asking_twice_and_running_twice_buy_one_label(
     await run_all(hub, setup.account.id)
     assert len(await purchases_for(shippo_sandbox, hub, order_id)) == 1
     assert len(await shipments_of(hub, order_id)) == 1
+
+
+async def test_a_failed_purchase_retried_by_hand_buys_one_label_and_a_replay_does_not(
+    hub: Hub, client: httpx.AsyncClient, shopify: Channel, shippo_sandbox: Shippo
+) -> None:
+    setup = await set_up(hub, client, shopify, shippo_sandbox, auto_ship=True)
+    assert (
+        await shippo_sandbox.admin.post("/_sandbox/settings", json={"fail_labels": True})
+    ).status_code == 200
+    order_id, external_id = await new_shopify_order(hub, shopify, setup)
+    await run_all(hub, setup.account.id)
+    (shipment,) = await shipments_of(hub, order_id)
+    (dead,) = await jobs_of(hub, order_id, BUY_JOB)
+    assert shipment.status == "failed" and dead.status == "dead"
+    assert shipment.error is not None and "Shippo could not buy the label" in shipment.error
+
+    # A replayed purchase job (not the one that failed) does not try again.
+    async with hub.db.transaction() as session:
+        await enqueue(
+            session,
+            account_id=uuid.UUID(setup.account.id),
+            kind=BUY_JOB,
+            payload={"shipment_id": str(shipment.id)},
+            order_id=order_id,
+        )
+    await run_all(hub, setup.account.id)
+    assert (await shipments_of(hub, order_id))[0].status == "failed"
+    assert "shipping.not_retried" in {e.kind for e in await timeline(hub, order_id)}
+
+    # The carrier answers again and a person retries the dead job: one label, on Shopify too.
+    await shippo_sandbox.admin.post("/_sandbox/settings", json={"fail_labels": False})
+    async with hub.db.transaction() as session:
+        await retry_job(session, dead.id, uuid.UUID(setup.account.id))
+    await run_all(hub, setup.account.id)
+    (shipment,) = await shipments_of(hub, order_id)
+    assert shipment.status == "label_purchased" and shipment.error is None
+    purchases = await purchases_for(shippo_sandbox, hub, order_id)
+    assert len(purchases) == 1
+    assert [s.tracking_number for s in await shopify.shipments(external_id)] == [
+        purchases[0]["tracking_number"]
+    ]
+    assert "shipping.label_retried" in {e.kind for e in await timeline(hub, order_id)}
 
 
 async def test_a_cancelled_order_voids_its_bought_label(

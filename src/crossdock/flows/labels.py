@@ -492,9 +492,28 @@ async def _fail(ctx: JobContext, shipment_id: uuid.UUID, order_id: uuid.UUID, me
             order_id=order_id,
             kind="shipping.label_failed",
             summary=f"Label not bought: {message}",
-            detail={"shipment_id": str(shipment_id)},
+            detail={"shipment_id": str(shipment_id), "job_id": str(ctx.job_id)},
             severity="error",
         )
+
+
+async def _retried_by_hand(session: AsyncSession, ctx: JobContext, row: t.Shipment) -> bool:
+    """Whether this run is the very job that failed the shipment, run again: only a person retrying the dead job
+    does that (a failure is permanent, so the job was not retried on schedule). A different job for a failed
+    shipment (a replay, a duplicate) is not a decision to try again."""
+    detail = await session.scalar(
+        select(t.TimelineEvent.detail)
+        .where(
+            t.TimelineEvent.account_id == row.account_id,
+            t.TimelineEvent.order_id == row.order_id,
+            t.TimelineEvent.kind == "shipping.label_failed",
+        )
+        .order_by(t.TimelineEvent.at.desc())
+        .limit(1)
+    )
+    if not detail:
+        return False
+    return bool(detail.get("job_id") == str(ctx.job_id) and detail.get("shipment_id") == str(row.id))
 
 
 @job(BUY_JOB, retry=RetryPolicy(max_attempts=8, base_s=15.0, cap_s=3600.0), timeout_s=300)
@@ -510,6 +529,15 @@ async def buy_job(ctx: JobContext, payload: dict[str, Any]) -> None:
                 .where(t.Shipment.id == shipment_id)
             )
         ).first()
+        if row is not None and row.status == SS.FAILED.value and await _retried_by_hand(session, ctx, row):
+            row.status, row.error = SS.LABEL_PENDING.value, None
+            await tenant.add_event(
+                row.order_id,
+                "shipping.label_retried",
+                "The label purchase is tried again: its failed job was retried by hand",
+                {"shipment_id": str(row.id), "job_id": str(ctx.job_id)},
+            )
+            await session.flush()
         if row is not None and row.status == SS.FAILED.value:
             await tenant.add_event(
                 row.order_id,
