@@ -129,6 +129,8 @@ async def test_the_demo_in_the_panel(demo: Demo) -> None:
         await shoot(page, shots, "02-orders-shipped")
         await page.goto(f"{demo.url}/")
         await shoot(page, shots, "03-dashboard")
+        # The figures refresh in place (live.js), without reloading the page.
+        await page.locator("[data-live='figures'][data-refreshed-at]").wait_for(timeout=15_000)
 
         # Its order page, and its label opens as a PDF.
         await page.goto(f"{demo.url}/orders?status=shipped")
@@ -176,7 +178,21 @@ async def test_the_demo_in_the_panel(demo: Demo) -> None:
             status = await page.locator("h1 .badge").first.inner_text()
             if status.strip() in ("shipped", "delivered"):
                 break
-            assert time.monotonic() < deadline, f"the retried order is still {status} after 60 s"
+            if time.monotonic() > deadline:
+                timeline = await page.locator("main").inner_text()
+                raise AssertionError(f"the retried order is still {status} after 60 s:\n{timeline}")
             await asyncio.sleep(1.5)
         await shoot(page, shots, "09-retried-order")
+        await page.goto(f"{demo.url}/rules")
+        await shoot(page, shots, "10-rules")
+        await page.goto(f"{demo.url}/webhooks")
+        await shoot(page, shots, "11-webhooks")
+
+        # Every page reads at phone width: nothing makes the page itself scroll sideways (tables scroll inside).
+        await page.set_viewport_size({"width": 375, "height": 800})
+        for path in ("/", "/orders", order_link, "/connections", "/failures", "/rules", "/webhooks"):
+            await page.goto(f"{demo.url}{path}")
+            overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{path} is {overflow}px wider than a 375px screen"
+        await shoot(page, shots, "12-webhooks-phone")
         await context.close()

@@ -15,7 +15,7 @@ from crossdock import __version__
 from crossdock.web.context import Panel
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-templates.env.globals["version"] = __version__
+templates.env.globals["crossdock_version"] = __version__
 
 # Pages are never cached (they show one account's data) and never framed. Scripts and styles come from this hub
 # only; frames and objects only from this hub (the label preview); images may be data: URLs.
