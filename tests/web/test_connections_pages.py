@@ -434,3 +434,33 @@ async def test_connect_with_shopify_goes_through_the_consent_page_and_back_to_co
     assert f'href="{link}"' in row_html and "Re-authorise" in row_html
     again = await browser.get(html.unescape(link))
     assert again.status_code == 302 and again.headers["location"].startswith(f"{url}/admin/oauth/authorize?")
+
+
+async def test_a_refused_connect_from_the_panel_is_a_page_saying_what_to_do(
+    browser: httpx.AsyncClient, oauth_hub: Hub, acme: Tenant
+) -> None:
+    await signed_in(browser, oauth_hub, acme)
+    refused = await browser.get(
+        "/oauth/shopify/start",
+        params={"shop": "not a shop", "return_to": "/connections"},
+        headers={"Accept": "text/html"},
+    )
+    assert refused.status_code == 422 and refused.headers["content-type"].startswith("text/html")
+    assert (
+        "myshopify.com" in refused.text and '<a href="/connections">Back to Connections</a>' in refused.text
+    )
+    # A script asking for JSON still gets the problem document.
+    as_json = await browser.get("/oauth/shopify/start", params={"shop": "not a shop", "format": "json"})
+    assert as_json.status_code == 422 and as_json.headers["content-type"] == "application/problem+json"
+
+
+async def test_connect_from_a_browser_whose_session_ended_leads_to_sign_in_and_back(
+    browser: httpx.AsyncClient,
+) -> None:
+    answer = await browser.get(
+        "/oauth/shopify/start",
+        params={"shop": SHOP, "return_to": "/connections"},
+        headers={"Accept": "text/html"},
+    )
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/login?next=/oauth/shopify/start%3Fshop%3D")

@@ -43,6 +43,8 @@ from crossdock.security.oauth import (
     start_flow,
 )
 from crossdock.store.repo import Tenant
+from crossdock.web.deps import SignInRequired
+from crossdock.web.render import error_page
 from crossdock.web.sessions import COOKIE as PANEL_COOKIE
 from crossdock.web.sessions import load_session
 
@@ -64,6 +66,11 @@ async def get_oauth_caller(
         signed = await load_session(session, request.cookies.get(PANEL_COOKIE))
         if signed is not None:
             return Caller(account=signed.account, tenant=Tenant(session, signed.account.id))
+        if "text/html" in request.headers.get("accept", ""):
+            # A browser whose panel session ended: sign in, then start again.
+            raise SignInRequired(
+                f"{request.url.path}?{request.url.query}" if request.url.query else request.url.path
+            )
     return await get_caller(session, credentials)
 
 
@@ -172,6 +179,38 @@ async def start(
     """Start connecting: redirect (302) to the remote's consent page, or answer {"authorization_url"} with
     `format=json` or `Accept: application/json`. Either way a cookie binds the flow to this browser (or
     script): the callback must come back with it within 10 minutes."""
+    try:
+        return await _start(connector, request, caller, hub, name, return_to, connection_id, format)
+    except Problem as exc:
+        if not _from_panel(request, format):
+            raise
+        # A person who pressed Connect in the panel gets a page that says what to do, not a JSON document.
+        back = "/connections"
+        try:
+            back = _own_path(return_to) if return_to else back
+        except Problem:
+            pass
+        return error_page(request, exc.status, exc.title, exc.detail, back=(back, "Back to Connections"))
+
+
+def _from_panel(request: Request, format: str | None) -> bool:
+    return (
+        not _wants_json(request, format)
+        and "text/html" in request.headers.get("accept", "")
+        and "authorization" not in request.headers
+    )
+
+
+async def _start(
+    connector: str,
+    request: Request,
+    caller: Caller,
+    hub: Hub,
+    name: str | None,
+    return_to: str | None,
+    connection_id: uuid.UUID | None,
+    format: str | None,
+) -> Response:
     flow = _flow(connector)
     app = _app(hub, connector)
     if return_to is not None:

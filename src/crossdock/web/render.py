@@ -70,6 +70,15 @@ def render(
 
 
 def error_page(
-    request: Request, status_code: int, title: str, detail: str, panel: Panel | None = None
+    request: Request,
+    status_code: int,
+    title: str,
+    detail: str,
+    panel: Panel | None = None,
+    *,
+    back: tuple[str, str] = ("/", "Back to the dashboard"),
 ) -> HTMLResponse:
-    return render(request, "error.html", panel=panel, status_code=status_code, title=title, detail=detail)
+    """The panel's error page: what went wrong, what to do, and a way back (a path of this hub, and its words)."""
+    return render(
+        request, "error.html", panel=panel, status_code=status_code, title=title, detail=detail, back=back
+    )
