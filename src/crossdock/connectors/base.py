@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 class Capability(StrEnum):
     ORDERS_PULL = "orders.pull"
     ORDERS_WEBHOOK = "orders.webhook"
+    # Creates crossdock's orders at a shipping remote (Shippo's Orders API), for connections whose
+    # `push_orders` setting is on; see OrdersPush.
+    ORDERS_PUSH = "orders.push"
     FULFILLMENTS_PUSH = "fulfillments.push"
     INVENTORY_PUSH = "inventory.push"
     CATALOG_PULL = "catalog.pull"
@@ -73,6 +76,27 @@ class ConnectorSpec:
     def unknown_secrets(self, values: Mapping[str, Any]) -> list[str]:
         known = {f.name for f in self.secrets}
         return sorted(k for k in values if k not in known)
+
+
+# The connection setting that turns order pushing on for a connector with Capability.ORDERS_PUSH (off by default).
+PUSH_ORDERS = "push_orders"
+_YES = frozenset({"1", "true", "yes", "on"})
+_NO = frozenset({"", "0", "false", "no", "off"})
+
+
+def setting_flag(settings: Mapping[str, Any], name: str) -> bool:
+    """A yes/no setting as stored: JSON true/false from the API, or text from a form or the command line
+    ("true", "false", "yes", "no", "on", "off", "1", "0"). Missing is no. Anything else is a ValueError naming
+    the setting, never a silent no."""
+    value = settings.get(name)
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _YES:
+        return True
+    if text in _NO:
+        return False
+    raise ValueError(f"the setting {name} is {value!r}: set it to true or false")
 
 
 @dataclass
@@ -212,6 +236,25 @@ class FulfillmentsPush(Protocol):
     ) -> PushedFulfillment:
         """Change the tracking of a fulfillment already pushed (Shopify update_tracking); connectors whose
         remote cannot raise PermanentError saying so."""
+        ...
+
+
+@runtime_checkable
+class OrdersPush(Protocol):
+    """A remote that keeps orders of its own (Shippo's Orders API), where crossdock creates each paid order once
+    so that a merchant can work on it in the remote's dashboard. The flow (flows/order_push.py) records what it
+    pushed; the connector only creates and finds."""
+
+    async def find_order(self, order: Order) -> str | None:
+        """The remote id of the order already created there for this canonical order, if there is one: asked
+        before a push whose outcome was never learned is sent again, so a retry never creates a second one."""
+        ...
+
+    async def push_order(self, order: Order) -> str:
+        """Create the order at the remote and return its remote id. Canonical data the remote cannot take is a
+        PermanentError naming the field; a refusal is a PermanentError in the remote's words. An answer lost
+        on the way (timeout, 5xx) is looked up at once and raised as RetryableError only when nothing was
+        found."""
         ...
 
 

@@ -135,7 +135,7 @@ register(
         name="shippo",
         title="Shippo",
         role=Role.SHIPPING,
-        capabilities=frozenset({C.SHIPPING_RATES, C.SHIPPING_LABELS, C.TRACKING_WEBHOOK}),
+        capabilities=frozenset({C.SHIPPING_RATES, C.SHIPPING_LABELS, C.TRACKING_WEBHOOK, C.ORDERS_PUSH}),
         default_base_url="https://api.goshippo.com",
         settings=(
             # Not required to connect (check() needs no origin); rates and labels refuse without it.
@@ -151,6 +151,13 @@ register(
                 "Label file type",
                 required=False,
                 help="PDF (default), PDF_4x6, PDF_A4, ..., PNG or ZPLII",
+            ),
+            Field(
+                "push_orders",
+                "Push orders to Shippo",
+                required=False,
+                help="true: each paid order is created once in Shippo's Orders, for labels bought in Shippo's "
+                "dashboard; false (default): none are; see docs/shipping.md",
             ),
         ),
         secrets=(

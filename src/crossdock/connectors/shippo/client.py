@@ -1,4 +1,5 @@
-"""The Shippo connector's runtime: rates, labels, refunds and tracking through the engine's RemoteClient.
+"""The Shippo connector's runtime: rates, labels, refunds, tracking and order pushes through the engine's
+RemoteClient.
 
 Wire facts: PROTOCOLS.md section 5 and the docs.goshippo.com pages named beside each rule. Mapping lives in
 `mapping.py`; this module only calls and maps.
@@ -6,6 +7,8 @@ Wire facts: PROTOCOLS.md section 5 and the docs.goshippo.com pages named beside 
 Never buying twice: Shippo takes no idempotency key, so each purchase carries ours in the transaction's
 `metadata` ("crossdock:<key>"). A purchase whose answer was lost is looked up by that metadata before anything
 is sent again (`lookup_first`), here at once and by the engine through `find_label` before a retried job.
+Orders take no key and no metadata either: a pushed order is found again by its order_number and placed_at
+(`find_order`).
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ import json
 import re
 import time
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from crossdock.connectors.base import BoughtLabel, ConnectionContext, VoidOutcome
+from crossdock.connectors.base import PUSH_ORDERS, BoughtLabel, ConnectionContext, VoidOutcome, setting_flag
 from crossdock.connectors.remote_json import PushError, json_object
 from crossdock.connectors.shippo.mapping import (
     LABEL_FILE_TYPES,
@@ -30,6 +34,9 @@ from crossdock.connectors.shippo.mapping import (
     map_track,
     messages_text,
     metadata_for,
+    order_number,
+    order_request,
+    placed_at_text,
     shipment_request,
 )
 from crossdock.engine.errors import ConfigurationError, PermanentError, RateLimited, RetryableError
@@ -50,6 +57,10 @@ LOOKUP_PAGE_SIZE = 100
 # through, newest first. A lookup follows an unknown outcome within minutes, so its purchase is among the most
 # recent; 500 purchases in between would be 10 label jobs a second on one account.
 LOOKUP_PAGES = 5
+# find_order asks for the API orders (shop_app "Shippo", PROTOCOLS.md 5) placed this close to ours: GET /orders
+# filters by placed_at, not by order_number (docs.goshippo.com/shippoapi/public-api/orders/listorders: page,
+# results, order_status[], shop_app, start_date, end_date), and "after"/"before" leave the bounds unsaid.
+ORDER_LOOKUP_WINDOW = timedelta(minutes=1)
 # A purchase that holds a usable label; REFUNDREJECTED labels stay valid (the refund was refused).
 USABLE = frozenset({"SUCCESS", "REFUNDREJECTED"})
 # Refund states that mean the label is being, or has been, voided (SDK components/refund.py RefundStatus).
@@ -94,7 +105,7 @@ def rate_policy(*, live: bool) -> RatePolicy:
 
 
 class ShippoConnector:
-    """One Shippo account (a connection): shipping.rates, shipping.labels, tracking."""
+    """One Shippo account (a connection): shipping.rates, shipping.labels, tracking, orders.push."""
 
     # find_label finds a purchase by the metadata it was sent with (see ShippingLabels in connectors/base.py).
     finds_labels = True
@@ -109,6 +120,11 @@ class ShippoConnector:
             )
         self.label_file_type = _label_file_type(ctx.settings.get("label_file_type"))
         self.address_from = _address_from(ctx.settings.get("from_address"))
+        try:
+            # Read by the order push flow; checked here so that connecting refuses a value that is not a yes/no.
+            self.push_orders = setting_flag(ctx.settings, PUSH_ORDERS)
+        except ValueError as exc:
+            raise ConfigurationError(f"the Shippo connection's {exc}") from None
         # Partner OAuth tokens belong to real merchant accounts: live limits.
         self.live = not token.startswith("shippo_test_")
         base = ctx.base_url or DEFAULT_BASE_URL
@@ -361,6 +377,81 @@ class ShippoConnector:
             )
         return None
 
+    # -- orders.push -------------------------------------------------------------------------------------------
+
+    async def push_order(self, order: Order) -> str:
+        """POST /orders (PROTOCOLS.md 5; docs.goshippo.com/docs/orders/orders, "Creating an order"): the order as
+        Shippo's dashboard shows it, ready for a label to be bought there. Returns the order's object_id."""
+        number = _order_number(order)
+        origin = self.address_from if isinstance(self.address_from, dict) else None
+        try:
+            body = order_request(order, origin)
+        except PushError as exc:
+            raise PermanentError(
+                f"order {number} cannot be sent to Shippo: {exc.field}: {exc.reason}"
+            ) from None
+        try:
+            created = await self._json(
+                "POST", "/orders", operation="create", order_id=order.id, json=body, lookup_first=True
+            )
+        except RemotePermanentError as exc:
+            words = (exc.remote_message or exc.message).rstrip(". ")
+            raise PermanentError(
+                f"Shippo refused order {number} (HTTP {exc.status}): {words}. Correct the order, then retry the "
+                "failed job"
+            ) from None
+        except RetryableError as exc:
+            if isinstance(exc, RateLimited):
+                raise  # refused before anything was created
+            # The outcome is unknown (timeout, 5xx): Shippo may have created the order. Look before trying again.
+            found = await self.find_order(order)
+            if found is None:
+                raise
+            return found
+        object_id = created.get("object_id")
+        if not isinstance(object_id, str) or not object_id:
+            raise RetryableError(
+                "Shippo answered POST /orders without the order's object_id; it will be looked up"
+            )
+        return object_id
+
+    async def find_order(self, order: Order) -> str | None:
+        """The object_id of the API order Shippo has with this order's order_number and placed_at (to the
+        second), among the API orders placed within a minute of it. None when there is none."""
+        number = _order_number(order)
+        if order.placed_at is None:
+            raise PermanentError(f"order {number} has no placed_at, so Shippo cannot be searched for it")
+        placed = order.placed_at.replace(microsecond=0)
+        params: dict[str, Any] = {
+            "shop_app": "Shippo",
+            "start_date": placed_at_text(placed - ORDER_LOOKUP_WINDOW),
+            "end_date": placed_at_text(placed + ORDER_LOOKUP_WINDOW),
+            "results": self.lookup_page_size,
+        }
+        for page in range(1, LOOKUP_PAGES + 1):
+            listed = await self._json(
+                "GET", "/orders", operation="list", order_id=order.id, params={**params, "page": page}
+            )
+            results = listed.get("results")
+            if not isinstance(results, list):
+                raise RetryableError("Shippo answered GET /orders without a results list; try again")
+            for found in results:
+                if (
+                    isinstance(found, dict)
+                    and found.get("order_number") == number
+                    and _instant(found.get("placed_at")) == placed
+                    and isinstance(found.get("object_id"), str)
+                    and found["object_id"]
+                ):
+                    return str(found["object_id"])
+            if not listed.get("next"):
+                return None
+        raise PermanentError(
+            f"Shippo has more than {LOOKUP_PAGES * self.lookup_page_size} API orders placed within a minute of "
+            f"order {number}, so crossdock cannot tell whether it was created there. Look for order {number} in "
+            "Shippo's Orders: if it is not there, retry the failed job"
+        )
+
     # -- tracking -----------------------------------------------------------------------------------------------
 
     async def track(self, shipment: Shipment) -> list[TrackingEvent]:
@@ -395,6 +486,24 @@ def carrier_token(carrier: str) -> str:
 def _segment(value: str) -> str:
     """One URL path segment: ids come from our records, but never let one change the path."""
     return quote(value, safe="")
+
+
+def _order_number(order: Order) -> str:
+    try:
+        return order_number(order)
+    except PushError as exc:
+        raise PermanentError(f"the order cannot be sent to Shippo: {exc.field}: {exc.reason}") from None
+
+
+def _instant(value: Any) -> datetime | None:
+    """An ISO 8601 time Shippo gave back, to the second; None when it is not one (or has no offset)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return parsed.replace(microsecond=0) if parsed.tzinfo is not None else None
 
 
 def _price(rate: dict[str, Any]) -> Money | None:

@@ -1,6 +1,7 @@
 """Shippo's JSON <-> crossdock's canonical shipping model. Pure functions: no I/O, no clock.
 
-Requests: a canonical Shipment and Order become a POST /shipments body (addresses, parcels with their units).
+Requests: a canonical Shipment and Order become a POST /shipments body (addresses, parcels with their units),
+and a canonical Order a POST /orders body (the order as it appears in Shippo's dashboard).
 Answers: a shipment's rates become Rates, a Track becomes TrackingEvents, and the webhooks Shippo sends
 (transaction_created, transaction_updated, track_updated) become a `ShippoUpdate`; what cannot be read is
 reported as MappingProblems, never raised. Field facts: PROTOCOLS.md section 5 and the official SDK's models
@@ -14,12 +15,26 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from crossdock.connectors.base import MappingProblem
 from crossdock.connectors.remote_json import INTERNAL, PushError, Reader, join, kind
-from crossdock.model import Address, LabelFormat, Order, Parcel, Rate, Shipment, TrackingEvent, TrackingStatus
+from crossdock.model import (
+    Address,
+    LabelFormat,
+    Money,
+    Order,
+    OrderStatus,
+    Parcel,
+    Rate,
+    Shipment,
+    TrackingEvent,
+    TrackingStatus,
+    Weight,
+    WeightUnit,
+)
 
 # LabelFileTypeEnum (SDK components/labelfiletypeenum.py).
 LABEL_FILE_TYPES = (
@@ -59,6 +74,24 @@ METADATA_PREFIX = "crossdock:"
 # components/parcelcreaterequest.py).
 PARCEL_QUANTUM = Decimal("0.0001")
 PARCEL_MAX = Decimal("999999.9999")
+
+
+# OrderStatusEnum (SDK components/orderstatusenum.py: UNKNOWN, AWAITPAY, PAID, REFUNDED, CANCELLED,
+# PARTIALLY_FULFILLED, SHIPPED) for each canonical status. Shippo has no "ready to ship" or "delivered": a
+# planned order is still PAID there, a delivered one SHIPPED.
+ORDER_STATUS: dict[OrderStatus, str] = {
+    OrderStatus.PENDING: "AWAITPAY",
+    OrderStatus.PAID: "PAID",
+    OrderStatus.READY_TO_SHIP: "PAID",
+    OrderStatus.PARTIALLY_SHIPPED: "PARTIALLY_FULFILLED",
+    OrderStatus.SHIPPED: "SHIPPED",
+    OrderStatus.DELIVERED: "SHIPPED",
+    OrderStatus.CANCELLED: "CANCELLED",
+    OrderStatus.REFUNDED: "REFUNDED",
+}
+# Order and line item weights are strings in a WeightUnitEnum unit (g, kg, lb, oz: every crossdock unit);
+# four decimals, as Shippo's parcels take, are well below a gram in any of them.
+ORDER_WEIGHT_QUANTUM = Decimal("0.0001")
 
 
 # -- requests --------------------------------------------------------------------------------------------------
@@ -151,6 +184,108 @@ def shipment_request(shipment: Shipment, order: Order, address_from: str | dict[
     if order.external_number or order.external_id:
         body["metadata"] = f"Order {order.external_number or order.external_id}"[:METADATA_MAX]
     return body
+
+
+def order_number(order: Order) -> str:
+    """The number a merchant knows the order by, as Shippo shows it (`order_number`, "#1068"): the channel's
+    number, else its id, else crossdock's. Shippo does not require it to be unique (SDK OrderCreateRequest)."""
+    number = order.external_number or order.external_id or (str(order.id) if order.id else None)
+    if not number:
+        raise PushError("external_number", "the order has no number or id to show in Shippo")
+    return number
+
+
+def placed_at_text(placed_at: datetime) -> str:
+    """`placed_at` in UTC to the second ("2016-09-23T01:28:12Z", the SDK's example). Whole seconds, so that the
+    value sent and the value Shippo gives back compare equal whatever precision Shippo keeps."""
+    return placed_at.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _amount(money: Money | None, path: str) -> str | None:
+    """Money as Shippo's order amounts are written: a decimal string ("24.93"), never a float."""
+    if money is None:
+        return None
+    if money.amount < 0:
+        raise PushError(path, f"Shippo takes no negative amounts (got {money.amount} {money.currency})")
+    return format(money.amount, "f")
+
+
+def _weight_text(weight: Weight) -> str:
+    value = weight.value.quantize(ORDER_WEIGHT_QUANTUM, rounding=ROUND_CEILING)
+    return format(value.normalize(), "f") if value else "0"
+
+
+def _line_weight(weight: Weight, quantity: int) -> Weight:
+    """A line item's `weight` is the weight of all its units (SDK LineItemBase: "Total weight of this/these
+    item(s)"), kept in the line's own unit."""
+    return Weight(value=weight.value * quantity, unit=weight.unit)
+
+
+def order_request(order: Order, address_from: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """POST /orders (PROTOCOLS.md 5; SDK OrderCreateRequest, LineItemBase): `placed_at` and `to_address` are
+    required, the rest is sent when the order has it. Amounts are decimal strings in the order's currency (Shippo
+    wants `currency` whenever `total_price` is given, `shipping_cost_currency` with `shipping_cost`); weights are
+    strings with their unit. `address_from` is the connection's origin when it is an address object (an order's
+    from_address is an AddressCreateRequest, not an object_id). Data Shippo cannot take is a PushError naming
+    the field."""
+    if order.placed_at is None:
+        raise PushError("placed_at", "Shippo needs the time the order was placed")
+    to = order.shipping_address
+    if to is None:
+        raise PushError("shipping_address", "the order has no shipping address to show in Shippo")
+    customer = order.customer
+    body: dict[str, Any] = {
+        "order_number": order_number(order),
+        "order_status": ORDER_STATUS[order.status],
+        "placed_at": placed_at_text(order.placed_at),
+        "to_address": address_request(to, name=customer.name, email=customer.email, phone=customer.phone),
+        "currency": order.currency,
+        "line_items": [],
+    }
+    if address_from:
+        body["from_address"] = dict(address_from)
+    for i, line in enumerate(order.lines):
+        path = join("lines", i)
+        item: dict[str, Any] = {"title": line.title, "quantity": line.quantity}
+        if line.sku:
+            item["sku"] = line.sku
+        total = _amount(line.total, join(path, "unit_price"))
+        if total is not None:
+            item["total_price"] = total
+            item["currency"] = order.currency
+        if line.weight is not None:
+            line_weight = _line_weight(line.weight, line.quantity)
+            item["weight"] = _weight_text(line_weight)
+            item["weight_unit"] = line_weight.unit.value
+        body["line_items"].append(item)
+    weight = _order_weight(order)
+    if weight is not None:
+        body["weight"] = _weight_text(weight)
+        body["weight_unit"] = weight.unit.value
+    totals = order.totals
+    amounts = {
+        "subtotal_price": _amount(totals.subtotal or order.lines_total, "totals.subtotal"),
+        "total_price": _amount(totals.total, "totals.total"),
+        "total_tax": _amount(totals.tax, "totals.tax"),
+        "shipping_cost": _amount(totals.shipping, "totals.shipping"),
+    }
+    body.update({k: v for k, v in amounts.items() if v is not None})
+    if "shipping_cost" in body:
+        body["shipping_cost_currency"] = order.currency
+    if order.notes and order.notes.strip():
+        body["notes"] = order.notes.strip()
+    return body
+
+
+def _order_weight(order: Order) -> Weight | None:
+    """What the order's shipped lines weigh, in their unit when they share one (else grams); None when a line
+    that ships has no weight (Shippo then shows none rather than a wrong one)."""
+    total = order.weight
+    if total is None:
+        return None
+    units = {line.weight.unit for line in order.lines if line.requires_shipping and line.weight is not None}
+    unit = units.pop() if len(units) == 1 else WeightUnit.G
+    return total.to(unit)
 
 
 # -- answers ---------------------------------------------------------------------------------------------------
