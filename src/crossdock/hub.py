@@ -10,7 +10,7 @@ from crossdock.security.vault import Vault
 from crossdock.store.blobs import BlobStore
 from crossdock.store.db import Database
 
-FLOW_MODULES = ("crossdock.flows.labels",)
+FLOW_MODULES = ("crossdock.flows.labels", "crossdock.flows.order_push")
 
 
 @dataclass
