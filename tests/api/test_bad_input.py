@@ -96,6 +96,20 @@ async def test_malformed_json_is_a_problem_naming_the_body(client: httpx.AsyncCl
     assert await order_count(client, acme) == 0
 
 
+async def test_body_that_is_not_utf8_is_a_problem_naming_the_body(
+    client: httpx.AsyncClient, acme: Tenant
+) -> None:
+    # Found by schemathesis (tests/security/test_openapi_fuzz.py): FastAPI answered such a body with a bare 400.
+    response = await client.post(
+        "/api/v1/orders",
+        content=b'{"status": "\xff\xfe"}',
+        headers=acme.headers | {"content-type": "application/json"},
+    )
+    body = assert_problem(response, 422, "body")
+    assert "not UTF-8" in str(body["detail"])
+    assert await order_count(client, acme) == 0
+
+
 async def test_oversized_body_is_413(client: httpx.AsyncClient, acme: Tenant, hub: object) -> None:
     huge = order_body(notes="x" * (3 * 1024 * 1024))
     response = await client.post("/api/v1/orders", json=huge, headers=acme.headers)

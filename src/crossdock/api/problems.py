@@ -130,6 +130,18 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            # FastAPI answers a JSON body that is not UTF-8 with a bare 400 ("There was an error parsing the
+            # body"), while malformed JSON gets the 422 naming the body: answer both the same way.
+            problem = "the request body is not valid JSON: it is not UTF-8 text"
+            return problem_response(
+                request,
+                422,
+                "Invalid request",
+                f"body: {problem}",
+                kind="validation",
+                errors=[{"field": "body", "message": problem}],
+            )
         detail = exc.detail if isinstance(exc.detail, str) else "request failed"
         return problem_response(
             request,
