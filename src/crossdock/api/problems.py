@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crossdock.logs import get_logger
@@ -15,6 +16,94 @@ from crossdock.store.repo import Conflict, NotFound
 
 PROBLEM_JSON = "application/problem+json"
 log = get_logger(__name__)
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="The field at fault, e.g. 'lines[0].quantity' or 'cursor'.")
+    message: str
+
+
+class ProblemDetails(BaseModel):
+    """The body of every error answer: RFC 9457 problem details, as `problem_response` writes them."""
+
+    type: str = Field(description="urn:crossdock:problem:<kind>, e.g. urn:crossdock:problem:validation.")
+    title: str
+    status: int
+    detail: str = Field(description="What went wrong and what to do about it.")
+    instance: str = Field(description="The request's path.")
+    errors: list[FieldError] = Field(
+        default_factory=list, description="Each field at fault; present when fields are at fault."
+    )
+
+
+PROBLEM_SCHEMA_REF = "#/components/schemas/ProblemDetails"
+_DESCRIPTIONS = {
+    401: "No API token, or one that is unknown or revoked.",
+    404: "No such object in the caller's account.",
+    413: "The request body is larger than the hub accepts (CROSSDOCK_MAX_BODY_BYTES).",
+    409: "The request conflicts with the object's state (or a cursor this API did not issue).",
+    422: "The request is invalid; `errors` names each field at fault.",
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: the given error statuses, answered as application/problem+json."""
+    return {status: _problem_doc(status) for status in statuses}
+
+
+def _problem_doc(status: int) -> dict[str, Any]:
+    return {
+        "description": _DESCRIPTIONS.get(status, "The request failed."),
+        "content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}},
+    }
+
+
+def declare_problems(document: dict[str, Any]) -> None:
+    """Declare in an OpenAPI document the problem answers every operation can give through the shared
+    machinery: 401 where a bearer token is required, 404 where a path names an object, 409 where a page cursor is
+    taken, 413 where there is a body, 422 (instead of FastAPI's default application/json shape, which crossdock never sends) where there are
+    parameters or a body. Statuses particular to a route (409 for a state conflict) are declared on the route."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    problem = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(problem.pop("$defs", {}))
+    schemas["ProblemDetails"] = problem
+    fastapi_422 = {"$ref": "#/components/schemas/HTTPValidationError"}
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses: dict[str, Any] = operation["responses"]
+            parameters = operation.get("parameters", [])
+            wanted = []
+            if operation.get("security"):
+                wanted.append(401)
+            if any(p.get("in") == "path" for p in parameters):
+                wanted.append(404)
+            if any(p.get("in") == "query" and p.get("name") == "cursor" for p in parameters):
+                wanted.append(409)  # repo.decode_cursor: a cursor this API did not issue
+            if "requestBody" in operation:
+                wanted.append(413)  # limits.BodySizeLimit
+            if parameters or "requestBody" in operation:
+                wanted.append(422)
+            existing_422 = responses.get("422", {}).get("content", {}).get("application/json", {})
+            if existing_422.get("schema") == fastapi_422:
+                del responses["422"]
+            for status in wanted:
+                responses.setdefault(str(status), _problem_doc(status))
+    if not any(fastapi_422 == c.get("schema") for c in _all_contents(document)):
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+
+
+def _all_contents(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        content
+        for item in document.get("paths", {}).values()
+        for operation in item.values()
+        if isinstance(operation, dict)
+        for response in operation.get("responses", {}).values()
+        for content in response.get("content", {}).values()
+    ]
 
 
 class Problem(Exception):
@@ -100,6 +189,13 @@ def message(error: Mapping[str, Any]) -> str:
 
 
 def install(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            declare_problems(FastAPI.openapi(app))
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"field": field_path(e.get("loc", ())), "message": message(e)} for e in exc.errors()]
