@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from crossdock.api.deps import CallerDep
+from crossdock.api.problems import documented
 from crossdock.flows.labels import ask_to_ship, ask_to_void
 
 router = APIRouter(prefix="/api/v1", tags=["shipping"])
@@ -35,7 +36,7 @@ class Queued(BaseModel):
     queued: bool
 
 
-@router.post("/orders/{order_id}/ship", status_code=202, response_model=Queued)
+@router.post("/orders/{order_id}/ship", status_code=202, response_model=Queued, responses=documented(409))
 async def ship_order(order_id: uuid.UUID, caller: CallerDep, body: ShipIn | None = None) -> Queued:
     """Plan the order's parcels, choose their service and buy their labels. 409 when the order is not paid,
     ready to ship or partially shipped, or its labels are being bought already."""
@@ -50,7 +51,9 @@ async def ship_order(order_id: uuid.UUID, caller: CallerDep, body: ShipIn | None
     return Queued(job_id=job_id, queued=job_id is not None)
 
 
-@router.post("/shipments/{shipment_id}/void", status_code=202, response_model=Queued)
+@router.post(
+    "/shipments/{shipment_id}/void", status_code=202, response_model=Queued, responses=documented(409)
+)
 async def void_shipment(shipment_id: uuid.UUID, caller: CallerDep) -> Queued:
     """Void (refund) a bought label that has not been used. 409 unless the shipment's label is bought and not
     yet moving."""

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import and_, or_, select
 
 from crossdock.api.deps import CallerDep
+from crossdock.api.problems import documented
 from crossdock.engine import queue
 from crossdock.store import tables as t
 from crossdock.store.repo import Conflict, NotFound, decode_cursor, encode_cursor
@@ -112,13 +113,13 @@ async def get_job(job_id: uuid.UUID, caller: CallerDep) -> JobOut:
     return JobOut.of(await queue.get_job(caller.tenant.session, job_id, caller.account.id))
 
 
-@router.post("/jobs/{job_id}/retry", response_model=JobOut, tags=["operations"])
+@router.post("/jobs/{job_id}/retry", response_model=JobOut, tags=["operations"], responses=documented(409))
 async def retry_job(job_id: uuid.UUID, caller: CallerDep) -> JobOut:
     """Run a dead, cancelled or failed job again now, with a fresh budget of attempts (409 otherwise)."""
     return JobOut.of(await queue.retry_job(caller.tenant.session, job_id, caller.account.id))
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=JobOut, tags=["operations"])
+@router.post("/jobs/{job_id}/cancel", response_model=JobOut, tags=["operations"], responses=documented(409))
 async def cancel_job(job_id: uuid.UUID, caller: CallerDep) -> JobOut:
     """Cancel a waiting job; a running one gets cancel_requested and its worker stops it within seconds."""
     return JobOut.of(await queue.cancel_job(caller.tenant.session, job_id, caller.account.id))

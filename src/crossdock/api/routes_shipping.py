@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from crossdock.api.deps import CallerDep
+from crossdock.api.problems import documented
 from crossdock.flows.policy import ShippingPolicy, load_policy, save_policy
 
 router = APIRouter(prefix="/api/v1/shipping", tags=["shipping"])
@@ -30,7 +31,7 @@ async def get_policy(caller: CallerDep) -> PolicyOut:
     return PolicyOut(version=version, policy=policy)
 
 
-@router.put("/policy", response_model=PolicyOut)
+@router.put("/policy", response_model=PolicyOut, responses=documented(409))
 async def put_policy(body: PolicyIn, caller: CallerDep) -> PolicyOut:
     """Replace the whole policy. Rules are tried in the order given; a rule naming a connection must name one
     of the account's shipping connections. 409 when someone saved a newer version meanwhile."""

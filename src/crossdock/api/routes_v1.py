@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from crossdock import model as m
 from crossdock.api.deps import CallerDep, HubDep
-from crossdock.api.problems import Problem, field_path, invalid, message
+from crossdock.api.problems import Problem, documented, field_path, invalid, message
 from crossdock.api.schemas import (
     AccountOut,
     CancelRequest,
@@ -134,7 +134,12 @@ async def get_connection(connection_id: uuid.UUID, caller: CallerDep) -> Connect
     return ConnectionOut.of(row, await caller.tenant.secret_names(row.id))
 
 
-@router.patch("/connections/{connection_id}", response_model=ConnectionOut, tags=["connections"])
+@router.patch(
+    "/connections/{connection_id}",
+    response_model=ConnectionOut,
+    tags=["connections"],
+    responses=documented(409),
+)
 async def update_connection(
     connection_id: uuid.UUID, body: ConnectionUpdate, caller: CallerDep, hub: HubDep
 ) -> ConnectionOut:
@@ -222,7 +227,7 @@ async def get_order(order_id: uuid.UUID, caller: CallerDep) -> OrderOut:
     return OrderOut.of(await caller.tenant.get_order(order_id))
 
 
-@router.post("/orders/{order_id}/cancel", response_model=OrderOut, tags=["orders"])
+@router.post("/orders/{order_id}/cancel", response_model=OrderOut, tags=["orders"], responses=documented(409))
 async def cancel_order(order_id: uuid.UUID, caller: CallerDep, body: CancelRequest | None = None) -> OrderOut:
     row = await caller.tenant.get_order(order_id)
     await caller.tenant.transition_order(
@@ -236,6 +241,7 @@ async def cancel_order(order_id: uuid.UUID, caller: CallerDep, body: CancelReque
     response_model=FulfillmentOut,
     status_code=status.HTTP_201_CREATED,
     tags=["orders"],
+    responses=documented(409),
 )
 async def create_fulfillment(
     order_id: uuid.UUID, body: FulfillmentCreate, caller: CallerDep

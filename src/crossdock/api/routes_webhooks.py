@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.orm import selectinload
 
 from crossdock.api.deps import CallerDep, HubDep
-from crossdock.api.problems import invalid
+from crossdock.api.problems import documented, invalid
 from crossdock.engine import webhooks_out as wh
 from crossdock.hub import Hub
 from crossdock.security.urls import UnsafeURL
@@ -295,6 +295,7 @@ async def list_deliveries(
     "/{endpoint_id}/deliveries/{delivery_id}/redeliver",
     response_model=DeliveryOut,
     status_code=status.HTTP_202_ACCEPTED,
+    responses=documented(409),
 )
 async def redeliver(endpoint_id: uuid.UUID, delivery_id: uuid.UUID, caller: CallerDep) -> DeliveryOut:
     """Send the delivery once more, now, with the same webhook-id. Its attempts so far are kept."""
