@@ -5,6 +5,7 @@ another account's connections never asked."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import ExitStack
 from decimal import Decimal
@@ -16,6 +17,7 @@ from sqlalchemy import select
 
 from crossdock.hub import Hub
 from crossdock.store import tables as t
+from crossdock.store.repo import Tenant
 from tests.connectors.test_shippo_client import Shippo
 from tests.flows.test_rating import SLOW, rate_posts, shippo_connection, shippo_sandbox
 from tests.support import Tenant as Account
@@ -208,6 +210,46 @@ async def test_every_remote_call_of_a_quote_is_recorded_and_no_order_is_stored(
         orders = (await session.scalars(select(t.Order))).all()
     assert [(c.method, c.status) for c in calls] == [("POST", 201)]
     assert orders == []
+
+
+async def test_a_fixed_rule_on_a_connection_without_rates_is_left_out_of_a_quote(
+    client: httpx.AsyncClient, hub: Hub, acme: Account, sandboxes: Sandboxes
+) -> None:
+    """A label flow ships a fixed rule's service through MyParcel.com at a price not quoted; a checkout needs a
+    price to show, so its quote names the connection in left_out and lets the next rule choose."""
+    shippo = await shippo_connection(hub, acme, sandboxes())
+    async with hub.db.transaction() as session:
+        mpc = await Tenant(session, uuid.UUID(acme.id)).create_connection(
+            connector="myparcelcom",
+            name="MyParcel.com",
+            vault=hub.vault,
+            settings={"client_id": "id", "shop_id": str(uuid.uuid4())},
+            secrets={"client_secret": "secret"},
+        )
+    await set_policy(
+        client,
+        acme,
+        rules=[
+            {"connection_id": str(mpc.id), "strategy": "fixed", "service": "dpd:dpd-classic"},
+            {"connection_id": str(shippo), "strategy": "cheapest"},
+        ],
+    )
+
+    r = await client.post(URL, json=cart(), headers=acme.headers)
+
+    assert r.status_code == 200, r.text
+    quote = r.json()
+    assert quote["left_out"] == [
+        {
+            "connection_id": str(mpc.id),
+            "connector": "myparcelcom",
+            "reason": f"MyParcel.com connection {mpc.id} has no rates capability",
+        }
+    ]
+    assert {rate["connection_id"] for rate in quote["rates"]} == {str(shippo)}
+    assert all(rate["price"] is not None for rate in quote["rates"])
+    assert quote["chosen"]["rule_number"] == 2
+    assert quote["chosen"]["rate"]["connection_id"] == str(shippo)
 
 
 @pytest.mark.parametrize(

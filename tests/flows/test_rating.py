@@ -15,10 +15,21 @@ from typing import Any
 
 import pytest
 
-from crossdock.flows.rating import gather_rates, rates_source
+from crossdock.flows.rating import gather_rates, priced_rates, rates_source
 from crossdock.flows.rules import Facts, ShippingRule, decide
 from crossdock.hub import Hub
-from crossdock.model import Address, Dimensions, Length, Money, Order, OrderLine, Parcel, Shipment, Weight
+from crossdock.model import (
+    Address,
+    Dimensions,
+    Length,
+    Money,
+    Order,
+    OrderLine,
+    Parcel,
+    Rate,
+    Shipment,
+    Weight,
+)
 from crossdock.sandbox.common import FaultSpec, SandboxConfig, run_in_thread
 from crossdock.sandbox.shippo import create_app
 from crossdock.store.repo import Tenant
@@ -255,3 +266,13 @@ async def test_the_rules_callback_asks_each_connection_once(
     assert {rate.connection_id for rate in every} == {first, second}
     assert (rate_posts(east), rate_posts(west)) == (1, 1)
     assert source.left_out == {}
+
+
+def test_a_rate_without_a_price_is_no_quote() -> None:
+    """Rules and checkouts compare prices: a connector's rate without one (a defect: the mappers give each rate
+    its price) never reaches them, and a connection whose rates all lack one is named with why."""
+    priced = Rate(carrier="USPS", service_code="usps_priority", price=Money.of("9.45", "USD"))
+    unpriced = Rate(carrier="USPS", service_code="usps_ground", price=None)
+    assert priced_rates("Shippo", [unpriced, priced]) == ([priced], None)
+    assert priced_rates("Shippo", [unpriced]) == ([], "Shippo quoted no price for any of its rates")
+    assert priced_rates("Shippo", []) == ([], None)

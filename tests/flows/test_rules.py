@@ -239,3 +239,185 @@ def test_rules_are_validated_with_messages_that_say_what_to_write(
 
 def test_countries_are_normalised() -> None:
     assert Match(countries=["de", " fr "]).countries == ["DE", "FR"]
+
+
+# Connections that quote no rates, and rates whose price is unknown ---------------------------------------------
+M = uuid.UUID("00000000-0000-0000-0000-00000000000c")  # a MyParcel.com connection: labels, no rates
+P = uuid.UUID("00000000-0000-0000-0000-00000000000d")  # rates, one of them without a price
+U = uuid.UUID("00000000-0000-0000-0000-00000000000f")  # rates, none of them with a price
+UNQUOTED = {M: "MyParcel.com"}
+DHL_EXPRESS_UNPRICED = Rate(
+    carrier="DHL",
+    service_code="express",
+    service_name="Express",
+    price=None,
+    estimated_days=1,
+    connection_id=P,
+)
+GLS_ECONOMY_UNPRICED = Rate(
+    carrier="GLS",
+    service_code="economy",
+    service_name="Economy",
+    price=None,
+    estimated_days=5,
+    connection_id=U,
+)
+# As a rates source gives them: each rate marked with the connection that offered it.
+PAKET_AT_P = DHL_PAKET.model_copy(update={"connection_id": P})
+OFFERED_UNPRICED = {
+    P: [
+        DHL_EXPRESS_UNPRICED,
+        DPD_CLASSIC.model_copy(update={"connection_id": P}),
+        PAKET_AT_P,
+        USPS_PRIORITY.model_copy(update={"connection_id": P}),
+    ],
+    U: [GLS_ECONOMY_UNPRICED],
+}
+PRICED_LATER = "(priced by MyParcel.com when the label is bought)"
+
+
+def on_m(service: str) -> Rate:
+    carrier, _, code = service.partition(":")
+    return Rate(carrier=carrier, service_code=code, price=None, connection_id=M)
+
+
+UNQUOTED_RULES = [
+    ShippingRule(
+        match=Match(countries=["GB"]),
+        connection_id=M,
+        strategy=Strategy.FIXED,
+        service="parcelforce:parcelforce-express-48",
+    ),
+    ShippingRule(match=Match(countries=["NL"]), connection_id=M),
+    ShippingRule(match=Match(countries=["BE"]), connection_id=M, strategy=Strategy.FASTEST),
+    ShippingRule(match=Match(countries=["DE"]), connection_id=P),
+    ShippingRule(match=Match(countries=["AT"]), connection_id=P, strategy=Strategy.FASTEST),
+    ShippingRule(match=Match(countries=["CH"]), connection_id=U),
+    ShippingRule(match=Match(countries=["CH"]), connection_id=U, strategy=Strategy.FASTEST),
+    ShippingRule(
+        match=Match(countries=["CH"]), connection_id=P, strategy=Strategy.FIXED, service="dhl:express"
+    ),
+    ShippingRule(
+        match=Match(countries=["IT"], max_weight=Weight.grams(1000)),
+        connection_id=M,
+        strategy=Strategy.FIXED,
+        service="dpd:dpd-classic",
+    ),
+]
+UNQUOTED_FALLBACK = ShippingRule(connection_id=M)
+
+UNQUOTED_CASES = [
+    # (id, facts, rule number or None for the fallback, chosen rate, connection shipped with, the explanation)
+    (
+        "fixed-service-on-a-connection-without-rates",
+        facts(country="GB"),
+        1,
+        on_m("parcelforce:parcelforce-express-48"),
+        M,
+        "rule 1: parcelforce:parcelforce-express-48 for GB -> parcelforce-express-48 at MyParcel.com, "
+        f"price not quoted {PRICED_LATER}",
+    ),
+    (
+        "cheapest-on-a-connection-without-rates-takes-its-default-service",
+        facts(country="NL"),
+        2,
+        None,
+        M,
+        f"rule 2: for NL -> MyParcel.com with the connection's default service {PRICED_LATER}",
+    ),
+    (
+        "fastest-on-a-connection-without-rates-takes-its-default-service",
+        facts(country="BE"),
+        3,
+        None,
+        M,
+        f"rule 3: for BE -> MyParcel.com with the connection's default service {PRICED_LATER}",
+    ),
+    (
+        "cheapest-never-takes-an-unknown-price-for-zero",
+        facts(country="DE"),
+        4,
+        PAKET_AT_P,
+        P,
+        "rule 4: cheapest for DE -> DHL Paket 4.99 EUR "
+        "(rates in USD not compared; 1 rate without a quoted price not compared)",
+    ),
+    (
+        "fastest-compares-only-rates-with-a-price",
+        facts(country="AT"),
+        5,
+        PAKET_AT_P,
+        P,
+        "rule 5: fastest for AT -> DHL Paket 4.99 EUR "
+        "(rates in USD not compared; 1 rate without a quoted price not compared)",
+    ),
+    (
+        "only-unknown-prices-give-way-to-a-fixed-service-whose-price-is-not-quoted",
+        facts(country="CH"),
+        8,
+        DHL_EXPRESS_UNPRICED,
+        P,
+        "rule 8: dhl:express for CH -> DHL Express, price not quoted",
+    ),
+    (
+        "fixed-service-on-a-connection-without-rates-in-its-weight-band",
+        facts(country="IT", grams=900),
+        9,
+        on_m("dpd:dpd-classic"),
+        M,
+        f"rule 9: dpd:dpd-classic for IT under 1 kg -> dpd-classic at MyParcel.com, price not quoted {PRICED_LATER}",
+    ),
+    (
+        "outside-the-band-the-fallback-on-a-connection-without-rates",
+        facts(country="IT", grams=1000),
+        None,
+        None,
+        M,
+        f"fallback: every shipment -> MyParcel.com with the connection's default service {PRICED_LATER}",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("f", "number", "chosen", "connection", "explanation"),
+    [c[1:] for c in UNQUOTED_CASES],
+    ids=[c[0] for c in UNQUOTED_CASES],
+)
+async def test_connections_without_rates_and_unknown_prices(
+    f: Facts, number: int | None, chosen: Rate | None, connection: uuid.UUID, explanation: str
+) -> None:
+    asked: list[uuid.UUID | None] = []
+
+    async def rates_for(connection_id: uuid.UUID | None) -> list[Rate]:
+        asked.append(connection_id)
+        assert connection_id is not None
+        return OFFERED_UNPRICED[connection_id]
+
+    decision = await decide(UNQUOTED_RULES, UNQUOTED_FALLBACK, f, rates_for, UNQUOTED)
+    assert decision.rate == chosen
+    assert decision.rule_number == number
+    assert decision.connection_id == connection
+    assert decision.explanation == explanation
+    assert M not in asked  # a connection that quotes no rates is never asked for them
+    assert len(asked) == len(set(asked))
+
+
+async def test_rules_that_find_only_unknown_prices_say_so() -> None:
+    async def rates_for(connection_id: uuid.UUID | None) -> list[Rate]:
+        assert connection_id is not None
+        return OFFERED_UNPRICED[connection_id]
+
+    decision = await decide(UNQUOTED_RULES, UNQUOTED_FALLBACK, facts(country="CH"), rates_for, UNQUOTED)
+    assert "rule 6: no rate offered had a quoted price to compare" in decision.skipped
+    assert "rule 7: no rate offered had a quoted price to compare" in decision.skipped
+
+
+async def test_without_being_told_a_connection_quotes_no_rates_its_rule_is_skipped() -> None:
+    """The checkout quote does not tell the rules: a shopper is shown priced rates only."""
+
+    async def rates_for(connection_id: uuid.UUID | None) -> list[Rate]:
+        return []
+
+    decision = await decide(UNQUOTED_RULES[:1], None, facts(country="GB"), rates_for)
+    assert decision.rate is None and decision.connection_id is None
+    assert decision.skipped == ["rule 1: no rates were offered"]

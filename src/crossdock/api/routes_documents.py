@@ -77,7 +77,8 @@ class ShipmentOut(BaseModel):
     tracking_number: str | None
     tracking_url: str | None
     rate: dict[str, Any] | None = Field(
-        description="The rate chosen for the purchase, as the service quoted it."
+        description="The rate chosen for the purchase, as the service quoted it; its price is null when the "
+        "connection quotes no rates (MyParcel.com prices a shipment when the label is bought)."
     )
     price: m.Money | None = Field(description="What the label cost, once bought.")
     decision: str | None = Field(description="Why this service was chosen.")

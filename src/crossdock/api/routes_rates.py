@@ -242,7 +242,7 @@ async def quote_cart(hub: Hub, tenant: Tenant, body: QuoteIn) -> Quoted:
     )
     decision = await decide(policy.rules, policy.fallback, facts, source)
 
-    rates = sorted(offered, key=lambda r: (r.price.currency != currency, r.price.amount, _days(r)))
+    rates = sorted(offered, key=lambda r: (_price(r).currency != currency, _price(r).amount, _days(r)))
     chosen = None
     if decision.rate is not None:
         chosen = ChosenOut(
@@ -296,6 +296,14 @@ def _parcel_field(message: str) -> str:
     return f"items[{int(found.group(1)) - 1}].weight" if found else "items"
 
 
+def _total_weight(parcels: list[PlannedParcel]) -> m.Weight:
+    return m.Weight.grams(sum((p.weight.in_grams for p in parcels), Decimal(0)))
+
+
+def _days(rate: m.Rate) -> int:
+    return rate.estimated_days if rate.estimated_days is not None else 10**6
+
+
 def _unstored_shipment(parcels: list[m.Parcel]) -> m.Shipment:
     """The shipment rates are asked for, belonging to no order. Connectors hand the shipment's order id to the
     engine, which records each remote call against that order (remote_calls and the order's timeline reference
@@ -305,12 +313,11 @@ def _unstored_shipment(parcels: list[m.Parcel]) -> m.Shipment:
     return m.Shipment.model_construct(**fields)
 
 
-def _total_weight(parcels: list[PlannedParcel]) -> m.Weight:
-    return m.Weight.grams(sum((p.weight.in_grams for p in parcels), Decimal(0)))
-
-
-def _days(rate: m.Rate) -> int:
-    return rate.estimated_days if rate.estimated_days is not None else 10**6
+def _price(rate: m.Rate) -> m.Money:
+    # Gathered rates are quoted ones, each with its price (flows/rating.py drops any that has none), and the
+    # rules are not told of connections that quote none, so they choose among gathered rates only.
+    assert rate.price is not None
+    return rate.price
 
 
 def _rate_out(rate: m.Rate, connectors: dict[uuid.UUID, str]) -> RateOut:
@@ -321,7 +328,7 @@ def _rate_out(rate: m.Rate, connectors: dict[uuid.UUID, str]) -> RateOut:
         carrier=rate.carrier,
         service=rate.service_code,
         service_name=service_text(rate),
-        price=rate.price,
+        price=_price(rate),
         estimated_days=rate.estimated_days,
     )
 

@@ -45,16 +45,7 @@ from crossdock.flows.catalog import Catalog, sku_tags, variants_by_sku, weighed
 from crossdock.flows.parcels import ParcelError, PlannedParcel, plan
 from crossdock.flows.policy import ShippingPolicy, load_policy
 from crossdock.flows.rating import rates_source
-from crossdock.flows.rules import (
-    Decision,
-    Facts,
-    RatesFor,
-    ShippingRule,
-    Strategy,
-    decide,
-    matches,
-    service_words,
-)
+from crossdock.flows.rules import Facts, ShippingRule, Strategy, decide, service_words
 from crossdock.logs import redact, redact_text
 from crossdock.store import tables as t
 from crossdock.store.convert import money_minor, row_order, row_shipment, stored_grams
@@ -289,7 +280,8 @@ async def ship_job(ctx: JobContext, payload: dict[str, Any]) -> None:
             sku_tags=tags,
         )
         source = rates_source(ctx.hub, ctx.account_id, shipment, order, budget_s=RATES_BUDGET_S)
-        decision, chosen = await _choose(rules, fallback, facts, source, unpriced)
+        decision = await decide(rules, fallback, facts, source, unpriced)
+        chosen = decision.connection_id
         if chosen is None:
             where = f"parcel {number} of {len(parcels)}: " if len(parcels) > 1 else ""
             if source.left_out:
@@ -328,8 +320,9 @@ async def ship_job(ctx: JobContext, payload: dict[str, Any]) -> None:
                 status=SS.LABEL_PENDING.value,
                 carrier=None if rate is None else rate.carrier,
                 service_code=None if rate is None else rate.service_code,
-                rate_minor=None if rate is None else money_minor(rate.price),
-                rate_currency=None if rate is None else rate.price.currency,
+                # A rate from a connection that quotes none has no price until the label is bought.
+                rate_minor=None if rate is None or rate.price is None else money_minor(rate.price),
+                rate_currency=None if rate is None or rate.price is None else rate.price.currency,
                 idempotency_key=f"crossdock-label-{shipment_id}",
                 rate=None if rate is None else rate.model_dump(mode="json"),
                 decision=explanation,
@@ -387,48 +380,6 @@ async def _labels_only(ctx: JobContext, rules: list[ShippingRule]) -> dict[uuid.
         ):
             found[connection_id] = spec.title
     return found
-
-
-async def _choose(
-    rules: list[ShippingRule],
-    fallback: ShippingRule | None,
-    facts: Facts,
-    source: RatesFor,
-    unpriced: dict[uuid.UUID, str],
-) -> tuple[Decision, uuid.UUID | None]:
-    """The rules' decision and the connection it ships with. A rule naming a connection that quotes no rates
-    decides when it matches and no rule before it could be satisfied; its shipment goes out with that
-    connection's default service, priced by the remote when the label is bought."""
-
-    def without_rates(
-        number: int | None, rule: ShippingRule, skipped: list[str]
-    ) -> tuple[Decision, uuid.UUID]:
-        assert rule.connection_id is not None
-        label = f"rule {number}" if number is not None else "fallback"
-        title = unpriced[rule.connection_id]
-        where = rule.match.describe() or "every shipment"
-        sentence = (
-            f"{label}: {where} -> {title} with the connection's default service "
-            f"(priced by {title} when the label is bought)"
-        )
-        return Decision(None, number, sentence, skipped), rule.connection_id
-
-    for index, rule in enumerate(rules):
-        if rule.connection_id not in unpriced:
-            continue
-        before = await decide(rules[:index], None, facts, source) if index else None
-        if before is not None and before.rate is not None:
-            return before, before.rate.connection_id
-        if matches(rule.match, facts) is None:
-            return without_rates(index + 1, rule, before.skipped if before else [])
-    priced_fallback = fallback if fallback is None or fallback.connection_id not in unpriced else None
-    # Every rule, so that rule numbers stay those of the policy; the unpriced ones did not match above.
-    decision = await decide(rules, priced_fallback, facts, source)
-    if decision.rate is not None:
-        return decision, decision.rate.connection_id
-    if fallback is not None and fallback.connection_id in unpriced:
-        return without_rates(None, fallback, decision.skipped)
-    return decision, None
 
 
 def _rules_for(

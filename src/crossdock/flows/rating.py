@@ -33,7 +33,7 @@ log = get_logger(__name__)
 
 @dataclass
 class Gathered:
-    # Every rate has connection_id set to the connection that offered it.
+    # Every rate has connection_id set to the connection that offered it, and a price (see priced_rates).
     rates: list[model.Rate]
     # Connection id -> why it is not in `rates`, in words that say what happened and, where it helps, what to do.
     left_out: dict[uuid.UUID, str]
@@ -232,7 +232,20 @@ async def _ask(
             error=f"{type(exc).__name__}: {redact_text(str(exc))}",
         )
         return [], f"{title} failed unexpectedly ({type(exc).__name__}); the hub's log has the details"
-    return [_offered_by(rate, candidate.id) for rate in offered], None
+    return priced_rates(title, [_offered_by(rate, candidate.id) for rate in offered])
+
+
+def priced_rates(title: str, offered: list[model.Rate]) -> tuple[list[model.Rate], str | None]:
+    """The rates with a price, or why there are none. A rate without a price is no quote: rules and checkouts
+    compare prices, and never take an unknown one for zero. The connectors' mappers give every rate its price
+    (a Shippo rate without an amount, a karrio rate without a total charge are mapping problems), so one without
+    is a connector's defect, logged."""
+    quoted = [rate for rate in offered if rate.price is not None]
+    if len(quoted) < len(offered):
+        log.error("rates without a price left out", connector=title, count=len(offered) - len(quoted))
+    if offered and not quoted:
+        return [], f"{title} quoted no price for any of its rates"
+    return quoted, None
 
 
 def _offered_by(rate: model.Rate, connection_id: uuid.UUID) -> model.Rate:

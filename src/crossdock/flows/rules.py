@@ -8,9 +8,18 @@ an empty rule matches everything). The first matching rule that can be satisfied
 - `fastest`: the fewest estimated transit days (rates without an estimate come last), then the lower price;
 - `fixed`: one named service (`carrier:service_code`), when it is offered.
 
+`cheapest` and `fastest` compare only quoted prices: a rate whose price is unknown (`Rate.price` None) is never
+taken for zero, is left out of the comparison, and the sentence says so.
+
 A matching rule that cannot be satisfied (no rates from its connection, the fixed service not offered) is
 skipped with its reason, and the next one is tried; the fallback is tried last. The decision carries a
 sentence for the order's timeline: "rule 2: cheapest for DE under 2 kg -> DHL Paket 4.99 EUR".
+
+A rule naming a connection that buys labels but quotes no rates (MyParcel.com prices a shipment when it
+registers it), passed in `unquoted`, is satisfied whenever it matches and no rates are asked of it: a `fixed`
+rule ships with its own service at a price not quoted ("rule 1: dpd:dpd-classic -> dpd-classic at MyParcel.com,
+price not quoted (...)"), a `cheapest` or `fastest` one, having nothing to compare, with the connection's
+default service.
 
 Pure: no I/O and no clock. Rates are asked for through a callback, once per connection, so that a rule set
 naming three connections costs three rate requests at most.
@@ -20,7 +29,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -154,16 +163,37 @@ def pick(rule: ShippingRule, rates: list[Rate], currency: str | None) -> tuple[R
     if not rates:
         return None, "no rates were offered"
     if rule.strategy is Strategy.FIXED:
-        assert rule.service is not None
-        carrier, _, code = rule.service.partition(":")
+        carrier, code = _fixed(rule)
         for rate in rates:
             if rate.carrier.lower() == carrier.lower() and rate.service_code.lower() == code.lower():
                 return rate, ""
         return None, f"{rule.service} was not offered"
-    comparable, note = _one_currency(rates, currency)
+    priced = [(rate, rate.price) for rate in rates if rate.price is not None]
+    if not priced:
+        return None, "no rate offered had a quoted price to compare"
+    comparable, note = _one_currency(priced, currency)
+    unknown = len(rates) - len(priced)
+    if unknown:
+        without = f"{unknown} rate{'s' if unknown > 1 else ''} without a quoted price not compared"
+        note = f"{note}; {without}" if note else without
     if rule.strategy is Strategy.CHEAPEST:
-        return min(comparable, key=lambda r: (r.price.amount, _days(r))), note
-    return min(comparable, key=lambda r: (_days(r), r.price.amount)), note
+        return min(comparable, key=lambda rp: (rp[1].amount, _days(rp[0])))[0], note
+    return min(comparable, key=lambda rp: (_days(rp[0]), rp[1].amount))[0], note
+
+
+def unquoted_rate(rule: ShippingRule, connection_id: uuid.UUID) -> Rate | None:
+    """The rate a fixed rule ships with through a connection that quotes no rates: its own service, at a price
+    not known until the label is bought. None for the other strategies, which have nothing to compare."""
+    if rule.strategy is not Strategy.FIXED:
+        return None
+    carrier, code = _fixed(rule)
+    return Rate(carrier=carrier, service_code=code, price=None, connection_id=connection_id)
+
+
+def _fixed(rule: ShippingRule) -> tuple[str, str]:
+    assert rule.service is not None  # a fixed rule is validated to name its service
+    carrier, _, code = rule.service.partition(":")
+    return carrier, code
 
 
 @dataclass
@@ -174,18 +204,31 @@ class Decision:
     explanation: str
     # Why each rule before the deciding one did not decide, for the timeline's detail.
     skipped: list[str] = field(default_factory=list)
+    # The connection the shipment goes out with: the rate's, or, when a rule named a connection that quotes no
+    # rates and has no service of its own, that connection (its default service is used). None: nothing chosen.
+    connection_id: uuid.UUID | None = None
+
+    def __post_init__(self) -> None:
+        if self.connection_id is None and self.rate is not None:
+            self.connection_id = self.rate.connection_id
 
 
 RatesFor = Callable[[uuid.UUID | None], Awaitable[list[Rate]]]
 
 
 async def decide(
-    rules: Iterable[ShippingRule], fallback: ShippingRule | None, facts: Facts, rates_for: RatesFor
+    rules: Iterable[ShippingRule],
+    fallback: ShippingRule | None,
+    facts: Facts,
+    rates_for: RatesFor,
+    unquoted: Mapping[uuid.UUID, str] | None = None,
 ) -> Decision:
     """The first matching rule that can be satisfied, then the fallback. `rates_for(connection_id)` gives
     the rates offered through a connection (None: every shipping connection of the account); each is asked
-    once."""
+    once. `unquoted` maps the connections that buy labels but quote no rates to their titles ("MyParcel.com"):
+    a rule naming one is never asked rates for, and decides whenever it matches (see the module's words)."""
     cache: dict[uuid.UUID | None, list[Rate]] = {}
+    unquoted = unquoted or {}
 
     async def offered(connection_id: uuid.UUID | None) -> list[Rate]:
         if connection_id not in cache:
@@ -204,16 +247,40 @@ async def decide(
             if why_not is not None:
                 skipped.append(f"{label}: the shipment {why_not}")
                 continue
+        if rule.connection_id is not None and rule.connection_id in unquoted:
+            return _without_rates(
+                label, number, rule, rule.connection_id, unquoted[rule.connection_id], skipped
+            )
         rate, note = pick(rule, await offered(rule.connection_id), currency)
         if rate is None:
             skipped.append(f"{label}: {note}")
             continue
-        sentence = f"{label}: {rule.describe()} -> {service_text(rate)} {_money_text(rate.price)}"
+        sentence = f"{label}: {rule.describe()} -> {service_text(rate)}{_price_words(rate.price)}"
         if note:
             sentence += f" ({note})"
         return Decision(rate, number, sentence, skipped)
     reasons = "; ".join(skipped) or "there are no shipping rules"
     return Decision(None, None, f"no shipping rule could choose a service: {reasons}", skipped)
+
+
+def _without_rates(
+    label: str,
+    number: int | None,
+    rule: ShippingRule,
+    connection_id: uuid.UUID,
+    title: str,
+    skipped: list[str],
+) -> Decision:
+    """A matching rule naming a connection that quotes no rates: its fixed service, else the connection's
+    default one, priced by the remote when the label is bought."""
+    rate = unquoted_rate(rule, connection_id)
+    priced_later = f"priced by {title} when the label is bought"
+    if rate is None:
+        where = rule.match.describe() or "every shipment"
+        sentence = f"{label}: {where} -> {title} with the connection's default service ({priced_later})"
+    else:
+        sentence = f"{label}: {rule.describe()} -> {service_text(rate)} at {title}, price not quoted ({priced_later})"
+    return Decision(rate, number, sentence, skipped, connection_id)
 
 
 def service_text(rate: Rate) -> str:
@@ -229,15 +296,17 @@ def _days(rate: Rate) -> int:
     return rate.estimated_days if rate.estimated_days is not None else 10**6
 
 
-def _one_currency(rates: list[Rate], currency: str | None) -> tuple[list[Rate], str]:
+def _one_currency(
+    priced: list[tuple[Rate, Money]], currency: str | None
+) -> tuple[list[tuple[Rate, Money]], str]:
     """Prices in different currencies cannot be compared without exchange rates, which crossdock does not
     guess: compare those in the order's currency, else those in the most common one, and say so."""
-    counts = Counter(r.price.currency for r in rates)
+    counts = Counter(price.currency for _, price in priced)
     if len(counts) == 1:
-        return rates, ""
+        return priced, ""
     chosen = currency if currency in counts else counts.most_common(1)[0][0]
     left = sorted(c for c in counts if c != chosen)
-    return [r for r in rates if r.price.currency == chosen], f"rates in {', '.join(left)} not compared"
+    return [rp for rp in priced if rp[1].currency == chosen], f"rates in {', '.join(left)} not compared"
 
 
 def _weight_text(weight: Weight) -> str:
@@ -249,6 +318,12 @@ def _weight_text(weight: Weight) -> str:
 
 def _money_text(money: Money) -> str:
     return f"{money.amount} {money.currency}"
+
+
+def _price_words(price: Money | None) -> str:
+    """What follows the service in a decision's sentence: " 4.99 EUR"; a price not known until the label is
+    bought is said to be so, never shown as a number."""
+    return ", price not quoted" if price is None else f" {_money_text(price)}"
 
 
 def _threshold_text(money: Money) -> str:

@@ -53,12 +53,16 @@ class Parcel(BaseModel):
 
 
 class Rate(BaseModel):
+    """A service a shipment can go out with. `price` None means "price unknown until bought": a connection that
+    quotes no rates (MyParcel.com prices a shipment when it registers it) still ships with a named service.
+    A rate a connection quotes always has its price."""
+
     model_config = ConfigDict(frozen=True)
 
     carrier: str
     service_code: str
     service_name: str | None = None
-    price: Money
+    price: Money | None
     estimated_days: int | None = None
     remote_id: str | None = None
     connection_id: UUID | None = None
