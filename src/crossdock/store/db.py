@@ -14,10 +14,12 @@ from crossdock.config import Settings
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    # WAL lets readers go on while one writer commits; busy_timeout makes a second writer wait, not fail.
+    # WAL lets readers go on while one writer commits; busy_timeout makes a second writer wait, not fail. 30 s:
+    # on a busy machine (two cores shared with other work) writers were seen queueing past 10 s, and a webhook
+    # or job that waits is better than one that fails with "database is locked".
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
