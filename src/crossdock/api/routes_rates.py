@@ -227,7 +227,8 @@ async def quote_cart(hub: Hub, tenant: Tenant, body: QuoteIn) -> Quoted:
         lines=lines,
         totals=m.Totals(subtotal=total, total=total),
     )
-    shipment = _unstored_shipment([p.to_model() for p in parcels])
+    # No order id: a quote stores nothing, and connectors record their calls against no order.
+    shipment = m.Shipment(order_id=None, parcels=[p.to_model() for p in parcels])
     budget_s = body.budget_ms / 1000
     source = rates_source(hub, tenant.account_id, shipment, order, budget_s=budget_s)
     offered = await source(None)
@@ -302,15 +303,6 @@ def _total_weight(parcels: list[PlannedParcel]) -> m.Weight:
 
 def _days(rate: m.Rate) -> int:
     return rate.estimated_days if rate.estimated_days is not None else 10**6
-
-
-def _unstored_shipment(parcels: list[m.Parcel]) -> m.Shipment:
-    """The shipment rates are asked for, belonging to no order. Connectors hand the shipment's order id to the
-    engine, which records each remote call against that order (remote_calls and the order's timeline reference
-    orders); a made-up id would make every record fail. The model requires an order id, so this one shipment is
-    built without validation, from parcels that were validated already."""
-    fields: dict[str, Any] = {"order_id": None, "parcels": parcels}
-    return m.Shipment.model_construct(**fields)
 
 
 def _price(rate: m.Rate) -> m.Money:

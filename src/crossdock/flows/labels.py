@@ -517,6 +517,9 @@ async def buy_job(ctx: JobContext, payload: dict[str, Any]) -> None:
             return
         order = row_order(order_row)
         shipment = row_shipment(row)
+        # Stored shipments always belong to an order (shipments.order_id is NOT NULL); the connector records its
+        # calls against it on the order's timeline.
+        assert shipment.order_id is not None
         rate = shipment.rate
         key = row.idempotency_key or f"crossdock-label-{row.id}"
         started = row.purchase_started_at

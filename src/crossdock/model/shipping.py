@@ -89,7 +89,8 @@ class TrackingEvent(BaseModel):
 
 class Shipment(BaseModel):
     id: UUID | None = None
-    order_id: UUID
+    # None only for a shipment that is never stored: the one a checkout quote asks rates for has no order yet.
+    order_id: UUID | None
     connection_id: UUID | None = None
     status: ShipmentStatus = ShipmentStatus.DRAFT
     parcels: list[Parcel] = Field(min_length=1)
