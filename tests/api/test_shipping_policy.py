@@ -125,3 +125,12 @@ async def test_a_rule_that_makes_no_sense_is_422_naming_the_field(
         "rules" in (e.get("field") or "") and "1" in (e.get("field") or "") for e in problem["errors"]
     ), problem
     assert "carrier:service_code" in r.text
+
+
+async def test_a_version_beyond_what_is_stored_is_422(client: httpx.AsyncClient, acme: Tenant) -> None:
+    # Found by schemathesis (tests/security/test_openapi_fuzz.py): 2**63 failed in the SQLite driver with a 500.
+    response = await client.put(
+        "/api/v1/shipping/policy", json={"version": 2**63, "policy": POLICY}, headers=acme.headers
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "version"

@@ -21,7 +21,11 @@ class PolicyOut(BaseModel):
 
 
 class PolicyIn(BaseModel):
-    version: int = Field(ge=0, description="The version the edit was made on (0 when none was saved yet).")
+    # The stored version is an SQL INTEGER (32-bit on PostgreSQL); a larger number can match no saved version
+    # and must be refused here, not fail in the database driver.
+    version: int = Field(
+        ge=0, le=2**31 - 1, description="The version the edit was made on (0 when none was saved yet)."
+    )
     policy: ShippingPolicy
 
 
