@@ -303,7 +303,13 @@ async def order_timeline(order_id: uuid.UUID, caller: CallerDep) -> Timeline:
 
 
 # Catalog --------------------------------------------------------------------------------------------------
-@router.post("/products", response_model=ProductOut, status_code=status.HTTP_201_CREATED, tags=["catalog"])
+@router.post(
+    "/products",
+    response_model=ProductOut,
+    status_code=status.HTTP_201_CREATED,
+    tags=["catalog"],
+    responses=documented(409),
+)
 async def create_product(body: ProductCreate, caller: CallerDep) -> ProductOut:
     try:
         product = m.Product.model_validate(body.model_dump())
