@@ -148,3 +148,12 @@ async def test_bad_product_names_the_field_and_stores_nothing(
         await client.post("/api/v1/products", json=blank, headers=acme.headers), 422, "variants[0].sku"
     )
     assert (await client.get("/api/v1/products", headers=acme.headers)).json()["items"] == []
+
+
+async def test_nul_character_is_a_problem_naming_the_field(client: httpx.AsyncClient, acme: Tenant) -> None:
+    # Found by schemathesis (tests/security/test_openapi_fuzz.py): PostgreSQL cannot store NUL, so this was a 500.
+    response = await client.post("/api/v1/orders", json=with_line(sku="MUG\x00-1"), headers=acme.headers)
+    assert_problem(response, 422, "lines[0].sku")
+    response = await client.get("/api/v1/orders", params={"q": "a\x00b"}, headers=acme.headers)
+    assert_problem(response, 422, "q")
+    assert await order_count(client, acme) == 0

@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, nullcontext
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy import text
@@ -56,16 +56,19 @@ def create_app(hub: Hub, *, dispose_on_shutdown: bool = False, run_workers: bool
     )
     app.state.hub = hub
     problems.install(app)
-    app.include_router(v1)
-    app.include_router(documents)
-    app.include_router(webhook_endpoints)
+    # The REST API refuses NUL characters in its input (PostgreSQL cannot store them); inbound hooks and the
+    # integration contracts take the remote's bytes as they come.
+    api_input = [Depends(problems.refuse_nul_characters)]
+    app.include_router(v1, dependencies=api_input)
+    app.include_router(documents, dependencies=api_input)
+    app.include_router(webhook_endpoints, dependencies=api_input)
     app.include_router(hooks)
-    app.include_router(labels)
+    app.include_router(labels, dependencies=api_input)
     app.include_router(myparcelcom)
     app.include_router(oauth)
-    app.include_router(ops)
-    app.include_router(shipping)
-    app.include_router(rates)
+    app.include_router(ops, dependencies=api_input)
+    app.include_router(shipping, dependencies=api_input)
+    app.include_router(rates, dependencies=api_input)
     install_panel(app)
 
     @app.middleware("http")
