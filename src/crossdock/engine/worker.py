@@ -38,6 +38,9 @@ from crossdock.store.types import utcnow
 log = get_logger(__name__)
 
 # Modules whose import registers the engine's own job kinds and periodic tasks.
+# How long stopping waits for the heartbeat, recoverer and scheduler to finish their current beat.
+HOUSEKEEPING_STOP_S = 15.0
+
 JOB_MODULES: tuple[str, ...] = (
     "crossdock.engine.inbox",
     "crossdock.engine.webhooks_out",
@@ -148,7 +151,12 @@ class Worker:
             await self._drain()
         finally:
             remove_waker(self._wake)
-            for helper in helpers:
+            # The housekeeping tasks stop between beats, not in the middle of one: a task cancelled inside its
+            # transaction can leave that database connection unreturned with its write lock held (SQLite then
+            # refuses every other writer until the process ends). Cancelled only if one hangs.
+            self._stopping.set()
+            _finished, hanging = await asyncio.wait(helpers, timeout=HOUSEKEEPING_STOP_S)
+            for helper in hanging:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             log.info("worker stopped", worker_id=self.worker_id)
@@ -190,14 +198,17 @@ class Worker:
             await asyncio.wait(pending, timeout=10)
 
     async def _every(self, interval_s: float, work: Callable[[], Awaitable[None]]) -> None:
-        while True:
+        while not self.stopping:
             try:
                 await work()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database may be restarting: try again at the next beat
                 log.warning("worker housekeeping failed", work=work.__name__, error=_describe(exc))
-            await asyncio.sleep(interval_s)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=interval_s)
+            except TimeoutError:
+                pass
 
     # Claiming ----------------------------------------------------------------------------------------------
     async def _claim(self) -> t.Job | None:
