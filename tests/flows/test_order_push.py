@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -37,7 +37,8 @@ from tests.engine.support import timeline
 from tests.flows.support import jobs_of, run_all
 from tests.support import Tenant as Account
 
-PLACED = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
+# Placed two hours ago, to the second (Shippo's placed_at has no fractions): recent enough to be pushed.
+PLACED = (datetime.now(UTC) - timedelta(hours=2)).replace(microsecond=0)
 BAD_GATEWAY = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
 
 
@@ -173,7 +174,7 @@ async def test_a_paid_order_is_created_in_shippo_once_with_its_fields(
 
     (created,) = await shippo_orders(sandbox, "CD-1001")
     assert created["order_status"] == "PAID" and created["shop_app"] == "Shippo"
-    assert created["placed_at"] == "2025-03-14T09:26:53Z"
+    assert created["placed_at"] == PLACED.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert created["currency"] == "USD" and created["total_price"] == "34.00"
     assert (created["shipping_cost"], created["shipping_cost_currency"]) == ("5.00", "USD")
     assert created["subtotal_price"] == "29.00"
@@ -333,6 +334,16 @@ async def test_with_push_orders_off_nothing_is_pushed(hub: Hub, acme: Account, s
     await run_all(hub, acme.id)
     assert posts(sandbox) == 0
     assert await shippo_orders(sandbox, "CD-1008") == []
+
+
+async def test_an_order_placed_long_ago_is_not_pushed(hub: Hub, acme: Account, sandbox: Shippo) -> None:
+    await connect(hub, acme, sandbox, push_orders="true")
+    order_id = await paid_order(hub, acme, "CD-1009", placed_at=PLACED - timedelta(days=30))
+    assert await jobs_of(hub, order_id, PUSH_JOB) == []
+    (skipped,) = [e for e in await timeline(hub, order_id) if e.kind == "orders.not_pushed"]
+    assert "placed more than 7 days ago" in skipped.summary
+    await run_all(hub, acme.id)
+    assert posts(sandbox) == 0
 
 
 async def test_the_flow_is_registered_and_a_setting_that_is_not_yes_or_no_is_refused(

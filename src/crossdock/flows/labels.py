@@ -25,7 +25,6 @@ cancelled after it bought, and voids what it bought.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -43,7 +42,7 @@ from crossdock.engine.timeline import add_event
 from crossdock.engine.webhooks_out import emit
 from crossdock.flows.catalog import Catalog, sku_tags, variants_by_sku, weighed
 from crossdock.flows.parcels import ParcelError, PlannedParcel, plan
-from crossdock.flows.policy import ShippingPolicy, load_policy
+from crossdock.flows.policy import ShippingPolicy, policy_in_transaction, too_old_to_act_on
 from crossdock.flows.rating import rates_source
 from crossdock.flows.rules import Facts, ShippingRule, Strategy, decide, service_words
 from crossdock.logs import redact, redact_text
@@ -73,12 +72,10 @@ async def _order_entered(session: AsyncSession, tenant: Tenant, row: t.Order, st
     if row.id in session.info.get(_MOVING, ()):
         return
     if status in (S.PAID, S.READY_TO_SHIP):
-        policy = await _policy(session, tenant.account_id)
+        policy = await policy_in_transaction(session, tenant.account_id)
         if not policy.auto_ship:
             return
-        if row.placed_at is not None and row.placed_at < utcnow() - timedelta(
-            days=policy.auto_ship_max_age_days
-        ):
+        if too_old_to_act_on(policy, row.placed_at):
             await tenant.add_event(
                 row.id,
                 "shipping.not_automatic",
@@ -99,14 +96,6 @@ async def _order_entered(session: AsyncSession, tenant: Tenant, row: t.Order, st
         ).all()
         for shipment in bought:
             await enqueue_void(session, shipment)
-
-
-async def _policy(session: AsyncSession, account_id: uuid.UUID) -> ShippingPolicy:
-    """The account's policy, read once per transaction (an import of a page asks for every order)."""
-    cache: dict[uuid.UUID, ShippingPolicy] = session.info.setdefault("crossdock.flows.labels.policy", {})
-    if account_id not in cache:
-        cache[account_id] = (await load_policy(session, account_id))[0]
-    return cache[account_id]
 
 
 async def enqueue_ship(
@@ -252,7 +241,7 @@ async def ship_job(ctx: JobContext, payload: dict[str, Any]) -> None:
             await _requeue_pending(session, tenant, order_id)
             return
         order = row_order(row)
-        policy = await _policy(session, ctx.account_id)
+        policy = await policy_in_transaction(session, ctx.account_id)
         catalog = await variants_by_sku(tenant, (line.sku for line in order.lines))
         lines = _still_to_ship(row, order, catalog)
         tags = sku_tags(lines, catalog)

@@ -5,6 +5,7 @@ service. One document per account, edited as a whole (the panel's rules editor a
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -120,3 +121,17 @@ def _check_connection(rule: ShippingRule, found: dict[uuid.UUID, str], where: st
             "name a shipping connection (Shippo, MyParcel.com, carriers)",
             field=where,
         )
+
+
+async def policy_in_transaction(session: AsyncSession, account_id: uuid.UUID) -> ShippingPolicy:
+    """The account's policy, read once per transaction (an import of a page asks for every order)."""
+    cache: dict[uuid.UUID, ShippingPolicy] = session.info.setdefault("crossdock.flows.policy", {})
+    if account_id not in cache:
+        cache[account_id] = (await load_policy(session, account_id))[0]
+    return cache[account_id]
+
+
+def too_old_to_act_on(policy: ShippingPolicy, placed_at: datetime | None) -> bool:
+    """An order placed longer ago than auto_ship_max_age_days is left to a person: an old order arriving in a
+    backfill is usually dealt with already."""
+    return placed_at is not None and placed_at < utcnow() - timedelta(days=policy.auto_ship_max_age_days)
