@@ -157,6 +157,13 @@ async def test_the_demo_in_the_panel(demo: Demo) -> None:
         await expect(page).to_have_url(re.compile(r"/connections"))
         assert await page.locator("[id^='c-']").count() == before + 1
         await shoot(page, shots, "07-connected")
+        # eBay and Amazon sellers the same way, through their sandboxes' consent pages.
+        for title, consent_button in (("eBay", "#submit"), ("Amazon Selling Partner API", "#confirm")):
+            await page.get_by_role("button", name=f"Connect with {title}").click()
+            await expect(page.locator(consent_button)).to_be_visible()
+            await page.locator(consent_button).click()
+            await expect(page).to_have_url(re.compile(r"/connections"))
+        assert await page.locator("[id^='c-']").count() == before + 3
 
         # A label purchase fails at Shippo, shows on the Failures page, and its Retry ships the order.
         shippo = demo.sandboxes["Shippo"]

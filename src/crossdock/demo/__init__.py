@@ -23,8 +23,11 @@ from crossdock import __version__
 from crossdock.api.app import create_app
 from crossdock.config import Settings
 from crossdock.demo.sandboxes import (
+    AMAZON_APPLICATION_ID,
+    AMAZON_MARKETPLACE,
     CLIENT_ID,
     CLIENT_SECRET,
+    EBAY_RU_NAME,
     SANDBOXES,
     SHOPIFY_SHOP,
     Sandbox,
@@ -57,24 +60,45 @@ DEMO_DEFAULTS: dict[str, Any] = {
 }
 
 
-def demo_settings(port: int, shopify_url: str | None = None) -> Settings:
+def demo_settings(port: int, urls: dict[str, str] | None = None) -> Settings:
     """The hub's settings for the demo: SQLite in CROSSDOCK_HOME whatever CROSSDOCK_DATABASE_URL says (the demo
     never writes into a real database), reachable at 127.0.0.1:`port`, allowed to call the sandboxes on
-    loopback, the DEMO_DEFAULTS where not set otherwise, and the Shopify OAuth app pointing at the sandbox so
-    that a second shop can be connected from /oauth/shopify/start."""
+    loopback, the DEMO_DEFAULTS where not set otherwise, and OAuth apps pointing at the Shopify, eBay and Amazon
+    sandboxes (`urls`, by sandbox name) so that shops and sellers can be connected from the panel's Connect
+    buttons through the sandboxes' consent pages."""
     base = Settings()
     overrides: dict[str, Any] = {
         name: value for name, value in DEMO_DEFAULTS.items() if name not in base.model_fields_set
     }
     overrides.update(database_url=None, public_url=f"http://127.0.0.1:{port}", allow_private_urls=True)
-    if shopify_url is not None:
+    if urls is not None:
         apps = dict(base.oauth_apps)
+        shopify, ebay, amazon = urls["shopify"], urls["ebay"], urls["amazon"]
+        secret = SecretStr(CLIENT_SECRET)
         apps["shopify"] = OAuthApp(
             client_id=CLIENT_ID,
-            client_secret=SecretStr(CLIENT_SECRET),
-            authorize_url=f"{shopify_url}/admin/oauth/authorize",
-            token_url=f"{shopify_url}/admin/oauth/access_token",
-            api_base_url=shopify_url,
+            client_secret=secret,
+            authorize_url=f"{shopify}/admin/oauth/authorize",
+            token_url=f"{shopify}/admin/oauth/access_token",
+            api_base_url=shopify,
+        )
+        apps["ebay"] = OAuthApp(
+            client_id=CLIENT_ID,
+            client_secret=secret,
+            ru_name=EBAY_RU_NAME,
+            authorize_url=f"{ebay}/oauth2/authorize",
+            token_url=f"{ebay}/identity/v1/oauth2/token",
+            api_base_url=ebay,
+        )
+        apps["amazon"] = OAuthApp(
+            client_id=CLIENT_ID,
+            client_secret=secret,
+            application_id=AMAZON_APPLICATION_ID,
+            draft=True,
+            marketplace_ids=[AMAZON_MARKETPLACE],
+            authorize_url=f"{amazon}/apps/authorize/consent",
+            token_url=f"{amazon}/auth/o2/token",
+            api_base_url=amazon,
         )
         overrides["oauth_apps"] = apps
     return Settings(**overrides)
@@ -106,7 +130,7 @@ async def _main(port: int, token: str | None, say: Callable[[str], None]) -> Non
             "e.g. make demo DEMO_PORT=8080"
         ) from None
     sockets = {name: bind(0) for name, _title in SANDBOXES}
-    settings = demo_settings(port, url_of(sockets["shopify"]))
+    settings = demo_settings(port, {name: url_of(sock) for name, sock in sockets.items()})
     hub = Hub.from_settings(settings)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -116,7 +140,9 @@ async def _main(port: int, token: str | None, say: Callable[[str], None]) -> Non
     try:
         await upgrade(hub.db)
         seed = random.SystemRandom().randrange(1, 2**31)
-        sandboxes = build_sandboxes(seed, sockets, shopify_first_order=await next_shopify_order(hub))
+        sandboxes = build_sandboxes(
+            seed, sockets, shopify_first_order=await next_shopify_order(hub), hub_url=settings.public_url
+        )
         for sandbox in sandboxes:
             running.sandboxes.append(await serve(sandbox.app, sandbox.sock, sandbox.name))
         setup = await ensure_demo(hub, sandboxes, token, settings.public_url)
@@ -175,8 +201,8 @@ def _banner(say: Callable[[str], None], url: str, setup: DemoSetup, sandboxes: l
     for sandbox in sandboxes:
         say(f"    {sandbox.title:<13} {sandbox.url}   connection {setup.connections[sandbox.name]}")
     say(
-        "  connect   another Shopify shop through the sandbox's consent page: sign in, then open "
-        f"{url}/oauth/shopify/start?shop={SHOPIFY_SHOP}"
+        f"  connect   more shops and sellers on {url}/connections: Shopify, eBay and Amazon through the "
+        f"sandboxes' consent pages (Shopify's shop is {SHOPIFY_SHOP})"
     )
     say(
         "  watch     a new order every 2-4 s: Shopify's arrive by webhook, eBay's and Amazon's by scheduled pulls "

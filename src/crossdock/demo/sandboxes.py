@@ -45,7 +45,15 @@ SANDBOXES: tuple[tuple[str, str], ...] = (
 )
 
 
-def sandbox_config(name: str, seed: int, *, shopify_first_order: int = 1) -> SandboxConfig:
+# The demo's eBay RuName (eBay's name for an app's redirect URL) and Amazon's SP-API application id, which the
+# sandboxes and the hub's OAuth apps agree on so that eBay and Amazon sellers can be connected from the panel.
+EBAY_RU_NAME = "crossdock_demo-crossdock-demo-runame"
+AMAZON_APPLICATION_ID = "amzn1.sp.solution.crossdock-demo"
+
+
+def sandbox_config(
+    name: str, seed: int, *, shopify_first_order: int = 1, hub_url: str | None = None
+) -> SandboxConfig:
     """The demo's configuration of sandbox `name`. Every sandbox gets the run's seed, so that its ids and tracking
     numbers differ from an earlier run's; the Shopify shop's order numbers go on from `shopify_first_order`."""
     common: dict[str, Any] = {"seed": seed, "fast_limits": True}
@@ -53,12 +61,16 @@ def sandbox_config(name: str, seed: int, *, shopify_first_order: int = 1) -> San
         extra = {"shop": SHOPIFY_SHOP, "first_order": str(shopify_first_order)}
         config = build_config(token=SHOPIFY_TOKEN, extra=extra, **common)
     elif name == "ebay":
-        config = build_config(orders=SEEDED_PULL_ORDERS, extra={"days": "1"}, **common)
+        extra = {"days": "1", "ru_name": EBAY_RU_NAME}
+        if hub_url is not None:
+            extra["accept_url"] = f"{hub_url}/oauth/ebay/callback"
+        config = build_config(orders=SEEDED_PULL_ORDERS, extra=extra, **common)
     elif name == "amazon":
         extra = {
             "marketplace_ids": AMAZON_MARKETPLACE,
             "refresh_token": AMAZON_REFRESH_TOKEN,
             "selling_partner_id": AMAZON_SELLER,
+            "application_id": AMAZON_APPLICATION_ID,
             "days": "1",
         }
         config = build_config(orders=SEEDED_PULL_ORDERS, extra=extra, **common)
@@ -107,14 +119,16 @@ def url_of(sock: socket.socket) -> str:
 
 
 def build_sandboxes(
-    seed: int, sockets: dict[str, socket.socket], *, shopify_first_order: int
+    seed: int, sockets: dict[str, socket.socket], *, shopify_first_order: int, hub_url: str | None = None
 ) -> list[Sandbox]:
     """The five sandbox apps, each with the socket it will be served on."""
     return [
         Sandbox(
             name,
             title,
-            create_sandbox_app(name, sandbox_config(name, seed, shopify_first_order=shopify_first_order)),
+            create_sandbox_app(
+                name, sandbox_config(name, seed, shopify_first_order=shopify_first_order, hub_url=hub_url)
+            ),
             sockets[name],
         )
         for name, title in SANDBOXES
