@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -238,6 +239,9 @@ async def in_order_and_faulty(hub: Hub, sandboxes: Any, faults: str) -> tuple[di
     shipped = await our_shipment(hub, setup, transaction)
     sandbox.state.config.webhook_url = setup.url()
     for _ in range(2):
+        # Hours apart, as a parcel moves: steps in the same millisecond would tie on their time and be ordered
+        # by arrival, which is what the faulty delivery changes.
+        sandbox.state.clock_offset += timedelta(hours=3)
         await sandbox.advance(transaction["tracking_number"])
     await sandbox.delivered()
     await settled(hub)
