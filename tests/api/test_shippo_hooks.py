@@ -212,7 +212,10 @@ async def test_sandbox_label_tracked_to_delivery_delivers_the_order(hub: Hub, sa
     await sandbox.delivered()
     await settled(hub)
     shipped = await our_shipment(hub, setup, transaction)
+    # Hours apart, as a parcel moves (in the same millisecond the steps would tie on time).
+    sandbox.state.clock_offset += timedelta(hours=3)
     await sandbox.advance(transaction["tracking_number"])  # TRANSIT
+    sandbox.state.clock_offset += timedelta(hours=3)
     await sandbox.advance(transaction["tracking_number"])  # DELIVERED
     await sandbox.delivered()
     assert [d.status for d in sandbox.state.webhooks.deliveries] == [200, 200, 200, 200]
