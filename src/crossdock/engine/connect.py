@@ -102,15 +102,26 @@ async def connect(
     if not check or not spec.factory:
         return Connected(row, reached="not checked")
     try:
-        async with open_connector(hub, account_id, row.id) as (_, runtime):
-            reached = await runtime.check()
-            subscriptions: list[str] = []
-            if Capability.ORDERS_WEBHOOK in spec.capabilities and isinstance(runtime, WebhookSubscriptions):
-                subscriptions = await runtime.subscribe(hook_address(hub, row.id))
+        reached, subscriptions = await check_and_subscribe(hub, account_id, row.id)
     except JobError as exc:
         await _forget(hub, account_id, row.id)
         raise ConnectionRefused(f"{spec.title} refused the connection: {exc.message}") from None
     return Connected(row, reached=reached, subscriptions=subscriptions)
+
+
+async def check_and_subscribe(
+    hub: Hub, account_id: uuid.UUID, connection_id: uuid.UUID
+) -> tuple[str, list[str]]:
+    """Prove a stored connection's credentials with one call to the remote, and subscribe the remote's order
+    webhooks to its hook when the connector takes them; returns what the check reached and the subscriptions.
+    Raises JobError when the remote refuses."""
+    async with open_connector(hub, account_id, connection_id) as (row, runtime):
+        reached = await runtime.check()
+        subscriptions: list[str] = []
+        takes_webhooks = Capability.ORDERS_WEBHOOK in get_spec(row.connector).capabilities
+        if takes_webhooks and isinstance(runtime, WebhookSubscriptions):
+            subscriptions = await runtime.subscribe(hook_address(hub, connection_id))
+    return reached, subscriptions
 
 
 def hook_address(hub: Hub, connection_id: uuid.UUID) -> str:
