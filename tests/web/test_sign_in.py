@@ -63,6 +63,26 @@ async def test_the_session_cookie_is_secure_when_the_hub_is_served_over_https(
     assert "Secure" in cookie and "HttpOnly" in cookie
 
 
+@pytest.mark.parametrize(
+    "next_path",
+    ["https://evil.example/", "//evil.example/", "/\\evil.example/", "/\t/evil.example/", "/orders\x00"],
+)
+async def test_signing_in_goes_back_only_to_a_path_of_this_hub(
+    client: httpx.AsyncClient, hub: Hub, acme: Tenant, next_path: str
+) -> None:
+    page = await client.get("/login")
+    answer = await client.post(
+        "/login",
+        data={
+            "csrf_token": csrf_of(page.text),
+            "email": await make_user(hub, acme),
+            "password": PASSWORD,
+            "next": next_path,
+        },
+    )
+    assert answer.status_code == 303 and answer.headers["location"] == "/"
+
+
 async def test_a_wrong_password_is_refused_with_what_to_check(
     client: httpx.AsyncClient, hub: Hub, acme: Tenant
 ) -> None:

@@ -43,7 +43,7 @@ from crossdock.security.oauth import (
     start_flow,
 )
 from crossdock.store.repo import Tenant
-from crossdock.web.deps import SignInRequired
+from crossdock.web.deps import SignInRequired, is_own_path
 from crossdock.web.render import error_page
 from crossdock.web.sessions import COOKIE as PANEL_COOKIE
 from crossdock.web.sessions import load_session
@@ -123,17 +123,9 @@ def _callback_url(hub: Hub, app: OAuthApp, connector: str) -> str:
 
 
 def _own_path(return_to: str) -> str:
-    """Only a path of this hub: a full URL, a scheme-relative //host or a backslash could send the browser (and
-    the connection id) to another site after the flow (an open redirect)."""
-    parts = urlsplit(return_to)
-    if (
-        parts.scheme
-        or parts.netloc
-        or not return_to.startswith("/")
-        or return_to.startswith("//")
-        or "\\" in return_to
-        or any(ord(ch) < 0x20 for ch in return_to)
-    ):
+    """Only a path of this hub (is_own_path): anything else could send the browser, and the connection id, to
+    another site after the flow."""
+    if not is_own_path(return_to):
         raise invalid("return_to", "must be a path of this hub starting with /, e.g. /connections")
     return return_to
 
@@ -185,11 +177,7 @@ async def start(
         if not _from_panel(request, format):
             raise
         # A person who pressed Connect in the panel gets a page that says what to do, not a JSON document.
-        back = "/connections"
-        try:
-            back = _own_path(return_to) if return_to else back
-        except Problem:
-            pass
+        back = return_to if return_to and is_own_path(return_to) else "/connections"
         return error_page(request, exc.status, exc.title, exc.detail, back=(back, "Back to Connections"))
 
 

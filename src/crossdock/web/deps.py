@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +31,21 @@ class PanelError(Exception):
         self.status = status
         self.title = title
         self.detail = detail
+
+
+def is_own_path(value: str) -> bool:
+    """Whether a place to send the browser to (after signing in, after an OAuth flow) is a path of this hub: a
+    full URL, a scheme-relative //host, a backslash or a control character could send it to another site (an
+    open redirect)."""
+    parts = urlsplit(value)
+    return (
+        value.startswith("/")
+        and not value.startswith("//")
+        and "\\" not in value
+        and not any(ord(ch) < 0x20 for ch in value)
+        and not parts.scheme
+        and not parts.netloc
+    )
 
 
 def sign_in_url(next_path: str) -> str:

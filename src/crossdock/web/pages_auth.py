@@ -5,7 +5,6 @@ from __future__ import annotations
 import hmac
 import secrets
 from typing import Annotated
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -15,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crossdock.api.deps import HubDep, get_session
 from crossdock.security.tokens import hash_token
 from crossdock.store import tables as t
-from crossdock.web.deps import FormDep, PanelDep
+from crossdock.web.deps import FormDep, PanelDep, is_own_path
 from crossdock.web.render import render
 from crossdock.web.sessions import COOKIE, IDLE_TIMEOUT, end_session, start_session
 from crossdock.web.users import check_sign_in
@@ -28,10 +27,7 @@ LOGIN_COOKIE = "crossdock_login_csrf"
 
 
 def _own_path(value: str | None) -> str:
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return "/"
-    parts = urlsplit(value)
-    return "/" if parts.scheme or parts.netloc else value
+    return value if value and is_own_path(value) else "/"
 
 
 def _secure(request: Request, public_url: str) -> bool:
