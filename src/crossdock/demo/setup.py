@@ -14,8 +14,6 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from crossdock.connectors.base import Capability, WebhookSubscriptions
-from crossdock.connectors.registry import get_spec
 from crossdock.demo.sandboxes import (
     AMAZON_MARKETPLACE,
     AMAZON_REFRESH_TOKEN,
@@ -27,8 +25,8 @@ from crossdock.demo.sandboxes import (
     SHOPIFY_TOKEN,
     Sandbox,
 )
-from crossdock.engine.connect import connect, hook_address
-from crossdock.engine.connections import ACTIVE, open_connector
+from crossdock.engine.connect import check_and_subscribe, connect, hook_address
+from crossdock.engine.connections import ACTIVE
 from crossdock.engine.errors import JobError
 from crossdock.engine.sync import request_sync
 from crossdock.flows.policy import ShippingPolicy, load_policy, save_policy
@@ -86,8 +84,6 @@ class DemoSetup:
     sign_in: str
     # Connection ids by sandbox name.
     connections: dict[str, uuid.UUID] = field(default_factory=dict)
-    # What each connection's check reached, or why it could not be checked.
-    reached: dict[str, str] = field(default_factory=dict)
 
 
 async def ensure_account(hub: Hub, token: str | None) -> tuple[t.Account, str]:
@@ -198,11 +194,11 @@ async def _find_connection(hub: Hub, account_id: uuid.UUID, connector: str) -> t
     return None
 
 
-async def ensure_connection(hub: Hub, account_id: uuid.UUID, sandbox: Sandbox) -> tuple[uuid.UUID, str]:
+async def ensure_connection(hub: Hub, account_id: uuid.UUID, sandbox: Sandbox) -> uuid.UUID:
     """The account's connection to `sandbox`: made through engine.connect the first time (which checks the
     credentials and subscribes the sandbox's webhooks to the hub), afterwards pointed at this run's sandbox
-    (its address, settings and credentials) and checked and subscribed again the same way. Returns its id and
-    what its check reached."""
+    (its address, settings and credentials) and checked and subscribed again the same way (a new sandbox knows
+    no subscriptions). Returns its id."""
     connector = sandbox.name
     existing = await _find_connection(hub, account_id, connector)
     previous: dict[str, str] = {}
@@ -223,7 +219,7 @@ async def ensure_connection(hub: Hub, account_id: uuid.UUID, sandbox: Sandbox) -
             )
         except ValueError as exc:
             raise DemoError(f"could not connect the {sandbox.title} sandbox: {exc}") from None
-        return connected.connection.id, connected.reached
+        return connected.connection.id
     async with hub.db.transaction() as session:
         tenant = repo.Tenant(session, account_id)
         row = await tenant.get_connection(existing.id)
@@ -234,22 +230,11 @@ async def ensure_connection(hub: Hub, account_id: uuid.UUID, sandbox: Sandbox) -
         for name in stale:
             await tenant.delete_secret(row, name)
         row.updated_at = utcnow()
-    return existing.id, await _check_and_subscribe(hub, account_id, existing.id, sandbox.title)
-
-
-async def _check_and_subscribe(hub: Hub, account_id: uuid.UUID, connection_id: uuid.UUID, title: str) -> str:
-    """What engine.connect does after storing a connection, for one stored before: one call proves the
-    credentials, and a connector that takes order webhooks subscribes the hub's hook (a new sandbox knows no
-    subscriptions)."""
     try:
-        async with open_connector(hub, account_id, connection_id) as (row, runtime):
-            reached = str(await runtime.check())
-            spec = get_spec(row.connector)
-            if Capability.ORDERS_WEBHOOK in spec.capabilities and isinstance(runtime, WebhookSubscriptions):
-                await runtime.subscribe(hook_address(hub, connection_id))
+        await check_and_subscribe(hub, account_id, existing.id)
     except JobError as exc:
-        raise DemoError(f"the {title} sandbox refused the demo's connection: {exc.message}") from None
-    return reached
+        raise DemoError(f"the {sandbox.title} sandbox refused the demo's connection: {exc.message}") from None
+    return existing.id
 
 
 def demo_policy(shippo_id: uuid.UUID, myparcelcom_id: uuid.UUID) -> ShippingPolicy:
@@ -327,9 +312,7 @@ async def ensure_demo(hub: Hub, sandboxes: list[Sandbox], token: str | None, hub
     account, secret = await ensure_account(hub, token)
     setup = DemoSetup(account=account, token=secret, sign_in=await ensure_demo_user(hub, account, hub_url))
     for sandbox in sandboxes:
-        connection_id, reached = await ensure_connection(hub, account.id, sandbox)
-        setup.connections[sandbox.name] = connection_id
-        setup.reached[sandbox.name] = reached
+        setup.connections[sandbox.name] = await ensure_connection(hub, account.id, sandbox)
     await ensure_policy(hub, account.id, setup.connections["shippo"], setup.connections["myparcelcom"])
     await request_first_pulls(hub, account.id, {name: setup.connections[name] for name in CHANNELS})
     return setup
