@@ -26,6 +26,8 @@ from sqlalchemy import select
 from crossdock.demo.sandboxes import Sandbox
 from crossdock.hub import Hub
 from crossdock.logs import get_logger
+from crossdock.sandbox.myparcelcom.resources import PROGRESSION
+from crossdock.sandbox.shippo.state import TRACKING_PROGRESSION
 from crossdock.store import tables as t
 from crossdock.store.types import utcnow
 
@@ -44,17 +46,13 @@ IN_TRANSIT_AFTER_S = 8.0
 DELIVERED_AFTER_S = 15.0
 # Destinations of new orders, so that every shipping rule gets its turn.
 COUNTRIES = ("US", "US", "US", "US", "US", "GB", "DE", "NL", "FR", "ES", "CA", "JP")
-# Shipping sandboxes' status steps that put a parcel on its way and deliver it.
-SHIPPO_OPEN = ("PRE_TRANSIT", "TRANSIT")
+# The shipping sandboxes' statuses of a parcel on its way, each of which a scan moves one step on (the last
+# step delivers it).
+SHIPPO_OPEN = TRACKING_PROGRESSION[:-1]
+MYPARCELCOM_OPEN = PROGRESSION[PROGRESSION.index("shipment-registered") : -1]
 # The feed reads what changed since its last look and a little before: a change is dated when it is made and
 # seen once committed, which may be a moment later. What it has told already it does not tell again.
 OVERLAP = timedelta(seconds=10)
-MYPARCELCOM_DONE = (
-    "shipment-delivered",
-    "shipment-registration-failed",
-    "shipment-concept",
-    "shipment-processing",
-)
 
 
 @dataclass
@@ -65,7 +63,8 @@ class Traffic:
     rng: random.Random = field(default_factory=random.Random)
     # When each parcel (by tracking number or shipment id) was last seen to change at the carrier.
     _seen: dict[str, tuple[str, float]] = field(default_factory=dict)
-    _pay_later: list[tuple[float, str, str]] = field(default_factory=list)
+    # Shopify orders to pay later: (when, order id).
+    _pay_later: list[tuple[float, str]] = field(default_factory=list)
     _clients: dict[str, httpx.AsyncClient] = field(default_factory=dict)
 
     def client(self, name: str) -> httpx.AsyncClient:
@@ -91,7 +90,7 @@ class Traffic:
             r.raise_for_status()
             if not paid:
                 order_id = str(r.json()["order"]["id"])
-                self._pay_later.append((time.monotonic() + PAY_LATER_S, channel, order_id))
+                self._pay_later.append((time.monotonic() + PAY_LATER_S, order_id))
         elif channel == "ebay":
             body = {"count": 1, "country": country, "payment_status": "PAID" if paid else "PENDING"}
             (await admin.post("/_sandbox/orders", json=body)).raise_for_status()
@@ -130,11 +129,9 @@ class Traffic:
         myparcelcom = self.client("myparcelcom")
         r = await myparcelcom.get("/_sandbox/shipments")
         r.raise_for_status()
-        body = r.json()
-        for shipment in body.get("data", body) if isinstance(body, dict) else body:
-            status = _myparcelcom_status(shipment)
-            shipment_id = shipment.get("id")
-            if not shipment_id or status is None or status in MYPARCELCOM_DONE:
+        for shipment in r.json():
+            shipment_id, status = shipment["id"], shipment["status"]
+            if status not in MYPARCELCOM_OPEN:
                 continue
             if self._due(f"myparcelcom:{shipment_id}", status, IN_TRANSIT_AFTER_S):
                 await myparcelcom.post(f"/_sandbox/shipments/{shipment_id}/advance", json={})
@@ -163,7 +160,7 @@ class Traffic:
         now = time.monotonic()
         due = [item for item in self._pay_later if item[0] <= now]
         self._pay_later = [item for item in self._pay_later if item[0] > now]
-        for _at, _channel, order_id in due:
+        for _at, order_id in due:
             r = await self.client("shopify").patch(
                 f"/_sandbox/orders/{order_id}", json={"financial_status": "paid"}
             )
@@ -178,14 +175,6 @@ class Traffic:
             log.warning("demo traffic step refused", url=str(exc.request.url), answer=exc.response.text[:300])
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             log.warning("demo traffic step failed", error=str(exc))
-
-
-def _myparcelcom_status(shipment: dict[str, Any]) -> str | None:
-    attributes = shipment.get("attributes") or {}
-    status = attributes.get("status") or shipment.get("status")
-    if isinstance(status, dict):
-        status = status.get("code")
-    return status if isinstance(status, str) else None
 
 
 # The feed -------------------------------------------------------------------------------------------------
