@@ -28,9 +28,14 @@ PACKING: dict[str, Any] = {
 
 
 async def put_policy(
-    client: httpx.AsyncClient, account: Account, *, auto_ship: bool, rules: list[dict[str, Any]]
+    client: httpx.AsyncClient,
+    account: Account,
+    *,
+    auto_ship: bool,
+    rules: list[dict[str, Any]],
+    packing: dict[str, Any] | None = None,
 ) -> None:
-    policy = {"auto_ship": auto_ship, "packing": PACKING, "rules": rules}
+    policy = {"auto_ship": auto_ship, "packing": PACKING if packing is None else packing, "rules": rules}
     r = await client.put(
         "/api/v1/shipping/policy", json={"version": 0, "policy": policy}, headers=account.headers
     )

@@ -40,7 +40,7 @@ from tests.connectors.test_shippo_client import LIVE_TOKEN, ORIGIN, Front, Shipp
 from tests.engine.fulfil_support import Channel, serve_channel
 from tests.engine.processes import start_worker, stop_all, worker_env
 from tests.engine.support import eventually, timeline
-from tests.flows.support import jobs_of, put_policy, run_all, shipments_of
+from tests.flows.support import PACKING, jobs_of, put_policy, run_all, shipments_of
 from tests.support import Tenant as Account
 from tests.support import new_account
 
@@ -76,6 +76,7 @@ async def set_up(
     *,
     auto_ship: bool,
     rules: Any = None,
+    packing: dict[str, Any] | None = None,
 ) -> Setup:
     account = await new_account(hub, "Acme")
     account_id = uuid.UUID(account.id)
@@ -90,14 +91,17 @@ async def set_up(
             secrets={"api_token": LIVE_TOKEN},
         )
     rules = rules if rules is not None else [{"connection_id": str(row.id), "strategy": "cheapest"}]
-    await put_policy(client, account, auto_ship=auto_ship, rules=rules)
+    await put_policy(client, account, auto_ship=auto_ship, rules=rules, packing=packing)
     return Setup(account, shopify_id, row.id)
 
 
-async def new_shopify_order(hub: Hub, shopify: Channel, setup: Setup) -> tuple[uuid.UUID, str]:
-    """An order placed in the Shopify sandbox now, pulled into crossdock; its id here and at Shopify."""
+async def new_shopify_order(
+    hub: Hub, shopify: Channel, setup: Setup, **fields: Any
+) -> tuple[uuid.UUID, str]:
+    """An order placed in the Shopify sandbox now (with these Shopify order fields), pulled into crossdock; its
+    id here and at Shopify."""
     r = await shopify.admin.post(
-        "/_sandbox/orders", json={"order": {"shipping_address": {"country_code": "US"}}}
+        "/_sandbox/orders", json={"order": {"shipping_address": {"country_code": "US"}, **fields}}
     )
     assert r.status_code == 201, r.text
     external_id = str(r.json()["order"]["id"])
@@ -262,6 +266,33 @@ async def test_a_failed_purchase_retried_by_hand_buys_one_label_and_a_replay_doe
         purchases[0]["tracking_number"]
     ]
     assert "shipping.label_retried" in {e.kind for e in await timeline(hub, order_id)}
+
+
+async def test_the_failed_purchases_of_a_two_parcel_order_retried_by_hand_both_buy_their_label(
+    hub: Hub, client: httpx.AsyncClient, shopify: Channel, shippo_sandbox: Shippo
+) -> None:
+    # Two 1 kg units in parcels of at most 1.5 kg (100 g of packaging): one parcel, one shipment each.
+    packing = {**PACKING, "max_weight": {"value": "1500", "unit": "g"}}
+    setup = await set_up(hub, client, shopify, shippo_sandbox, auto_ship=True, packing=packing)
+    assert (
+        await shippo_sandbox.admin.post("/_sandbox/settings", json={"fail_labels": True})
+    ).status_code == 200
+    anvils = [{"sku": "ANVIL-1KG", "title": "Anvil", "price": "25.00", "quantity": 2, "grams": 1000}]
+    order_id, _ = await new_shopify_order(hub, shopify, setup, line_items=anvils)
+    await run_all(hub, setup.account.id)
+    dead = await jobs_of(hub, order_id, BUY_JOB)
+    assert [s.status for s in await shipments_of(hub, order_id)] == ["failed", "failed"]
+    assert [j.status for j in dead] == ["dead", "dead"]
+
+    # Each dead job is the one that failed its own shipment, whichever failed last.
+    await shippo_sandbox.admin.post("/_sandbox/settings", json={"fail_labels": False})
+    async with hub.db.transaction() as session:
+        for job in dead:
+            await retry_job(session, job.id, uuid.UUID(setup.account.id))
+    await run_all(hub, setup.account.id)
+    assert [s.status for s in await shipments_of(hub, order_id)] == ["label_purchased", "label_purchased"]
+    assert len(await purchases_for(shippo_sandbox, hub, order_id)) == 2
+    assert "shipping.not_retried" not in {e.kind for e in await timeline(hub, order_id)}
 
 
 async def test_a_cancelled_order_voids_its_bought_label(

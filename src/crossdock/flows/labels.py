@@ -440,8 +440,9 @@ async def _fail(ctx: JobContext, shipment_id: uuid.UUID, order_id: uuid.UUID, me
 async def _retried_by_hand(session: AsyncSession, ctx: JobContext, row: t.Shipment) -> bool:
     """Whether this run is the very job that failed the shipment, run again: only a person retrying the dead job
     does that (a failure is permanent, so the job was not retried on schedule). A different job for a failed
-    shipment (a replay, a duplicate) is not a decision to try again."""
-    detail = await session.scalar(
+    shipment (a replay, a duplicate) is not a decision to try again. The failure's timeline event names the job;
+    the order's other shipments (its other parcels) have failure events of their own."""
+    failures = await session.scalars(
         select(t.TimelineEvent.detail)
         .where(
             t.TimelineEvent.account_id == row.account_id,
@@ -449,11 +450,9 @@ async def _retried_by_hand(session: AsyncSession, ctx: JobContext, row: t.Shipme
             t.TimelineEvent.kind == "shipping.label_failed",
         )
         .order_by(t.TimelineEvent.at.desc())
-        .limit(1)
     )
-    if not detail:
-        return False
-    return bool(detail.get("job_id") == str(ctx.job_id) and detail.get("shipment_id") == str(row.id))
+    latest = next((detail for detail in failures if (detail or {}).get("shipment_id") == str(row.id)), None)
+    return latest is not None and latest.get("job_id") == str(ctx.job_id)
 
 
 @job(BUY_JOB, retry=RetryPolicy(max_attempts=8, base_s=15.0, cap_s=3600.0), timeout_s=300)
