@@ -95,9 +95,7 @@ async def set_up(
     return Setup(account, shopify_id, row.id)
 
 
-async def new_shopify_order(
-    hub: Hub, shopify: Channel, setup: Setup, **fields: Any
-) -> tuple[uuid.UUID, str]:
+async def new_shopify_order(hub: Hub, shopify: Channel, setup: Setup, **fields: Any) -> tuple[uuid.UUID, str]:
     """An order placed in the Shopify sandbox now (with these Shopify order fields), pulled into crossdock; its
     id here and at Shopify."""
     r = await shopify.admin.post(
