@@ -68,7 +68,8 @@ async def create_account(session: AsyncSession, name: str) -> t.Account:
     return account
 
 
-async def account_for_token(session: AsyncSession, token: str) -> t.Account | None:
+async def find_token(session: AsyncSession, token: str) -> tuple[t.ApiToken, t.Account] | None:
+    """The unrevoked API token with this secret and its account, its use noted; None when there is none."""
     row = (
         await session.execute(
             select(t.ApiToken, t.Account)
@@ -85,7 +86,12 @@ async def account_for_token(session: AsyncSession, token: str) -> t.Account | No
         await session.execute(
             update(t.ApiToken).where(t.ApiToken.id == token_row.id).values(last_used_at=now)
         )
-    return account
+    return token_row, account
+
+
+async def account_for_token(session: AsyncSession, token: str) -> t.Account | None:
+    found = await find_token(session, token)
+    return found[1] if found else None
 
 
 async def get_account(session: AsyncSession, account_id: uuid.UUID) -> t.Account:
