@@ -6,7 +6,7 @@ import uuid
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from crossdock.api.app import create_app
@@ -121,6 +121,8 @@ async def test_the_sign_in_form_without_its_csrf_cookie_is_refused(
 async def test_an_api_token_signs_in_and_revoking_it_ends_the_session(
     client: httpx.AsyncClient, hub: Hub, acme: Tenant
 ) -> None:
+    async with hub.db.transaction() as session:
+        await session.execute(update(t.ApiToken).values(last_used_at=None))
     page = await client.get("/login")
     answer = await client.post("/login", data={"csrf_token": csrf_of(page.text), "api_token": acme.token})
     assert answer.status_code == 303
@@ -128,6 +130,7 @@ async def test_an_api_token_signs_in_and_revoking_it_ends_the_session(
     async with hub.db.transaction() as session:
         tenant = repo.Tenant(session, uuid.UUID(acme.id))
         (token,) = await tenant.list_tokens()
+        assert token.last_used_at is not None  # signing in is a use of the token, as an API call is
         await tenant.revoke_token(token.id)
     assert (await client.get("/")).status_code == 303
 

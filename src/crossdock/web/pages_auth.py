@@ -8,11 +8,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crossdock.api.deps import HubDep, get_session
-from crossdock.security.tokens import hash_token
+from crossdock.store import repo
 from crossdock.store import tables as t
 from crossdock.web.deps import FormDep, PanelDep, is_own_path
 from crossdock.web.render import render
@@ -81,19 +80,15 @@ async def login(
     client = request.client.host if request.client else "unknown"
     account_id = user_id = token_id = None
     if api_token.strip():
-        row = await session.scalar(
-            select(t.ApiToken).where(
-                t.ApiToken.token_hash == hash_token(api_token.strip()), t.ApiToken.revoked_at.is_(None)
-            )
-        )
-        if row is None:
+        found = await repo.find_token(session, api_token.strip())
+        if found is None:
             return _login_page(
                 request,
                 secure,
                 status_code=401,
                 error="This API token is unknown or revoked. Create one with 'crossdock tokens create'.",
             )
-        account_id, token_id = row.account_id, row.id
+        account_id, token_id = found[0].account_id, found[0].id
     else:
         result = await check_sign_in(session, email, password, client)
         if result.retry_after is not None:
