@@ -117,7 +117,8 @@ class Running:
 def run_demo(*, port: int, token: str | None, say: Callable[[str], None]) -> None:
     """Run the demo until SIGINT or SIGTERM; `say` prints a line for the person watching. Raises DemoError for
     what they can fix (a port in use, a DEMO_TOKEN of another account)."""
-    configure_logging(demo_settings(port).log_level, Settings().log_format)
+    settings = demo_settings(port)
+    configure_logging(settings.log_level, settings.log_format)
     asyncio.run(_main(port, token, say))
 
 
@@ -166,7 +167,7 @@ async def _main(port: int, token: str | None, say: Callable[[str], None]) -> Non
             await traffic.aclose()
     finally:
         # Ctrl-C again while stopping: stop at once, without waiting for open connections.
-        loop.add_signal_handler(signal.SIGINT, lambda: asyncio.ensure_future(_force(running)))
+        loop.add_signal_handler(signal.SIGINT, _force, running)
         await _shut_down(running)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
@@ -176,7 +177,7 @@ async def _main(port: int, token: str | None, say: Callable[[str], None]) -> Non
     say("stopped")
 
 
-async def _force(running: Running) -> None:
+def _force(running: Running) -> None:
     for served in [*running.sandboxes, *([running.hub_server] if running.hub_server else [])]:
         served.server.force_exit = True
 

@@ -163,11 +163,10 @@ async def serve(app: Any, sock: socket.socket, name: str) -> Served:
     return Served(server, task)
 
 
-async def stop(served: list[Served], *, force: bool = False) -> None:
-    """Ask the servers to stop and wait for them (with `force`, without waiting for open connections)."""
+async def stop(served: list[Served]) -> None:
+    """Ask the servers to stop and wait for them."""
     for item in served:
         item.server.should_exit = True
-        item.server.force_exit = item.server.force_exit or force
     for item in served:
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await item.task
