@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -15,7 +16,8 @@ from crossdock.config import Settings
 from crossdock.hub import Hub
 from crossdock.store import repo
 from crossdock.store import tables as t
-from crossdock.web.users import MAX_FAILURES_PER_EMAIL
+from crossdock.store.types import utcnow
+from crossdock.web.users import MAX_FAILURES_PER_EMAIL, get_user_by_email, set_password
 from tests.support import Tenant
 from tests.web.support import PASSWORD, csrf_of, make_user, sign_in, signed_in
 
@@ -159,6 +161,31 @@ async def test_a_stolen_cookie_of_a_signed_out_session_opens_nothing(
     await client.post("/logout", data={"csrf_token": csrf})
     client.cookies.set("crossdock_session", cookie)
     assert (await client.get("/")).status_code == 303
+
+
+async def test_a_session_ends_when_idle_when_its_user_is_disabled_or_gets_a_new_password(
+    client: httpx.AsyncClient, hub: Hub, acme: Tenant
+) -> None:
+    async def opens() -> bool:
+        return (await client.get("/")).status_code == 200
+
+    email = await make_user(hub, acme)
+    assert (await sign_in(client, email)).status_code == 303 and await opens()
+    async with hub.db.transaction() as session:
+        await session.execute(update(t.PanelSession).values(expires_at=utcnow() - timedelta(seconds=1)))
+    assert not await opens()
+
+    assert (await sign_in(client, email)).status_code == 303 and await opens()
+    async with hub.db.transaction() as session:
+        await session.execute(update(t.User).values(disabled_at=utcnow()))
+    assert not await opens()
+
+    async with hub.db.transaction() as session:
+        await session.execute(update(t.User).values(disabled_at=None))
+    assert await opens()
+    async with hub.db.transaction() as session:
+        await set_password(session, await get_user_by_email(session, email), "another long password")
+    assert not await opens()
 
 
 async def test_the_dashboard_of_account_a_shows_nothing_of_account_b(
