@@ -262,6 +262,22 @@ async def test_shutdown_lets_a_running_job_finish_within_the_grace_period(hub: H
     assert (await job_row(hub, job_id)).status == "succeeded"
 
 
+async def test_a_job_finishing_within_the_grace_period_keeps_its_lease_meanwhile(hub: Hub) -> None:
+    shop = await new_shop(fast(hub, lease_s=0.6))
+    async with hub.db.transaction() as session:
+        job_id = await enqueue(
+            session, account_id=shop.account_id, kind="test.wait", payload={"seconds": 1.5}
+        )
+    async with running_worker(hub) as stopping:
+        await eventually(lambda: status_is(hub, job_id, "running"))
+        # Another worker's recoverer runs again any job whose lease lapses while the first one drains.
+        async with running_worker(hub):
+            stopping.stop()
+            await eventually(lambda: status_is(hub, job_id, "succeeded"))
+    row = await job_row(hub, job_id)
+    assert row.attempts == 1 and row.last_error is None
+
+
 async def test_shutdown_past_the_grace_period_leaves_the_job_to_be_retried(hub: Hub) -> None:
     shop = await new_shop(fast(hub))
     hub.settings.worker_grace_s = 0.1

@@ -37,10 +37,10 @@ from crossdock.store.types import utcnow
 
 log = get_logger(__name__)
 
-# Modules whose import registers the engine's own job kinds and periodic tasks.
 # How long stopping waits for the heartbeat, recoverer and scheduler to finish their current beat.
 HOUSEKEEPING_STOP_S = 15.0
 
+# Modules whose import registers the engine's own job kinds and periodic tasks.
 JOB_MODULES: tuple[str, ...] = (
     "crossdock.engine.inbox",
     "crossdock.engine.webhooks_out",
@@ -118,6 +118,8 @@ class Worker:
         self.run_periodic = run_periodic
         self._running: dict[uuid.UUID, _Running] = {}
         self._stopping = asyncio.Event()
+        # Set once running jobs are drained: the heartbeat keeps their leases until then.
+        self._housekeeping_done = asyncio.Event()
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._last_tick: dict[str, int] = {}
@@ -154,7 +156,7 @@ class Worker:
             # The housekeeping tasks stop between beats, not in the middle of one: a task cancelled inside its
             # transaction can leave that database connection unreturned with its write lock held (SQLite then
             # refuses every other writer until the process ends). Cancelled only if one hangs.
-            self._stopping.set()
+            self._housekeeping_done.set()
             _finished, hanging = await asyncio.wait(helpers, timeout=HOUSEKEEPING_STOP_S)
             for helper in hanging:
                 helper.cancel()
@@ -198,7 +200,7 @@ class Worker:
             await asyncio.wait(pending, timeout=10)
 
     async def _every(self, interval_s: float, work: Callable[[], Awaitable[None]]) -> None:
-        while not self.stopping:
+        while not self._housekeeping_done.is_set():
             try:
                 await work()
             except asyncio.CancelledError:
@@ -206,7 +208,7 @@ class Worker:
             except Exception as exc:  # the database may be restarting: try again at the next beat
                 log.warning("worker housekeeping failed", work=work.__name__, error=_describe(exc))
             try:
-                await asyncio.wait_for(self._stopping.wait(), timeout=interval_s)
+                await asyncio.wait_for(self._housekeeping_done.wait(), timeout=interval_s)
             except TimeoutError:
                 pass
 
