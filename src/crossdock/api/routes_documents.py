@@ -23,7 +23,7 @@ from crossdock.flows.policy import load_policy
 from crossdock.hub import Hub
 from crossdock.logs import get_logger
 from crossdock.store import tables as t
-from crossdock.store.convert import minor_money, row_order, row_shipment
+from crossdock.store.convert import minor_money, row_order, row_parcel, row_shipment
 from crossdock.store.repo import NotFound, Tenant
 
 router = APIRouter(prefix="/api/v1", tags=["documents"])
@@ -96,14 +96,8 @@ class ShipmentList(BaseModel):
 
 
 def _parcel(row: t.Parcel) -> ParcelOut:
-    dims = None
-    if row.length_mm is not None and row.width_mm is not None and row.height_mm is not None:
-        dims = m.Dimensions(
-            length=m.Length.mm(row.length_mm),
-            width=m.Length.mm(row.width_mm),
-            height=m.Length.mm(row.height_mm),
-        )
-    return ParcelOut(weight=m.Weight.grams(row.weight_g), dimensions=dims, reference=row.reference)
+    parcel = row_parcel(row)
+    return ParcelOut(weight=parcel.weight, dimensions=parcel.dimensions, reference=parcel.reference)
 
 
 async def newest_labels(tenant: Tenant, shipment_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, t.Label]:
