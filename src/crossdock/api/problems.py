@@ -61,9 +61,10 @@ def _problem_doc(status: int) -> dict[str, Any]:
 
 def declare_problems(document: dict[str, Any]) -> None:
     """Declare in an OpenAPI document the problem answers every operation can give through the shared
-    machinery: 401 where a bearer token is required, 404 where a path names an object, 409 where a page cursor is
-    taken, 413 where there is a body, 422 (instead of FastAPI's default application/json shape, which crossdock never sends) where there are
-    parameters or a body. Statuses particular to a route (409 for a state conflict) are declared on the route."""
+    machinery: 401 where a bearer token is required, 404 where a path names an object, 409 where a page cursor
+    is taken, 413 where there is a body, 422 where there are parameters or a body (instead of FastAPI's default
+    application/json shape, which crossdock never sends). Statuses particular to a route (409 for a state
+    conflict) are declared on the route."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     problem = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(problem.pop("$defs", {}))
