@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -20,49 +20,45 @@ from crossdock.web.render import render
 router = APIRouter(include_in_schema=False)
 
 
-async def _count(panel: Panel, query: Any) -> int:
-    return int(await panel.db.scalar(query) or 0)
+async def _made_since(
+    panel: Panel, table: type[t.Order] | type[t.Label], hour: datetime, day: datetime
+) -> tuple[int, int]:
+    """How many of the account's orders (or labels) were made since `hour` and since `day`, in one query."""
+    since_hour, since_day = (
+        await panel.db.execute(
+            select(func.count().filter(table.created_at >= hour), func.count()).where(
+                table.account_id == panel.account.id, table.created_at >= day
+            )
+        )
+    ).one()
+    return int(since_hour), int(since_day)
 
 
 async def dashboard_figures(panel: Panel) -> dict[str, Any]:
     account = panel.account.id
-    by_status = dict(
-        (
-            await panel.db.execute(
-                select(t.Order.status, func.count())
-                .where(t.Order.account_id == account)
-                .group_by(t.Order.status)
-            )
-        ).all()
-    )
+    by_status = await panel.tenant.count_orders_by_status()
     states = [(status.value, int(by_status.get(status.value, 0))) for status in OrderStatus]
     now = utcnow()
-    throughput = []
-    for label, since in (("last hour", now - timedelta(hours=1)), ("last day", now - timedelta(days=1))):
-        received = await _count(
-            panel, select(func.count()).where(t.Order.account_id == account, t.Order.created_at >= since)
-        )
-        labels = await _count(
-            panel, select(func.count()).where(t.Label.account_id == account, t.Label.created_at >= since)
-        )
-        throughput.append({"window": label, "received": received, "labels": labels})
-    dead = await _count(
-        panel, select(func.count()).where(t.Job.account_id == account, t.Job.status == "dead")
-    )
-    quarantined = await _count(
-        panel,
-        select(func.count()).where(
-            t.InboxMessage.account_id == account, t.InboxMessage.status == "quarantined"
-        ),
-    )
-    queue = dict(
+    hour, day = now - timedelta(hours=1), now - timedelta(days=1)
+    received = await _made_since(panel, t.Order, hour, day)
+    labels = await _made_since(panel, t.Label, hour, day)
+    throughput = [
+        {"window": window, "received": received[i], "labels": labels[i]}
+        for i, window in enumerate(("last hour", "last day"))
+    ]
+    jobs = dict(
         (
             await panel.db.execute(
                 select(t.Job.status, func.count())
-                .where(t.Job.account_id == account, t.Job.status.in_(("queued", "running")))
+                .where(t.Job.account_id == account, t.Job.status.in_(("dead", "queued", "running")))
                 .group_by(t.Job.status)
             )
         ).all()
+    )
+    quarantined = await panel.db.scalar(
+        select(func.count()).where(
+            t.InboxMessage.account_id == account, t.InboxMessage.status == "quarantined"
+        )
     )
     attention = (
         await panel.db.scalars(
@@ -77,10 +73,10 @@ async def dashboard_figures(panel: Panel) -> dict[str, Any]:
         "states": states,
         "total_orders": sum(count for _status, count in states),
         "throughput": throughput,
-        "dead": dead,
-        "quarantined": quarantined,
-        "queued": int(queue.get("queued", 0)),
-        "running": int(queue.get("running", 0)),
+        "dead": int(jobs.get("dead", 0)),
+        "quarantined": int(quarantined or 0),
+        "queued": int(jobs.get("queued", 0)),
+        "running": int(jobs.get("running", 0)),
         "attention": attention,
         "as_of": now,
     }
