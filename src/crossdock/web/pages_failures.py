@@ -150,35 +150,31 @@ async def _act(what: str, ident: str, action: Callable[[uuid.UUID], Awaitable[ob
 
 @router.post("/failures/jobs/{job_id}/retry")
 async def retry_job(job_id: str, panel: PanelDep, _form: FormDep) -> Response:
-    async def retry(ident: uuid.UUID) -> None:
-        await queue.retry_job(panel.db, ident, panel.account.id)
-
-    await _act("job", job_id, retry)
+    await _act("job", job_id, lambda ident: queue.retry_job(panel.db, ident, panel.account.id))
     return _back("The job is queued again; a worker runs it shortly.")
 
 
 @router.post("/failures/jobs/{job_id}/discard")
 async def discard_job(job_id: str, panel: PanelDep, _form: FormDep) -> Response:
-    async def discard(ident: uuid.UUID) -> None:
-        await queue.discard_job(panel.db, ident, panel.account.id)
-
-    await _act("job", job_id, discard)
+    await _act("job", job_id, lambda ident: queue.discard_job(panel.db, ident, panel.account.id))
     return _back("The job is discarded; it will not run again.")
 
 
 @router.post("/failures/payloads/{inbox_id}/retry")
 async def retry_payload(inbox_id: str, panel: PanelDep, _form: FormDep) -> Response:
-    async def retry(ident: uuid.UUID) -> None:
-        await inbox.retry_payload(panel.db, inbox_id=ident, account_id=panel.account.id)
-
-    await _act("payload", inbox_id, retry)
+    await _act(
+        "payload",
+        inbox_id,
+        lambda ident: inbox.retry_payload(panel.db, inbox_id=ident, account_id=panel.account.id),
+    )
     return _back("The payload is queued to be processed again; if it still does not fit, it comes back here.")
 
 
 @router.post("/failures/payloads/{inbox_id}/discard")
 async def discard_payload(inbox_id: str, panel: PanelDep, _form: FormDep) -> Response:
-    async def discard(ident: uuid.UUID) -> None:
-        await inbox.discard_payload(panel.db, inbox_id=ident, account_id=panel.account.id)
-
-    await _act("payload", inbox_id, discard)
+    await _act(
+        "payload",
+        inbox_id,
+        lambda ident: inbox.discard_payload(panel.db, inbox_id=ident, account_id=panel.account.id),
+    )
     return _back("The payload is discarded; nothing is made of it.")
