@@ -119,6 +119,13 @@ async def create_endpoint(request: Request, panel: PanelDep, form: FormDep) -> R
     )
     panel.db.add(row)
     await panel.db.flush()
+    return _secret_page(request, panel, row, secret, created=True)
+
+
+def _secret_page(
+    request: Request, panel: Panel, row: t.WebhookEndpoint, secret: str, *, created: bool
+) -> Response:
+    """The endpoint's new signing secret, shown this once."""
     return render(
         request,
         "webhooks/secret.html",
@@ -126,7 +133,7 @@ async def create_endpoint(request: Request, panel: PanelDep, form: FormDep) -> R
         active="webhooks",
         endpoint=row,
         secret=secret,
-        created=True,
+        created=created,
     )
 
 
@@ -147,16 +154,7 @@ async def disable_endpoint(endpoint_id: str, panel: PanelDep, form: FormDep) -> 
 @router.post("/webhooks/{endpoint_id}/rotate-secret")
 async def rotate_secret(request: Request, endpoint_id: str, panel: PanelDep, form: FormDep) -> Response:
     row = await _endpoint(panel, endpoint_id)
-    secret = wh.rotate_secret(panel.hub.vault, row)
-    return render(
-        request,
-        "webhooks/secret.html",
-        panel=panel,
-        active="webhooks",
-        endpoint=row,
-        secret=secret,
-        created=False,
-    )
+    return _secret_page(request, panel, row, wh.rotate_secret(panel.hub.vault, row), created=False)
 
 
 @router.get("/webhooks/{endpoint_id}/delete")
