@@ -23,14 +23,7 @@ from crossdock.hub import Hub
 from crossdock.store import repo
 from crossdock.store import tables as t
 from crossdock.store.migrate import upgrade
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.demo_process import banner_sandboxes, free_port, read_banner, start_demo
 
 
 def port_is_free(port: int) -> bool:
@@ -46,20 +39,6 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def start_demo(tmp_path: Path, port: int, token: str) -> subprocess.Popen[str]:
-    env = os.environ | {"CROSSDOCK_HOME": str(tmp_path), "DEMO_PORT": str(port), "DEMO_TOKEN": token}
-    env.pop("CROSSDOCK_DATABASE_URL", None)
-    return subprocess.Popen(
-        ["make", "--no-print-directory", "demo"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
 
 
 def test_make_demo_answers_healthz_within_15_seconds(tmp_path: Path) -> None:
@@ -88,20 +67,6 @@ def test_make_demo_answers_healthz_within_15_seconds(tmp_path: Path) -> None:
     assert re.search(rf"token\s+{token}", output)
 
 
-def read_banner(proc: subprocess.Popen[str], deadline: float) -> str:
-    """The demo's output up to its banner's last line ("stop  Ctrl-C")."""
-    assert proc.stdout is not None
-    lines: list[str] = []
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            raise AssertionError("make demo ended early:\n" + "".join(lines))
-        lines.append(line)
-        if line.strip().startswith("stop"):
-            return "".join(lines)
-    raise AssertionError("make demo printed no banner in time:\n" + "".join(lines))
-
-
 def shipped_with_tracking(api: httpx.Client) -> tuple[list[str], set[str]]:
     """Tracking numbers of the account's shipped (or since delivered) orders, and the connectors of all its
     orders, read through the REST API."""
@@ -126,9 +91,7 @@ def test_make_demo_ships_orders_from_several_channels_within_60_seconds_and_one_
     output = ""
     try:
         output = read_banner(proc, started + 60)
-        sandbox_ports = [
-            int(p) for p in re.findall(r"^\s{4}\S.*?http://127\.0\.0\.1:(\d+)\s+connection", output, re.M)
-        ]
+        sandbox_ports = [int(url.rsplit(":", 1)[1]) for url in banner_sandboxes(output).values()]
         assert len(sandbox_ports) == 5, output
         assert re.search(r"sign in\s+\S", output) and f"http://127.0.0.1:{port}" in output
         tracking: list[str] = []

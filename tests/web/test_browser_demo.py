@@ -13,7 +13,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,69 +23,36 @@ import httpx
 import pytest
 from playwright.async_api import Page, expect
 
+from tests.demo_process import banner_sandboxes, free_port, read_banner, start_demo
 from tests.web.browser import chromium, fresh_screenshots, require_chromium, shoot
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "demo-browser-token-0123456789"
 # What the Shippo sandbox answers a purchase while fail_labels is on.
 INJECTED = "did not answer in time"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
 class Demo:
     url: str
     started: float
-    output: list[str]
     sandboxes: dict[str, str]
     email: str
     password: str
-
-
-def _read_banner(proc: subprocess.Popen[str], lines: list[str], deadline: float) -> None:
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            raise AssertionError("make demo ended early:\n" + "".join(lines))
-        lines.append(line)
-        if line.strip().startswith("stop"):
-            return
-    raise AssertionError("make demo printed no banner within 60 s:\n" + "".join(lines))
 
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Demo]:
     require_chromium()
     port = free_port()
-    env = os.environ | {"CROSSDOCK_HOME": str(tmp_path), "DEMO_PORT": str(port), "DEMO_TOKEN": TOKEN}
-    env.pop("CROSSDOCK_DATABASE_URL", None)
     started = time.monotonic()
-    proc = subprocess.Popen(
-        ["make", "--no-print-directory", "demo"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    lines: list[str] = []
+    proc = start_demo(tmp_path, port, TOKEN)
     try:
-        _read_banner(proc, lines, started + 60)
-        text = "".join(lines)
-        sandboxes = {
-            m.group(1).strip(): m.group(2)
-            for m in re.finditer(r"^\s{4}(\S[^\n]*?)\s+(http://127\.0\.0\.1:\d+)\s+connection", text, re.M)
-        }
+        text = read_banner(proc, started + 60)
         sign_in = re.search(r"sign in\s+.*?(\S+@\S+?),? password (\S+)", text)
         assert sign_in, f"the banner names no user to sign in with:\n{text}"
-        yield Demo(f"http://127.0.0.1:{port}", started, lines, sandboxes, sign_in.group(1), sign_in.group(2))
+        yield Demo(
+            f"http://127.0.0.1:{port}", started, banner_sandboxes(text), sign_in.group(1), sign_in.group(2)
+        )
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:
