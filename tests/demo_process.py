@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -46,6 +47,13 @@ def read_banner(proc: subprocess.Popen[str], deadline: float) -> str:
         if line.strip().startswith("stop"):
             return "".join(lines)
     raise AssertionError("make demo printed no banner in time:\n" + "".join(lines))
+
+
+def keep_reading(proc: subprocess.Popen[str]) -> None:
+    """Read and drop the rest of the demo's output in the background: a test that watches the demo longer than a
+    minute would otherwise let its feed fill the pipe, and the demo, blocked writing to it, would stop moving."""
+    assert proc.stdout is not None
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
 
 
 def banner_sandboxes(banner: str) -> dict[str, str]:

@@ -23,7 +23,7 @@ import httpx
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.demo_process import banner_sandboxes, free_port, read_banner, start_demo
+from tests.demo_process import banner_sandboxes, free_port, keep_reading, read_banner, start_demo
 from tests.web.browser import chromium, fresh_screenshots, require_chromium, shoot
 
 TOKEN = "demo-browser-token-0123456789"
@@ -48,6 +48,7 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
     proc = start_demo(tmp_path, port, TOKEN)
     try:
         text = read_banner(proc, started + 60)
+        keep_reading(proc)
         sign_in = re.search(r"sign in\s+.*?(\S+@\S+?),? password (\S+)", text)
         assert sign_in, f"the banner names no user to sign in with:\n{text}"
         yield Demo(
