@@ -36,7 +36,7 @@ from crossdock.store.convert import minor_money, row_order
 from crossdock.store.repo import Conflict, NotFound
 from crossdock.web.context import Panel
 from crossdock.web.deps import FormDep, PanelDep, PanelError
-from crossdock.web.render import render
+from crossdock.web.render import render, utc_text
 
 router = APIRouter(include_in_schema=False)
 
@@ -56,12 +56,6 @@ FILE_HEADERS = {
 
 
 # -- shared bits -------------------------------------------------------------------------------------------------
-def _when(value: datetime | None, *, seconds: bool = False) -> str:
-    if value is None:
-        return "—"
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
-
-
 def _money(value: m.Money | None) -> str:
     return f"{value.amount} {value.currency}" if value is not None else "—"
 
@@ -133,7 +127,7 @@ def _order_row(row: t.Order, connections: dict[uuid.UUID, t.Connection]) -> Orde
         country=address.country if address else "—",
         total=_money(minor_money(row.total_minor, row.currency)),
         status=row.status,
-        updated=_when(row.updated_at),
+        updated=utc_text(row.updated_at, seconds=False),
         updated_iso=row.updated_at.isoformat(),
     )
 
@@ -204,7 +198,7 @@ async def orders_page(request: Request, panel: PanelDep) -> Response:
         older=older,
         newest=newest,
         paged=cursor is not None,
-        as_of=_when(datetime.now(UTC)),
+        as_of=utc_text(datetime.now(UTC), seconds=False),
     )
 
 
@@ -250,7 +244,7 @@ class Entry:
     when: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.when = _when(self.at, seconds=True)
+        self.when = utc_text(self.at, seconds=True)
 
 
 def _service(row: t.Shipment) -> str:
@@ -273,7 +267,7 @@ def _shipment_view(order_id: uuid.UUID, row: t.Shipment, label: t.Label | None) 
         decision=row.decision,
         error=row.error,
         parcels=len(row.parcels),
-        created=_when(row.created_at),
+        created=utc_text(row.created_at, seconds=False),
         voidable=row.status == SS.LABEL_PURCHASED.value,
     )
     if label is not None and row.status in PRINTABLE:
@@ -299,7 +293,7 @@ def _inbound(row: t.InboxMessage) -> Inbound:
     return Inbound(
         kind=row.kind,
         status=row.status,
-        received=_when(row.received_at, seconds=True),
+        received=utc_text(row.received_at, seconds=True),
         headers=json.dumps(redact(row.headers or {}), indent=2, ensure_ascii=False),
         body=body,
         cut=cut,
@@ -411,9 +405,9 @@ async def order_page(order_id: str, request: Request, panel: PanelDep) -> Respon
         number=order_number(order),
         channel=_channel(connection),
         connection=connection,
-        created=_when(row.created_at),
-        updated=_when(row.updated_at),
-        placed=_when(row.placed_at) if row.placed_at else None,
+        created=utc_text(row.created_at, seconds=False),
+        updated=utc_text(row.updated_at, seconds=False),
+        placed=utc_text(row.placed_at, seconds=False) if row.placed_at else None,
         totals=totals,
         lines=lines,
         address=address_lines(order.shipping_address) if order.shipping_address else [],
@@ -422,7 +416,7 @@ async def order_page(order_id: str, request: Request, panel: PanelDep) -> Respon
         can_ship=can_ship,
         timeline=await _timeline(panel, row.id),
         problem=request.query_params.get("problem"),
-        as_of=_when(datetime.now(UTC)),
+        as_of=utc_text(datetime.now(UTC), seconds=False),
     )
 
 

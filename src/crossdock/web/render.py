@@ -4,11 +4,15 @@ page carries, and live regions: a request with `X-Live-Block: NAME` gets only th
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
+from jinja2 import pass_context
+from jinja2.runtime import Context
+from markupsafe import Markup
 from starlette.templating import Jinja2Templates
 
 from crossdock import __version__
@@ -16,6 +20,50 @@ from crossdock.web.context import Panel
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.globals["crossdock_version"] = __version__
+
+
+def utc_text(value: datetime | None, *, seconds: bool = True) -> str:
+    """A moment as every panel page shows it, in UTC; a dash when there is none."""
+    if value is None:
+        return "—"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
+
+
+def when_html(value: datetime | None, seconds: bool = True) -> Markup:
+    """`{{ moment|when }}` in a template: the moment in a <time> element that machines can read too."""
+    if value is None:
+        return Markup("—")
+    return Markup('<time datetime="{}">{}</time>').format(value.isoformat(), utc_text(value, seconds=seconds))
+
+
+@pass_context
+def post_button(
+    context: Context,
+    action: str,
+    label: str,
+    style: str = "",
+    aside: str = "",
+    aside_class: str = "vh",
+    fields: dict[str, object] | None = None,
+) -> Markup:
+    """`{{ post_button(action, label, ...) }}`: a one-button form posting to `action` with the session's CSRF token
+    (and `fields` as hidden inputs). `aside` follows the label, for screen readers only by default, so that the
+    buttons of a table's rows can be told apart."""
+    hidden = [("csrf_token", context["panel"].csrf), *(fields or {}).items()]
+    inputs = Markup("").join(
+        Markup('<input type="hidden" name="{}" value="{}">').format(name, value) for name, value in hidden
+    )
+    words = Markup("{}").format(label)
+    if aside:
+        words += Markup('<span class="{}"> {}</span>').format(aside_class, aside)
+    css = Markup(' class="{}"').format(style) if style else Markup("")
+    return Markup(
+        '<form method="post" action="{}" class="inline">{}<button type="submit"{}>{}</button></form>'
+    ).format(action, inputs, css, words)
+
+
+templates.env.filters["when"] = when_html
+templates.env.globals["post_button"] = post_button
 
 # Pages are never cached (they show one account's data) and never framed. Scripts and styles come from this hub
 # only; frames and objects only from this hub (the label preview); images may be data: URLs.
