@@ -186,6 +186,8 @@ async def test_pause_resume_and_sync_now_change_the_connection_and_queue_a_pull(
     assert "is paused" in page.text and "Resume" in row_of(page.text, ident)
     refused = await client.post(f"/connections/{ident}/sync", data={"csrf_token": csrf})
     assert refused.status_code == 409 and "resume or re-authorise it first" in refused.text
+    again = await client.post(f"/connections/{ident}/pause", data={"csrf_token": csrf})
+    assert again.status_code == 409 and "resume or re-authorise it on Connections" in again.text
 
     resumed = await client.post(f"/connections/{ident}/resume", data={"csrf_token": csrf})
     assert resumed.status_code == 303

@@ -200,7 +200,12 @@ async def connections_page(request: Request, panel: PanelDep) -> Response:
 async def pause(connection_id: str, panel: PanelDep, _form: FormDep) -> Response:
     row = await _connection(panel, connection_id)
     if row.status != ACTIVE:
-        raise PanelError(409, "Cannot pause", f"{row.name} is {row.status.replace('_', ' ')}, not active.")
+        raise PanelError(
+            409,
+            "Cannot pause",
+            f"{row.name} is {row.status.replace('_', ' ')}, not active, so nothing runs for it already: resume or "
+            "re-authorise it on Connections when it should run again.",
+        )
     await panel.db.commit()
     await connecting.set_status(panel.hub, panel.account.id, row.id, PAUSED)
     return _back(f"{row.name} is paused: nothing is pulled or pushed until you resume it.", row.id)
