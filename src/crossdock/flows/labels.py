@@ -567,12 +567,24 @@ async def _store(
     assert ctx.account_id is not None
     async with ctx.session() as session:
         tenant = Tenant(session, ctx.account_id)
+        # The order is locked first, before anything naming it is written: the labels of an order's parcels are
+        # stored by jobs that may run at once, and each ends by recording a fulfillment, which locks the order.
+        # Taken late, after rows referring to the order were inserted (which share-lock it), the two jobs would
+        # each wait for the other (a deadlock, seen on PostgreSQL).
+        order_id = await session.scalar(
+            select(t.Shipment.order_id).where(
+                t.Shipment.id == shipment_id, t.Shipment.account_id == ctx.account_id
+            )
+        )
+        order = (
+            await session.scalars(tenant.scoped(t.Order).where(t.Order.id == order_id).with_for_update())
+        ).first()
         row = (
             await session.scalars(
                 tenant.scoped(t.Shipment).where(t.Shipment.id == shipment_id).with_for_update()
             )
         ).first()
-        if row is None or row.status != SS.LABEL_PENDING.value:
+        if order is None or row is None or row.status != SS.LABEL_PENDING.value:
             return
         row.status = SS.LABEL_PURCHASED.value
         row.external_id = label.remote_id
@@ -622,8 +634,6 @@ async def _store(
                 "tracking_url": label.tracking_url,
             },
         )
-        order = await session.get(t.Order, row.order_id)
-        assert order is not None
         if S(order.status) in (S.CANCELLED, S.REFUNDED):
             await tenant.add_event(
                 row.order_id,
