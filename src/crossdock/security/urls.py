@@ -15,8 +15,14 @@ class UnsafeURL(ValueError):
 
 
 def _is_internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        # An IPv6 address that carries an IPv4 one (mapped ::ffff:a.b.c.d, 6to4 2002::/16, Teredo 2001::/32)
+        # reaches that IPv4 address: it is as internal as what it carries.
+        carried = [address.sixtofour, *(address.teredo or ())]
+        if any(_is_internal(a) for a in carried if a is not None):
+            return True
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
     return (
         address.is_private
         or address.is_loopback
@@ -24,6 +30,9 @@ def _is_internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool
         or address.is_multicast
         or address.is_reserved
         or address.is_unspecified
+        # Not routed on the internet, yet neither "private" to ipaddress: 100.64.0.0/10, the carrier-grade NAT
+        # range (RFC 6598), where some clouds answer instance metadata (100.100.100.200).
+        or not address.is_global
     )
 
 
@@ -47,7 +56,8 @@ def check_outbound_url(url: str, *, allow_private: bool, resolve: bool = True) -
     try:
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
-        if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
+        name = host.rstrip(".")  # "localhost." is the same name as "localhost"
+        if name == "localhost" or name.endswith((".localhost", ".local", ".internal")):
             raise UnsafeURL(
                 f"'{host}' is an internal host name; set CROSSDOCK_ALLOW_PRIVATE_URLS=1 to allow it"
             ) from None
