@@ -8,6 +8,7 @@ and deletes the connection. The CLI, the REST API and the OAuth callbacks all go
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from crossdock.engine.jobs import JobContext, RetryPolicy, job
 from crossdock.engine.periodic import periodic
 from crossdock.hub import Hub
 from crossdock.logs import get_logger
+from crossdock.security.urls import UnsafeURL, check_outbound_url
 from crossdock.store import tables as t
 from crossdock.store.repo import Tenant
 from crossdock.store.types import utcnow
@@ -88,6 +90,15 @@ async def connect(
     """Store a new connection and make it work. When the remote refuses the credentials the connection is not
     kept (ConnectionRefused says what the remote said); `check=False` stores it without calling the remote."""
     validate(connector, settings, secrets)
+    if base_url is not None:
+        # Checked here, not only at the first call: a connection stored unchecked would otherwise keep a URL
+        # into the hub's own network until something uses it.
+        try:
+            await asyncio.to_thread(
+                check_outbound_url, base_url, allow_private=hub.settings.allow_private_urls
+            )
+        except UnsafeURL as exc:
+            raise ConnectionRefused(f"the base URL is refused: {exc}", "base_url") from None
     spec = get_spec(connector)
     async with hub.db.transaction() as session:
         row = await Tenant(session, account_id).create_connection(
