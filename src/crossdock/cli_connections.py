@@ -192,6 +192,8 @@ def connections_add(
             )
         except ConnectionRefused as exc:
             flag = _flag_for(exc.field)
+            if exc.field == "base_url":
+                cli._fail(f"--base-url: {exc.message}")
             cli._fail(exc.message + (f" (give it with {flag})" if flag and "required" in exc.message else ""))
             return
         data = connection_dict(done.connection, sorted(secrets))
