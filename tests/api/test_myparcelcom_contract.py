@@ -17,13 +17,21 @@ from sqlalchemy import func, select
 from crossdock import model as m
 from crossdock.api.app import create_app
 from crossdock.api.routes_myparcelcom import PREFIX
+from crossdock.engine import sync
 from crossdock.engine.connect import connect, set_status
 from crossdock.engine.fulfillments import PUSH_JOB
 from crossdock.hub import Hub
+from crossdock.sandbox import create_sandbox_app
+from crossdock.sandbox.common import SandboxConfig
 from crossdock.sandbox.common.server import run_in_thread
 from crossdock.sandbox.myparcelcom.platform import ContractViolation, MyParcelComPlatform, PageHandler
 from crossdock.store import repo
 from crossdock.store import tables as t
+from tests.connectors.test_myparcelcom_client import CLIENT_SECRET as MPC_SECRET
+from tests.connectors.test_myparcelcom_client import Front, MyParcelCom
+from tests.connectors.test_myparcelcom_client import connect as connect_mpc
+from tests.engine.fulfil_support import serve_channel
+from tests.engine.support import eventually, fast, running_worker, timeline
 from tests.support import new_account
 
 SHOP_A = "3f0e7d2c-8a41-4c5b-9e6f-0a1b2c3d4e5f"
@@ -653,3 +661,66 @@ async def test_callback_refusals(hub: Hub, platform: MyParcelComPlatform) -> Non
     }
     not_json = await platform.client.post(platform.url("/callback/shipment-statuses"), content=b"{")
     assert not_json.status_code == 400 and "not valid JSON" in error_of(not_json)["detail"]
+
+
+async def test_an_ebay_order_shipped_through_the_contract_reaches_ebay_with_the_carrier_myparcelcom_chose(
+    hub: Hub, platform: MyParcelComPlatform
+) -> None:
+    """The contract's callback names a shipment and its tracking code, never its carrier, and eBay takes a
+    tracking number only with its carrier. The fulfillment's push asks MyParcel.com's API for the shipment's
+    service and that service's carrier (the connection's own credentials), keeps it, and confirms the shipment
+    on eBay with eBay's code for that carrier."""
+    account = await new_account(hub, "Acme")
+    account_id = uuid.UUID(account.id)
+    app = create_sandbox_app("myparcelcom", SandboxConfig(seed=7, extra={"processing_s": "0"}))
+    with run_in_thread(app) as mpc_url:
+        state = app.state.sandbox
+        mpc = MyParcelCom(mpc_url, Front(app), state)
+        mpc_id = await connect_mpc(hub, account, mpc)
+        landed = await platform.authorize(mpc.shop_id, DONE, on_page=consent_with(MPC_SECRET))
+        assert str(landed) == DONE
+        async with serve_channel("ebay") as ebay:
+            ebay_id = await ebay.connect(hub, account_id)
+            run = await sync.run_pull(hub, account_id, ebay_id, since=datetime.now(UTC) - timedelta(days=90))
+            assert run.status == "succeeded" and run.created > 0, run.error
+            async with hub.db.session() as session:
+                rows = (
+                    await session.execute(
+                        select(t.Order.id, t.Order.external_id, t.Order.external_number).where(
+                            t.Order.connection_id == ebay_id, t.Order.status == "paid"
+                        )
+                    )
+                ).all()
+            order_id, external_id, number = next(
+                r for r in rows if r.external_id and ebay.can_ship(r.external_id)
+            )
+            today = datetime.now(UTC).date()
+            listed = await platform.list_shipments(mpc.shop_id, today - timedelta(days=90), today)
+            [served] = [s for s in listed if s["attributes"]["customer_reference"] == number]
+
+            # MyParcel.com's platform imports the listed shipment and registers it with DPD.
+            record = state.import_shipment(served, "dpd-classic")
+            tracking = record.attributes["tracking_code"]
+            called = await platform.post_status_callback(
+                state.shipment_resource(record, mpc_url), "shipment-registered"
+            )
+            assert called.json()["meta"]["fulfillment"] == "recorded"
+            async with running_worker(fast(hub), run_periodic=False):
+
+                async def on_ebay() -> bool:
+                    return bool(await ebay.shipments(external_id))
+
+                await eventually(on_ebay, within_s=60)
+            remote = await ebay.shipments(external_id)
+        await mpc.admin.aclose()
+
+    assert [(s.tracking_number, s.carrier) for s in remote] == [(tracking, "DPD")]
+    async with hub.db.session() as session:
+        (fulfillment,) = (
+            await session.scalars(select(t.Fulfillment).where(t.Fulfillment.order_id == order_id))
+        ).all()
+        (shipment,) = (await session.scalars(select(t.Shipment).where(t.Shipment.order_id == order_id))).all()
+    assert fulfillment.carrier == shipment.carrier == "DPD"
+    assert fulfillment.status == "pushed" and shipment.connection_id == mpc_id
+    learned = [e for e in await timeline(hub, order_id) if e.kind == "fulfillment.carrier_learned"]
+    assert [e.summary for e in learned] == [f"MyParcel.com says shipment {record.id} goes with DPD"]

@@ -349,6 +349,17 @@ class ShippingLabels(Protocol):
 
 
 @runtime_checkable
+class ShipmentCarriers(Protocol):
+    """A shipping platform that chooses the carrier itself and can say afterwards which one it chose, for a
+    shipment whose report named none (MyParcel.com's status callback names a shipment and its tracking code,
+    not its carrier). A channel that takes tracking only with its carrier (eBay) needs the name."""
+
+    async def carrier_of(self, remote_id: str) -> str | None:
+        """The carrier's name for the remote's shipment `remote_id`, or None when the remote does not know it."""
+        ...
+
+
+@runtime_checkable
 class TrackingSource(Protocol):
     async def track(self, shipment: Shipment) -> list[TrackingEvent]:
         """Every tracking event the remote has for this shipment, oldest first (polled, for remotes that send

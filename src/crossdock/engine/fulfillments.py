@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from crossdock import model as m
-from crossdock.connectors.base import Capability, FulfillmentsPush
+from crossdock.connectors.base import Capability, FulfillmentsPush, ShipmentCarriers
 from crossdock.connectors.registry import get_spec
 from crossdock.engine.connections import open_connector
 from crossdock.engine.errors import ConfigurationError, JobError, PermanentError
@@ -250,6 +250,63 @@ async def _set(ctx: JobContext, fulfillment_id: uuid.UUID, **values: Any) -> Non
         )
 
 
+async def _carrier_of_shipment(ctx: JobContext, row: t.Fulfillment) -> str | None:
+    """The carrier of a tracked fulfillment recorded without one: the shipment's, or else asked of the shipping
+    platform that made the shipment (ShipmentCarriers; MyParcel.com's status callback names no carrier) and
+    kept on the fulfillment and the shipment. A platform that cannot say leaves it unknown, noted on the
+    timeline: channels that take tracking without a carrier still get it, the others refuse by name."""
+    if row.carrier or not row.tracking_number or row.shipment_id is None:
+        return row.carrier
+    assert ctx.account_id is not None
+    async with ctx.session() as session:
+        shipment = await session.get(t.Shipment, row.shipment_id)
+        if shipment is None or shipment.account_id != ctx.account_id:
+            return None
+        carrier, remote_id, connection_id = shipment.carrier, shipment.external_id, shipment.connection_id
+    if not carrier and remote_id and connection_id is not None:
+        try:
+            async with open_connector(ctx.hub, ctx.account_id, connection_id) as (connection, connector):
+                if not isinstance(connector, ShipmentCarriers):
+                    return None
+                carrier = await connector.carrier_of(remote_id)
+                title = get_spec(connection.connector).title
+        except PermanentError as exc:
+            async with ctx.session() as session:
+                await add_event(
+                    session,
+                    account_id=ctx.account_id,
+                    order_id=row.order_id,
+                    kind="fulfillment.carrier_unknown",
+                    summary=f"The shipment's carrier could not be learned: {redact_text(exc.message)}",
+                    detail={"fulfillment_id": str(row.id), "shipment_id": str(row.shipment_id)},
+                    severity="warning",
+                )
+            return None
+        if not carrier:
+            return None
+        async with ctx.session() as session:
+            await session.execute(
+                update(t.Shipment)
+                .where(t.Shipment.id == row.shipment_id, t.Shipment.carrier.is_(None))
+                .values(carrier=carrier[:100])
+            )
+            await session.execute(
+                update(t.Fulfillment).where(t.Fulfillment.id == row.id).values(carrier=carrier[:100])
+            )
+            await add_event(
+                session,
+                account_id=ctx.account_id,
+                order_id=row.order_id,
+                kind="fulfillment.carrier_learned",
+                summary=f"{title} says shipment {remote_id} goes with {carrier}",
+                detail={"fulfillment_id": str(row.id), "shipment_id": str(row.shipment_id)},
+            )
+        return carrier[:100]
+    if carrier:
+        await _set(ctx, row.id, carrier=carrier[:100])
+    return carrier[:100] if carrier else None
+
+
 @job(PUSH_JOB, retry=RetryPolicy(max_attempts=10, base_s=10.0, cap_s=3600.0), timeout_s=300)
 async def push_job(ctx: JobContext, payload: dict[str, Any]) -> None:
     fulfillment_id = uuid.UUID(payload["fulfillment_id"])
@@ -264,6 +321,7 @@ async def push_job(ctx: JobContext, payload: dict[str, Any]) -> None:
     if row.status == PUSHED and row.pushed_tracking_number == row.tracking_number:
         return
     assert ctx.account_id is not None and row.connection_id is not None
+    row.carrier = await _carrier_of_shipment(ctx, row)
     fulfillment = _canonical(row)
     external_order = order.external_id
     assert external_order is not None

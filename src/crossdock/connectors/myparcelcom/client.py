@@ -328,6 +328,12 @@ class MyParcelComConnector:
             },
         )
 
+    async def carrier_of(self, remote_id: str) -> str | None:
+        """The carrier of a shipment MyParcel.com made, whoever asked for it (the platform's own imports
+        through the integration contract included): its service's carrier."""
+        _, carrier = await self._service(await self._get(remote_id, None), None)
+        return carrier
+
     async def _service(self, read: ShipmentRead, order_id: uuid.UUID | None) -> tuple[str | None, str | None]:
         """The shipment's service code and carrier name: GET /services/{id}, then its carrier (GET
         /carriers/{id}); remembered per service. A lookup MyParcel.com refuses leaves both unknown."""

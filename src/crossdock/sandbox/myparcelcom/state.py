@@ -201,6 +201,27 @@ class MyParcelComState:
         self._push_status(record, "shipment-processing")
         return record
 
+    def import_shipment(self, listed: JSON, service_code: str) -> ShipmentRecord:
+        """What the platform does with a shipment an integration lists (section 9 of PROTOCOLS.md): keep it
+        in the shop's shipments under MyParcel.com's own id, with the shop's sender and return addresses where
+        the listing has none, and register it with the carrier of `service_code` (tracking code and label)."""
+        attributes: JSON = dict(listed["attributes"])
+        shop_id = str(listed["relationships"]["shop"]["data"]["id"])
+        shop = self.shops.get(shop_id) or self.shops[self.default_shop_id]
+        for kind in ("sender_address", "return_address"):
+            if not attributes.get(kind):
+                attributes[kind] = dict(shop["attributes"][kind])
+        if not (attributes.get("physical_properties") or {}).get("weight"):
+            # A listing without a weight is weighed by the merchant in the platform before registration.
+            attributes["physical_properties"] = {
+                **(attributes.get("physical_properties") or {}),
+                "weight": 1000,
+            }
+        record = self.create_shipment(attributes, shop_id, service_code)
+        self._push_status(record, "shipment-concept")
+        self.register(record)
+        return record
+
     def _price(self, attributes: JSON, weight_g: int) -> JSON:
         sender = attributes["sender_address"]["country_code"]
         recipient = attributes["recipient_address"]["country_code"]
