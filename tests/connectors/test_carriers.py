@@ -370,6 +370,8 @@ async def test_ups_gif_label_becomes_a_pdf(hub: Hub, acme: Tenant, ups: uuid.UUI
         label = await connector.buy_label(shipment, order, None, "order-1/parcel-1")
     assert label.file_format is LabelFormat.PDF
     assert label.file.startswith(b"%PDF")
+    # karrio asks for PNG; UPS's Shipping.yaml lists GIF, ZPL, EPL and SPL, so GIF is what UPS is asked for.
+    assert fake.json(UPS_SHIP)["ShipmentRequest"]["LabelSpecification"]["LabelImageFormat"]["Code"] == "GIF"
 
 
 # Tracking.yaml, GET /api/track/v1/details/{inquiryNumber}: activity newest first, date YYYYMMDD, time HHMMSS.

@@ -10,8 +10,9 @@ Rating.yaml, Shipping.yaml; PROTOCOLS.md section 8):
 - `POST /api/rating/{version}/Shop`: a bearer token it issued; one RatedShipment per service it offers.
 - `POST /api/shipments/{version}/ship`: a bearer token it issued; issues a tracking number and answers a
   ShipmentResponse whose package label is a base64 GraphicImage in the LabelImageFormat asked for. UPS's label
-  images are EPL, SPL, ZPL, GIF or PNG (Shipping.yaml, ShippingLabel.ImageFormat.Code), never PDF: for a PDF
-  label karrio asks for PNG and makes the PDF itself (karrio/providers/ups/units.py, LabelType).
+  images are GIF, ZPL, EPL or SPL (Shipping.yaml, LabelSpecification.LabelImageFormat.Code: "for image formats
+  use GIF"), never PDF; any other code is refused with UPS's error shape. karrio asks for PNG when a PDF is
+  wanted; crossdock asks GIF instead (connectors/carriers/gateway.py) and karrio makes the PDF from it.
 
 Every shipment request is kept, and `answer_next_shipment_with` makes the next one be processed (the label is
 bought, its tracking number issued) and then answered with that status instead, as a gateway in front of UPS
@@ -44,8 +45,8 @@ from tests.engine.fulfil_support import LosesAnswers
 # UPS service codes (Rating.yaml, Service.Code) with the stand-in's prices and days in transit.
 SERVICES: dict[str, tuple[str, int]] = {"03": ("14.61", 3), "02": ("31.07", 2)}
 SERVICE_NAMES = {"03": "UPS Ground", "02": "UPS 2nd Day Air"}
-# Shipping.yaml, ShippingLabel.ImageFormat.Code: the label image formats UPS names.
-LABEL_FORMATS = ("GIF", "PNG", "ZPL", "EPL", "SPL")
+# Shipping.yaml, LabelSpecification.LabelImageFormat.Code: the label image formats UPS names.
+LABEL_FORMATS = ("GIF", "ZPL", "EPL", "SPL")
 
 
 def ups_error(code: str, message: str) -> dict[str, Any]:
@@ -234,8 +235,6 @@ def _label_image(shipment: dict[str, Any], service: str, tracking: str, image_fo
         recipient=_party(shipment.get("ShipTo") or {}),
         created_at=datetime.now(UTC),
     )
-    if image_format == "PNG":
-        return render_png(data)
     if image_format == "GIF":
         out = io.BytesIO()
         Image.open(io.BytesIO(render_png(data))).save(out, format="GIF")

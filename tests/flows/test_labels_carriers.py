@@ -172,6 +172,7 @@ async def test_an_amazon_order_is_confirmed_with_the_tracking_ups_issued_through
     assert customer_context(bought) == external_id
     assert bought["Shipment"]["Service"]["Code"] == "03"
     assert bought["Shipment"]["Shipper"]["ShipperNumber"] == SHIPPER_NUMBER
+    assert bought["LabelSpecification"]["LabelImageFormat"]["Code"] == "GIF"  # a code UPS documents
     sent_to = amazon.state.orders[external_id].address
     assert bought["Shipment"]["ShipTo"]["Address"]["PostalCode"] == sent_to.postal_code
     (tracking,) = ups.ups.issued

@@ -116,6 +116,7 @@ class CarriersConnector:
             order_id=order_id,
             timeout_s=self.timeout_s,
             base_url=self.ctx.base_url,
+            adjust=gw.adjust_request(self.carrier),
         )
 
         def in_thread() -> T:

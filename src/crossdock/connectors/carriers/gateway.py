@@ -11,7 +11,7 @@ supports needs its package installed and nothing else.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -117,3 +117,37 @@ def carrier_settings(
             )
         values.update(extra)
     return values
+
+
+# UPS's Shipping API lists GIF, ZPL, EPL and SPL as a label's LabelImageFormat.Code (UPS-API/api-documentation
+# Shipping.yaml, ShipmentRequest.LabelSpecification.LabelImageFormat: "for image formats use GIF"; "for shipments
+# without return service the valid value is GIF, ZPL, EPL and SPL"). karrio asks for PNG when a PDF is wanted
+# (karrio/providers/ups/units.py, LabelType.PDF_6x4) and turns whatever image comes back into the PDF itself
+# (shipment/create.py, _process_label: any format but ZPL goes through image_to_pdf), so asking for GIF gives
+# the same PDF with a code UPS documents for every shipment.
+_UPS_IMAGE_CODES = {"PNG": "GIF"}
+
+
+def _ups_ship_request(url: str, body: bytes) -> bytes | None:
+    path = urlsplit(url).path
+    if not (path.startswith("/api/shipments/") and path.endswith("/ship")):
+        return None
+    try:
+        document = json.loads(body)
+        label = document["ShipmentRequest"]["LabelSpecification"]["LabelImageFormat"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(label, dict) or label.get("Code") not in _UPS_IMAGE_CODES:
+        return None
+    code = _UPS_IMAGE_CODES[label["Code"]]
+    label["Code"] = code
+    if "Description" in label:
+        label["Description"] = code
+    return json.dumps(document).encode()
+
+
+def adjust_request(carrier: str) -> Callable[[str, bytes], bytes | None] | None:
+    """What crossdock changes in a carrier's request before it is sent, where karrio asks for something the
+    carrier does not document (None: send karrio's request as it is). Given the URL and body, it returns the
+    new body, or None to leave this request alone."""
+    return _ups_ship_request if carrier == "ups" else None

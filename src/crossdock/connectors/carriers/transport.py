@@ -67,6 +67,8 @@ class Exchange:
     timeout_s: float = 120.0
     # The connection's base URL: sent to instead of the carrier's host karrio chose (see `rebase`).
     base_url: str | None = None
+    # Changes the carrier's request body before it is sent (gateway.adjust_request); None keeps karrio's.
+    adjust: Callable[[str, bytes], bytes | None] | None = None
     # The engine error that stopped the operation; raised by the connector once karrio returns.
     error: JobError | None = None
     # The carrier's last refusal (4xx), kept in case karrio's parser finds no message in the body.
@@ -87,6 +89,11 @@ class Exchange:
             raise Stopped(exc.message) from None
         headers = dict(request.header_items())
         body = request.data if isinstance(request.data, bytes | bytearray) else None
+        if body is not None and self.adjust is not None:
+            adjusted = self.adjust(request.full_url, bytes(body))
+            if adjusted is not None:
+                body = adjusted
+                headers = {k: v for k, v in headers.items() if k.lower() != "content-length"}
         token_request = is_token_request(body)
         seen: list[httpx.Response] = []
         self._last = seen
