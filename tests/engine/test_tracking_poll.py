@@ -1,12 +1,12 @@
 """Tracking by polling: the schedule picks the open shipments of active polling connections, each once per
-interval and spread over it; a poll asks the connector (karrio's UPS with its HTTP answered as UPS documents,
-the Shippo sandbox on 127.0.0.1 through the worker) and applies what it says; polling again changes nothing."""
+interval and spread over it; a poll asks the connector (karrio's UPS against a stand-in for UPS's APIs on
+127.0.0.1, the Shippo sandbox on 127.0.0.1 through the worker) and applies what it says; polling again
+changes nothing."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,8 +14,6 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from crossdock.connectors.carriers.client import CarriersConnector
-from crossdock.engine.connections import load_context
 from crossdock.engine.tracking_poll import (
     POLL_JOB,
     TICK_S,
@@ -29,8 +27,9 @@ from crossdock.hub import Hub
 from crossdock.sandbox.common import SandboxConfig, run_in_thread
 from crossdock.sandbox.shippo import create_app as create_shippo
 from crossdock.store import tables as t
-from tests.connectors.test_carriers import UPS_TRACK, FakeCarrier, reply, ups_fake
+from tests.connectors.test_carriers import UPS_TRACK
 from tests.engine.support import eventually, fast, running_worker, status_is, timeline
+from tests.flows.carrier_standin import ServedUps, UpsStandIn, serve_ups
 from tests.flows.test_tracking import Shipped, shipped_order, state
 
 # karrio imports PyPDF2, which announces its own deprecation on import.
@@ -115,37 +114,28 @@ async def test_each_open_shipment_is_due_once_per_interval_spread_over_its_ticks
     assert tick_of(datetime.fromtimestamp(1004 * TICK_S, UTC)) == 1004
 
 
-@asynccontextmanager
-async def ups_answering(fake: FakeCarrier) -> AsyncIterator[Any]:
-    """An opener for poll_shipment: the real context and connector, UPS's HTTP answered by `fake`."""
-
-    @asynccontextmanager
-    async def opener(hub: Hub, account_id: uuid.UUID, connection_id: uuid.UUID) -> AsyncIterator[Any]:
-        row, ctx = await load_context(hub, account_id, connection_id)
-        connector = CarriersConnector(ctx, transport=httpx.MockTransport(fake.handle))
-        try:
-            yield row, connector
-        finally:
-            await connector.aclose()
-
-    yield opener
+@pytest.fixture
+def ups() -> Iterator[ServedUps]:
+    """UPS's OAuth and Tracking APIs on 127.0.0.1 (carrier_standin.py), for the connection's base URL."""
+    with serve_ups(UpsStandIn(UPS_SECRETS["client_id"], UPS_SECRETS["client_secret"], "9A81V3")) as served:
+        yield served
 
 
-async def ups_shipment(hub: Hub) -> Shipped:
+async def ups_shipment(hub: Hub, ups: ServedUps) -> Shipped:
     return await shipped_order(
         hub,
         settings=UPS_SETTINGS,
         secrets=UPS_SECRETS,
+        base_url=ups.url,
         parcels=[{"carrier": "UPS", "service_code": "ups_ground", "tracking_number": UPS_NUMBER}],
     )
 
 
-async def test_a_ups_poll_through_karrio_delivers_the_order(hub: Hub) -> None:
-    shipped = await ups_shipment(hub)
-    fake = ups_fake().on("GET", f"/api/track/v1/details/{UPS_NUMBER}", reply(200, UPS_TRACK))
+async def test_a_ups_poll_through_karrio_delivers_the_order(hub: Hub, ups: ServedUps) -> None:
+    shipped = await ups_shipment(hub, ups)
+    ups.ups.tracking[UPS_NUMBER] = UPS_TRACK
 
-    async with ups_answering(fake) as opener:
-        applied = await poll_shipment(hub, shipped.account_id, shipped.shipment_ids[0], opener=opener)
+    applied = await poll_shipment(hub, shipped.account_id, shipped.shipment_ids[0])
     assert applied is not None and (applied.added, applied.status, applied.order_delivered) == (
         3,
         "delivered",
@@ -157,7 +147,7 @@ async def test_a_ups_poll_through_karrio_delivers_the_order(hub: Hub) -> None:
     final = await state(hub, shipped)
     assert final["order"] == "delivered"
     assert [e[1] for e in final["events"]] == ["in_transit", "in_transit", "delivered"]
-    assert len(fake.requests(f"/api/track/v1/details/{UPS_NUMBER}")) == 1
+    assert ups.ups.track_requests == [UPS_NUMBER]
     told = [e for e in await timeline(hub, shipped.order_id) if e.kind == "tracking.updated"]
     assert (
         len(told) == 1
@@ -165,13 +155,12 @@ async def test_a_ups_poll_through_karrio_delivers_the_order(hub: Hub) -> None:
     )
 
     # Delivered: the shipment is closed, nothing is asked again.
-    async with ups_answering(fake) as opener:
-        assert await poll_shipment(hub, shipped.account_id, shipped.shipment_ids[0], opener=opener) is None
-    assert len(fake.requests(f"/api/track/v1/details/{UPS_NUMBER}")) == 1
+    assert await poll_shipment(hub, shipped.account_id, shipped.shipment_ids[0]) is None
+    assert ups.ups.track_requests == [UPS_NUMBER]
 
 
-async def test_polling_again_with_nothing_new_changes_nothing(hub: Hub) -> None:
-    shipped = await ups_shipment(hub)
+async def test_polling_again_with_nothing_new_changes_nothing(hub: Hub, ups: ServedUps) -> None:
+    shipped = await ups_shipment(hub, ups)
     in_transit = {
         "trackResponse": {
             "shipment": [
@@ -189,10 +178,10 @@ async def test_polling_again_with_nothing_new_changes_nothing(hub: Hub) -> None:
             ]
         }
     }
-    fake = ups_fake().on("GET", f"/api/track/v1/details/{UPS_NUMBER}", reply(200, in_transit))
-    async with ups_answering(fake) as opener:
-        first = await poll_shipment(hub, shipped.account_id, shipped.shipment_ids[0], opener=opener)
-        second = await poll_shipment(hub, shipped.account_id, shipped.shipment_ids[0], opener=opener)
+    ups.ups.tracking[UPS_NUMBER] = in_transit
+    first = await poll_shipment(hub, shipped.account_id, shipped.shipment_ids[0])
+    second = await poll_shipment(hub, shipped.account_id, shipped.shipment_ids[0])
+    assert ups.ups.track_requests == [UPS_NUMBER, UPS_NUMBER]
     assert first is not None and (first.added, first.status) == (2, "in_transit")
     assert second is not None and not second.changed
     assert len([e for e in await timeline(hub, shipped.order_id) if e.kind == "tracking.updated"]) == 1

@@ -8,6 +8,9 @@ Rating.yaml, Shipping.yaml; PROTOCOLS.md section 8):
 - `POST /security/v1/oauth/token`: HTTP Basic client id and secret, form `grant_type=client_credentials`;
   answers the token document, or 401 with UPS's error shape for other credentials.
 - `POST /api/rating/{version}/Shop`: a bearer token it issued; one RatedShipment per service it offers.
+- `GET /api/track/v1/details/{inquiryNumber}`: a bearer token it issued; answers the tracking document the test
+  gave for that number (`tracking`, shaped as Tracking.yaml's trackResponse), or 404 in UPS's error shape (its
+  code and words are the stand-in's own: no test depends on them).
 - `POST /api/shipments/{version}/ship`: a bearer token it issued; issues a tracking number and answers a
   ShipmentResponse whose package label is a base64 GraphicImage in the LabelImageFormat asked for. UPS's label
   images are GIF, ZPL, EPL or SPL (Shipping.yaml, LabelSpecification.LabelImageFormat.Code: "for image formats
@@ -67,6 +70,9 @@ class UpsStandIn:
     shipment_requests: list[dict[str, Any]] = field(default_factory=list)
     rate_requests: list[dict[str, Any]] = field(default_factory=list)
     token_requests: int = 0
+    # Tracking documents by tracking number, and the numbers asked for, in order.
+    tracking: dict[str, dict[str, Any]] = field(default_factory=dict)
+    track_requests: list[str] = field(default_factory=list)
     # Tracking number of each label bought, in order.
     issued: list[str] = field(default_factory=list)
     answer_next_shipment_with: int | None = None
@@ -78,8 +84,18 @@ class UpsStandIn:
                 Route("/security/v1/oauth/token", self.token, methods=["POST"]),
                 Route("/api/rating/{version}/{option}", self.rate, methods=["POST"]),
                 Route("/api/shipments/{version}/ship", self.ship, methods=["POST"]),
+                Route("/api/track/v1/details/{number}", self.track, methods=["GET"]),
             ]
         )
+
+    async def track(self, request: Request) -> Response:
+        if not self._authorised(request):
+            return JSONResponse(ups_error("250002", "Invalid Authentication Information."), status_code=401)
+        number = request.path_params["number"]
+        self.track_requests.append(number)
+        if number not in self.tracking:
+            return JSONResponse(ups_error("404", f"No tracking information for {number}"), status_code=404)
+        return JSONResponse(self.tracking[number])
 
     # OAuth ----------------------------------------------------------------------------------------------------
     async def token(self, request: Request) -> Response:

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,7 +51,6 @@ OPEN_FOR = timedelta(days=30)
 QUIET_FOR = timedelta(minutes=10)
 
 # How a poll reaches the connection's connector: open_connector, or in tests one with the remote's HTTP replaced.
-Opener = Callable[[Hub, uuid.UUID, uuid.UUID], AbstractAsyncContextManager[tuple[t.Connection, Any]]]
 
 
 def polling_connectors() -> list[str]:
@@ -136,9 +133,7 @@ async def schedule_job(ctx: JobContext, payload: dict[str, Any]) -> None:
         log.info("scheduled tracking polls", queued=queued)
 
 
-async def poll_shipment(
-    hub: Hub, account_id: uuid.UUID, shipment_id: uuid.UUID, *, opener: Opener = open_connector
-) -> Applied | None:
+async def poll_shipment(hub: Hub, account_id: uuid.UUID, shipment_id: uuid.UUID) -> Applied | None:
     """Ask the shipment's connection for its tracking and apply it; None when the shipment is gone, closed
     since it was scheduled, or has no connection. No transaction is open while the remote is asked."""
     async with hub.db.session() as session:
@@ -156,7 +151,7 @@ async def poll_shipment(
                 f"shipment {shipment_id} has no parcels to track; it was not made by a label"
             )
         shipment, connection_id = row_shipment(row), row.connection_id
-    async with opener(hub, account_id, connection_id) as (connection, connector):
+    async with open_connector(hub, account_id, connection_id) as (connection, connector):
         if not isinstance(connector, TrackingSource):
             raise ConfigurationError(
                 f"the {connection.connector} connector cannot be asked for tracking; its shipments are tracked "
