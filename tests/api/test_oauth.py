@@ -424,7 +424,7 @@ async def test_a_connector_without_an_oauth_app_names_the_settings_to_set(
         assert_refused(
             await other.get("/oauth/ebay/start", headers=acme.headers), 409, "oauth_apps.ebay.ru_name"
         )
-    r = await client.get("/oauth/shippo/start", headers=acme.headers)
+    r = await client.get("/oauth/myparcelcom/start", headers=acme.headers)
     assert_refused(r, 404, "no OAuth flow")
     async with hub.db.transaction() as session:
         assert await session.scalar(select(func.count()).select_from(t.OAuthState)) == 0

@@ -25,6 +25,7 @@ from crossdock.api.problems import Problem, invalid
 from crossdock.connectors.amazon import oauth as amazon_oauth
 from crossdock.connectors.ebay import oauth as ebay_oauth
 from crossdock.connectors.registry import get_spec
+from crossdock.connectors.shippo import oauth as shippo_oauth
 from crossdock.connectors.shopify import oauth as shopify_oauth
 from crossdock.engine import connect as connecting
 from crossdock.engine.errors import JobError, RetryableError
@@ -52,7 +53,12 @@ log = get_logger(__name__)
 router = APIRouter(tags=["oauth"])
 
 # The connectors that connect through an authorisation flow, each with its flow module (connectors/X/oauth.py).
-FLOWS: dict[str, ModuleType] = {"shopify": shopify_oauth, "ebay": ebay_oauth, "amazon": amazon_oauth}
+FLOWS: dict[str, ModuleType] = {
+    "shopify": shopify_oauth,
+    "ebay": ebay_oauth,
+    "amazon": amazon_oauth,
+    "shippo": shippo_oauth,
+}
 
 
 async def get_oauth_caller(

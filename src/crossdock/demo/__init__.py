@@ -63,9 +63,9 @@ DEMO_DEFAULTS: dict[str, Any] = {
 def demo_settings(port: int, urls: dict[str, str] | None = None) -> Settings:
     """The hub's settings for the demo: SQLite in CROSSDOCK_HOME whatever CROSSDOCK_DATABASE_URL says (the demo
     never writes into a real database), reachable at 127.0.0.1:`port`, allowed to call the sandboxes on
-    loopback, the DEMO_DEFAULTS where not set otherwise, and OAuth apps pointing at the Shopify, eBay and Amazon
-    sandboxes (`urls`, by sandbox name) so that shops and sellers can be connected from the panel's Connect
-    buttons through the sandboxes' consent pages."""
+    loopback, the DEMO_DEFAULTS where not set otherwise, and OAuth apps pointing at the Shopify, eBay, Amazon and
+    Shippo sandboxes (`urls`, by sandbox name) so that shops, sellers and Shippo accounts can be connected from
+    the panel's Connect buttons through the sandboxes' consent pages."""
     base = Settings()
     overrides: dict[str, Any] = {
         name: value for name, value in DEMO_DEFAULTS.items() if name not in base.model_fields_set
@@ -99,6 +99,13 @@ def demo_settings(port: int, urls: dict[str, str] | None = None) -> Settings:
             authorize_url=f"{amazon}/apps/authorize/consent",
             token_url=f"{amazon}/auth/o2/token",
             api_base_url=amazon,
+        )
+        apps["shippo"] = OAuthApp(
+            client_id=CLIENT_ID,
+            client_secret=secret,
+            authorize_url=f"{urls['shippo']}/oauth/authorize",
+            token_url=f"{urls['shippo']}/oauth/access_token",
+            api_base_url=urls["shippo"],
         )
         overrides["oauth_apps"] = apps
     return Settings(**overrides)

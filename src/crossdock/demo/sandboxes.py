@@ -75,7 +75,9 @@ def sandbox_config(
         }
         config = build_config(orders=SEEDED_PULL_ORDERS, extra=extra, **common)
     elif name == "shippo":
-        config = build_config(token=SHIPPO_TOKEN, **common)
+        # Shippo sends the browser back to the callback URL registered with the partner app.
+        extra = {"oauth_redirect_uri": f"{hub_url}/oauth/shippo/callback"} if hub_url is not None else {}
+        config = build_config(token=SHIPPO_TOKEN, extra=extra, **common)
     elif name == "myparcelcom":
         config = build_config(**common)
     else:

@@ -106,8 +106,9 @@ def _advice(row: t.Connection, spec: ConnectorSpec | None, oauth: bool) -> str:
         if row.connector in FLOWS:
             return (
                 "Its authorisation no longer works. This hub has no OAuth app set up to re-authorise it "
-                f"(see oauth_apps.{row.connector} in the configuration): disconnect it and connect again "
-                "with a token."
+                f"(see oauth_apps.{row.connector} in the configuration): give it new credentials with "
+                f"'crossdock connections update {row.id} --secret NAME=VALUE', or disconnect it and connect "
+                "again with a token."
             )
         return (
             "Its credentials no longer work: disconnect it and connect again with new ones, or give it new "
