@@ -4,9 +4,9 @@ End to end: the order is pulled from the channel's sandbox (engine.sync), the fu
 REST API, the push job run by an in-process worker with the real connector against the sandbox on 127.0.0.1,
 and the outcome read back from the sandbox. Pushing again, enqueueing twice or recording the same shipment again
 adds nothing; a push whose answer was lost after the channel acted on it is looked up before any retry; a
-tracking change reaches Shopify (update_tracking) and Amazon (the package confirmed again), and on eBay, whose
-Fulfillment API cannot change a shipping fulfillment, it fails loudly on the fulfillment and the timeline. A
-tracking change that comes while a push's outcome is unknown is looked up by the tracking that push sent, then
+tracking change (a number, or only the carrier or URL) reaches Shopify (update_tracking) and Amazon (the package
+confirmed again), and on eBay, whose Fulfillment API cannot change a shipping fulfillment, it fails loudly on
+the fulfillment and the timeline. A tracking change that comes while a push's outcome is unknown is looked up by the tracking that push sent, then
 applied the same way.
 """
 
@@ -280,6 +280,57 @@ async def test_a_tracking_change_reaches_the_channel_or_fails_loudly_where_it_ca
     assert (row.status, row.external_id, row.error) == ("pushed", first.external_id, None)
     assert f"Updated tracking at {TITLE[channel.name]} to {NEW_TRACKING}" in [e.summary for e in events]
     assert channel.order_status(pulled.external_id) == SHIPPED_ON_CHANNEL[channel.name]
+
+
+async def test_a_new_carrier_or_tracking_url_with_the_same_number_reaches_the_channel_too(
+    hub: Hub, client: httpx.AsyncClient, channel: Channel
+) -> None:
+    pulled = await pulled_order(hub, channel)
+    recorded = await record(client, pulled)
+    await run_jobs(hub, pulled.order_id)
+    [first] = await channel.shipments(pulled.external_id)
+    assert first.tracking_number == TRACKING
+
+    # The same number, corrected carrier and URL: the push job sees what the channel was sent differs.
+    r = await client.patch(
+        f"{pulled.fulfillments_url}/{recorded['id']}",
+        json={"tracking_number": TRACKING, "carrier": "FedEx", "tracking_url": NEW_TRACKING_URL},
+        headers=pulled.account.headers,
+    )
+    assert r.status_code == 200, r.text
+    _first_job, update_job = await run_jobs(hub, pulled.order_id)
+    [shipped] = await channel.shipments(pulled.external_id)
+    row = await fulfillment_row(hub, recorded["id"])
+    if channel.name == "ebay":
+        # eBay's Fulfillment API has no call that changes a shipping fulfillment: it fails loudly.
+        assert update_job.status == "dead" and shipped == first
+        assert (
+            row.status == "failed"
+            and row.error is not None
+            and "eBay cannot change the tracking" in row.error
+        )
+        return
+    assert update_job.status == "succeeded"
+    assert shipped.external_id == first.external_id
+    assert (shipped.tracking_number, shipped.carrier) == (TRACKING, "FedEx")
+    if channel.name == "shopify":
+        assert shipped.tracking_url == NEW_TRACKING_URL
+    else:
+        assert shipped.edits == 1
+    assert (row.pushed_tracking_number, row.pushed_carrier, row.pushed_tracking_url) == (
+        TRACKING,
+        "FedEx",
+        NEW_TRACKING_URL,
+    )
+
+    # Asked again with nothing new: nothing is sent.
+    async with hub.db.transaction() as session:
+        fresh = await session.get(t.Fulfillment, uuid.UUID(recorded["id"]))
+        assert fresh is not None
+        await enqueue_push(session, fresh)
+    *_, again = await run_jobs(hub, pulled.order_id)
+    assert again.status == "succeeded"
+    assert await channel.shipments(pulled.external_id) == [shipped]
 
 
 async def test_a_tracking_change_while_a_push_outcome_is_unknown_leaves_one_shipment_with_the_new_tracking(

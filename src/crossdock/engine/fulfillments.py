@@ -230,6 +230,24 @@ async def update_tracking(
     return row
 
 
+Tracking = tuple[str | None, str | None, str | None]
+
+
+def _tracking(row: t.Fulfillment) -> Tracking:
+    """What the channel should have: tracking number, carrier and tracking URL."""
+    return row.tracking_number, row.carrier, row.tracking_url
+
+
+def _sent(row: t.Fulfillment) -> Tracking:
+    """What the channel was last sent (or, while a push's outcome is unknown, was being sent)."""
+    return row.pushed_tracking_number, row.pushed_carrier, row.pushed_tracking_url
+
+
+def _pushed(tracking: Tracking) -> dict[str, str | None]:
+    number, carrier, url = tracking
+    return {"pushed_tracking_number": number, "pushed_carrier": carrier, "pushed_tracking_url": url}
+
+
 def _canonical(row: t.Fulfillment) -> m.Fulfillment:
     return m.Fulfillment(
         id=row.id,
@@ -318,11 +336,12 @@ async def push_job(ctx: JobContext, payload: dict[str, Any]) -> None:
         if order is None or order.external_id is None:
             return
         session.expunge_all()
-    if row.status == PUSHED and row.pushed_tracking_number == row.tracking_number:
+    if row.status == PUSHED and _sent(row) == _tracking(row):
         return
     assert ctx.account_id is not None and row.connection_id is not None
     row.carrier = await _carrier_of_shipment(ctx, row)
     fulfillment = _canonical(row)
+    wanted = _tracking(row)
     external_order = order.external_id
     assert external_order is not None
     try:
@@ -335,14 +354,16 @@ async def push_job(ctx: JobContext, payload: dict[str, Any]) -> None:
                 what = f"Updated tracking at {spec.title} to {row.tracking_number}"
             else:
                 found = None
-                sent = row.tracking_number
+                sent = wanted
                 if row.status == PUSHING:
-                    # Look for what the attempt with the unknown outcome sent: its tracking number, not one
-                    # changed (PATCH) since, which the channel cannot have yet.
-                    sent = row.pushed_tracking_number or row.tracking_number
-                    attempted = fulfillment.model_copy(update={"tracking_number": sent})
+                    # Look for what the attempt with the unknown outcome sent: its tracking, not one changed
+                    # (PATCH) since, which the channel cannot have yet.
+                    sent = _sent(row) if row.pushed_tracking_number else wanted
+                    attempted = fulfillment.model_copy(
+                        update={"tracking_number": sent[0], "carrier": sent[1], "tracking_url": sent[2]}
+                    )
                     found = await connector.find_fulfillment(external_order, attempted)
-                if found is not None and sent != row.tracking_number:
+                if found is not None and sent != wanted:
                     # Keep what the channel has before re-tracking it: if the channel cannot re-track (eBay),
                     # the fulfillment fails with its channel id kept, and is never pushed a second time.
                     await _set(
@@ -351,12 +372,12 @@ async def push_job(ctx: JobContext, payload: dict[str, Any]) -> None:
                         status=PUSHED,
                         external_id=found.external_id,
                         pushed_at=utcnow(),
-                        pushed_tracking_number=sent,
+                        **_pushed(sent),
                     )
                     result = await connector.update_tracking(external_order, found.external_id, fulfillment)
                     what = (
-                        f"{spec.title} already had this fulfillment ({found.external_id}) with tracking {sent}; "
-                        f"updated its tracking to {row.tracking_number}"
+                        f"{spec.title} already had this fulfillment ({found.external_id}) with tracking "
+                        f"{sent[0]}; updated its tracking to {row.tracking_number}"
                     )
                 elif found is not None:
                     result = found
@@ -367,7 +388,7 @@ async def push_job(ctx: JobContext, payload: dict[str, Any]) -> None:
                         fulfillment_id,
                         status=PUSHING,
                         error=None,
-                        pushed_tracking_number=row.tracking_number,
+                        **_pushed(wanted),
                     )
                     result = await connector.push_fulfillment(
                         external_order, fulfillment, idempotency_key=f"crossdock-fulfillment-{fulfillment_id}"
@@ -386,8 +407,8 @@ async def push_job(ctx: JobContext, payload: dict[str, Any]) -> None:
                 status=PUSHED,
                 external_id=result.external_id,
                 pushed_at=utcnow(),
-                pushed_tracking_number=row.tracking_number,
                 error=None,
+                **_pushed(wanted),
             )
         )
         if result.order_version is not None:

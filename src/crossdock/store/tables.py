@@ -402,8 +402,11 @@ class Fulfillment(Base):
     external_id: Mapped[str | None] = mapped_column(String(255))
     pushed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = _created()
-    # The tracking number the channel has: when tracking_number moves on, the push job updates the channel.
+    # The tracking the channel has (number, carrier, URL): when one of them moves on, the push job updates the
+    # channel.
     pushed_tracking_number: Mapped[str | None] = mapped_column(String(100))
+    pushed_carrier: Mapped[str | None] = mapped_column(String(100))
+    pushed_tracking_url: Mapped[str | None] = mapped_column(String(2000))
     # Why the last push failed, in the remote's words (status "failed").
     error: Mapped[str | None] = mapped_column(Text)
 
