@@ -6,8 +6,8 @@ and the outcome read back from the sandbox. Pushing again, enqueueing twice or r
 adds nothing; a push whose answer was lost after the channel acted on it is looked up before any retry; a
 tracking change (a number, or only the carrier or URL) reaches Shopify (update_tracking) and Amazon (the package
 confirmed again), and on eBay, whose Fulfillment API cannot change a shipping fulfillment, it fails loudly on
-the fulfillment and the timeline. A tracking change that comes while a push's outcome is unknown is looked up by the tracking that push sent, then
-applied the same way.
+the fulfillment and the timeline. A tracking change that comes while a push's outcome is unknown is looked up
+by the tracking that push sent, then applied the same way.
 """
 
 from __future__ import annotations
