@@ -336,7 +336,8 @@ class ShipmentRead:
 
 def _included(document: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    for resource in document.get("included") or []:
+    included = document.get("included")
+    for resource in included if isinstance(included, list) else []:
         if isinstance(resource, dict) and isinstance(resource.get("type"), str) and resource.get("id"):
             out[(resource["type"], str(resource["id"]))] = resource
     return out
