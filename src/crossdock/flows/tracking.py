@@ -340,7 +340,7 @@ async def _shipment_of_raw(session: AsyncSession, connection_id: uuid.UUID, body
 @processor(SHIPPO_UPDATE)
 async def process_shippo_update(session: AsyncSession, ctx: JobContext, row: t.InboxMessage) -> Processed:
     event = _envelope(row.body).get("event")
-    if event in _NOT_OURS:
+    if isinstance(event, str) and event in _NOT_OURS:
         log.info(
             "shippo webhook ignored", inbox_id=str(row.id), shippo_event=event, reason="not about a label"
         )
