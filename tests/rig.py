@@ -23,8 +23,11 @@ API (stable; bench/end_to_end.py uses it):
         assert truth.duplicate_labels == 0
 
 - `Rig(workdir, *, database_url=None, hub_database_url=None, workers=2, concurrency=4, seed=1, lease_s=3.0,
-  faults=None)`: `hub_database_url` is what the hub processes use when it differs from the rig's own (a proxy
-  in between); `faults` maps a sandbox name to a fault spec applied once the connections are made.
+  faults=None, shippo_live=True)`: `hub_database_url` is what the hub processes use when it differs from the
+  rig's own (a proxy in between); `faults` maps a sandbox name to a fault spec applied once the connections are
+  made; `shippo_live` gives the Shippo connection a live token (shippo_live_...), so that the hub paces label
+  purchases at Shippo's live limit, 500 creates a minute, instead of the test limit, 50 (two creates an order:
+  the test limit alone holds the flow to 25 orders a minute).
 - `rig.set_faults(name, spec)`: change a sandbox's faults while it runs (None: none).
 - `rig.create_orders(count, *, per_s=None, spec=None) -> list[Placed]`: orders placed through the Shopify
   sandbox's admin API (which sends `orders/create` to the hub); `spec` is the sandbox's order spec.
@@ -231,6 +234,7 @@ class Rig:
     seed: int = 1
     lease_s: float = 3.0
     faults: dict[str, str] | None = None
+    shippo_live: bool = True
     # Filled by start().
     hub: Hub = field(init=False)
     hub_url: str = field(init=False, default="")
@@ -291,6 +295,8 @@ class Rig:
         for name in SANDBOX_NAMES:
             sandbox = _Sandbox(name, name.capitalize(), self.urls[name])
             self.connections[name] = await ensure_connection(self.hub, account.id, sandbox)  # type: ignore[arg-type]
+        if self.shippo_live:
+            await self._go_live()
         await self._save_policy()
         webhook_url = await shippo_webhook_url(self.hub, account.id, self.connections["shippo"])
         await self._rig_post("shippo", "config", {"webhook_url": webhook_url})
@@ -311,6 +317,18 @@ class Rig:
             raise AssertionError("the sandbox process ended before serving:\n" + self._tail("sandboxes.log"))
         urls: dict[str, str] = json.loads(line)
         return urls
+
+    async def _go_live(self) -> None:
+        """The Shippo connection with a live token instead of the demo's test one: the hub paces its purchases
+        at Shippo's live limits (500 creates a minute, not 50: engine/ratelimit.py shippo)."""
+        from crossdock.store import repo
+
+        token = f"shippo_live_rig_{secrets.token_hex(16)}"
+        await self._rig_post("shippo", "config", {"token": token})
+        async with self.hub.db.transaction() as session:
+            tenant = repo.Tenant(session, self.account_id)
+            row = await tenant.get_connection(self.connections["shippo"])
+            await tenant.set_secret(row, "api_token", token, self.hub.vault)
 
     async def _save_policy(self) -> None:
         """The demo's policy (ship-from, packing, auto_ship) with one rule: every parcel by Shippo, cheapest."""
@@ -644,6 +662,8 @@ def _with_rig_routes(app: Any) -> Any:
             state.faults.spec = spec
         if "webhook_url" in body:
             state.config.webhook_url = body["webhook_url"]
+        if body.get("token"):
+            state.token = body["token"]
         return JSONResponse({"faults": state.faults.spec.describe(), "webhook_url": state.config.webhook_url})
 
     async def orders(_: Request) -> JSONResponse:
