@@ -3,10 +3,11 @@
 The Shopify sandbox runs in its own process on 127.0.0.1, seeded with N orders, so its CPU and memory are not
 counted against the hub. For every size, in the same run and against the same sandbox, a child process each:
 - fetch only: `ShopifyConnector.pull_orders` over the backfill window with `map_order` replaced by a stub, so
-  the same requests, paging, rate limiter and JSON decoding, and nothing mapped or stored (run before and
-  after the import; the rate is taken from their mean time);
+  the same requests, paging, rate limiter and JSON decoding, and nothing mapped or stored (run before the
+  first import and after each import; the rate is taken from their median time);
 - fetch + map: `pull_orders` as it is (pages mapped to canonical orders), nothing stored;
-- import: `crossdock.engine.sync.run_pull` into a fresh, migrated database, exactly as a `sync` job runs it.
+- import: `crossdock.engine.sync.run_pull` into a fresh, migrated database, exactly as a `sync` job runs it
+  (`--repeat N` imports N times, each into a fresh database; the rate is taken from their median time).
 Every child tunes its garbage collector once started, as the worker and `crossdock sync` do
 (crossdock.engine.tuning), so fetching alone gets what importing gets. Each child reports its own peak RSS
 (`ru_maxrss`), so sizes and runs do not contaminate each other. Goals: import orders/s >= 0.5 x fetch-only
@@ -17,6 +18,7 @@ headers would set it) before each run, so no run waits on it; at Shopify's stand
 most 500 orders/s whatever the hub does.
 
     .venv/bin/python bench/backfill.py                                  # 10k and 100k orders, SQLite
+    .venv/bin/python bench/backfill.py --orders 10000 --repeat 3            # a shared, noisy machine
     .venv/bin/python bench/backfill.py --orders 10000 --profile /tmp/backfill-profile
     .venv/bin/python bench/backfill.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/crossdock_backfill_bench
 
@@ -34,6 +36,7 @@ import json
 import pstats
 import resource
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -343,41 +346,54 @@ def spawn_child(
 
 
 def measure(
-    orders: int, seed: int, database_url: str | None, timeout_s: float, profile_dir: Path | None
+    orders: int,
+    seed: int,
+    database_url: str | None,
+    timeout_s: float,
+    profile_dir: Path | None,
+    repeat: int = 1,
 ) -> dict[str, Any]:
+    """Fetch only, then `repeat` times an import followed by fetch only again, all against one sandbox; the
+    rates come from the median times, so one run slowed by a neighbour on the machine moves nothing."""
     backend = "PostgreSQL" if database_url else "SQLite"
     autovacuum = _fresh_postgres(database_url) if database_url else None
     with sandbox(orders, seed, timeout_s) as box:
         url = box["base_url"]
-        first = spawn_child("fetch", url, database_url, timeout_s)
+        fetches = [spawn_child("fetch", url, database_url, timeout_s)]
         mapped = spawn_child("fetch-map", url, database_url, timeout_s)
-        imported = spawn_child("import", url, database_url, timeout_s)
-        second = spawn_child("fetch", url, database_url, timeout_s)
+        imports = []
+        for _ in range(repeat):
+            imports.append(spawn_child("import", url, database_url, timeout_s))
+            fetches.append(spawn_child("fetch", url, database_url, timeout_s))
         profiled = None
         if profile_dir is not None:
             target = profile_dir / f"import-{backend.lower()}-{orders}.prof"
             profiled = spawn_child("import", url, database_url, timeout_s * 3, str(target))
-    for run in (first, mapped, imported, second):
+    for run in (*fetches, mapped, *imports):
         if run["orders"] != orders:
             raise RuntimeError(f"the {run['kind']} run saw {run['orders']} orders, not {orders}")
-    if imported["created"] != orders:
-        raise RuntimeError(f"the import created {imported['created']} orders of {orders}")
-    fetch_rate = 2 * orders / (first["seconds"] + second["seconds"])
-    import_rate = orders / imported["seconds"]
+    for run in imports:
+        if run["created"] != orders:
+            raise RuntimeError(f"the import created {run['created']} orders of {orders}")
+    fetch_rate = orders / statistics.median(run["seconds"] for run in fetches)
+    by_time = sorted(imports, key=lambda run: run["seconds"])
+    median_import = by_time[(len(by_time) - 1) // 2]
+    import_rate = orders / statistics.median(run["seconds"] for run in imports)
     return {
         "backend": backend,
         "autovacuum": autovacuum,
         "orders": orders,
-        "pages": imported["pages"],
+        "pages": median_import["pages"],
         "seed_s": box["seed_s"],
         "sandbox_rss_mb": box["rss_mb"],
-        "fetch": [first, second],
+        "fetch": fetches,
         "fetch_rate": fetch_rate,
         "fetch_map_rate": orders / mapped["seconds"],
         "import_rate": import_rate,
         "ratio": import_rate / fetch_rate,
-        "import": imported,
-        "fetch_peak_rss_mb": max(first["peak_rss_mb"], second["peak_rss_mb"], mapped["peak_rss_mb"]),
+        "import": {**median_import, "peak_rss_mb": max(run["peak_rss_mb"] for run in imports)},
+        "imports": imports,
+        "fetch_peak_rss_mb": max(run["peak_rss_mb"] for run in (*fetches, mapped)),
         "profile": profiled,
     }
 
@@ -409,12 +425,14 @@ def print_table(results: list[dict[str, Any]]) -> None:
         "RSS MB: peak RSS of the importing process; fetch RSS MB: the highest of the fetch children."
     )
     for r in results:
-        first, second = r["fetch"]
+        fetched = ", ".join(f"{run['seconds']:.1f}" for run in r["fetch"])
+        fetch_cpu = ", ".join(f"{run['cpu_s']:.1f}" for run in r["fetch"])
+        imported = ", ".join(f"{run['seconds']:.1f}" for run in r["imports"])
         console.print(
             f"{r['backend']} {r['orders']:,}: {r['pages']} pages; sandbox seeded in {r['seed_s']:.2f} s "
-            f"({r['sandbox_rss_mb']:.0f} MB); fetch only {first['seconds']:.1f} s before and "
-            f"{second['seconds']:.1f} s after the import ({first['cpu_s']:.1f} and {second['cpu_s']:.1f} s "
-            f"CPU); import {r['import']['seconds']:.1f} s ({r['import']['cpu_s']:.1f} s CPU, "
+            f"({r['sandbox_rss_mb']:.0f} MB); fetch only {fetched} s, before and after each import ({fetch_cpu} s "
+            f"CPU); imports {imported} s; the median import {r['import']['seconds']:.1f} s "
+            f"({r['import']['cpu_s']:.1f} s CPU, "
             f"{r['import']['gc_s']:.1f} s of it in the garbage collector; first {BLOCK} pages "
             f"{r['import']['first_block_s']:.1f} s, last {BLOCK} {r['import']['last_block_s']:.1f} s), RSS "
             f"{r['import']['rss_start_mb']:.0f} MB when the pull started"
@@ -444,6 +462,12 @@ def main() -> None:
     parser.add_argument(
         "--profile", default=None, help="also run each import once under cProfile and keep the stats here"
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="imports per size, each followed by a fetch-only run; rates from the median times (default 1)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     parser.add_argument("--role", default="parent", help=argparse.SUPPRESS)
     parser.add_argument("--base-url", default=None, help=argparse.SUPPRESS)
@@ -460,7 +484,11 @@ def main() -> None:
     profile_dir = Path(args.profile) if args.profile else None
     if profile_dir is not None:
         profile_dir.mkdir(parents=True, exist_ok=True)
-    results = [measure(n, args.seed, args.database_url, args.timeout, profile_dir) for n in sizes]
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    results = [
+        measure(n, args.seed, args.database_url, args.timeout, profile_dir, args.repeat) for n in sizes
+    ]
     print_table(results)
     if args.json:
         sys.stdout.write(json.dumps(results, indent=2) + "\n")
