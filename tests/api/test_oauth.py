@@ -132,11 +132,14 @@ async def consent(remote: httpx.AsyncClient, authorize_url: str, decision: str) 
     """GET the consent page, POST its form with the button pressed: the remote's redirect to our callback."""
     page = await remote.get(authorize_url)
     assert page.status_code == 200, page.text
+    # The sandboxes' pages quote their attributes with " or with '.
     form = {
         html.unescape(name): html.unescape(value)
-        for name, value in re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', page.text)
+        for _, name, _, value in re.findall(
+            r"""<input type=["']hidden["'] name=(["'])(.*?)\1 value=(["'])(.*?)\3>""", page.text
+        )
     }
-    action = re.search(r'<form method="post" action="([^"]+)"', page.text)
+    action = re.search(r"""<form method=["']post["'] action=["']([^"']+)["']""", page.text)
     assert action is not None
     answer = await remote.post(urljoin(authorize_url, action.group(1)), data={**form, "decision": decision})
     assert answer.status_code == 302, answer.text

@@ -5,10 +5,7 @@ hub exchanges the code (POST /oauth/access_token), proves the token on Shippo's 
 from __future__ import annotations
 
 import dataclasses
-import html
-import re
 from collections.abc import AsyncIterator, Iterator
-from urllib.parse import urljoin
 
 import httpx
 import pytest
@@ -18,7 +15,7 @@ from crossdock.hub import Hub
 from crossdock.sandbox import create_sandbox_app
 from crossdock.sandbox.common import SandboxConfig, run_in_thread
 from crossdock.security.oauth import OAuthApp
-from tests.api.test_oauth import PUBLIC, _hub_client, connections, local, query_of, secrets_of, start
+from tests.api.test_oauth import PUBLIC, _hub_client, connections, consent, local, query_of, secrets_of, start
 from tests.support import Tenant
 
 PARTNER_ID = "acme-hub-partner"
@@ -60,23 +57,6 @@ async def remote() -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def decide(remote: httpx.AsyncClient, authorize_url: str, decision: str) -> str:
-    """The Shippo consent page, answered with Allow or Deny: the sandbox's redirect to the registered callback."""
-    page = await remote.get(authorize_url)
-    assert page.status_code == 200, page.text
-    form = {
-        html.unescape(name): html.unescape(value)
-        for name, value in re.findall(r"<input type='hidden' name='([^']*)' value='([^']*)'>", page.text)
-    }
-    action = re.search(r"<form method='post' action='([^']+)'", page.text)
-    assert action is not None
-    answer = await remote.post(urljoin(authorize_url, action.group(1)), data={**form, "decision": decision})
-    assert answer.status_code == 302, answer.text
-    location = answer.headers["location"]
-    assert location.startswith(CALLBACK), location
-    return location
-
-
 async def test_allowing_stores_the_oauth_token_in_the_vault_and_proves_it_on_the_api(
     shippo_hub: Hub, browser: httpx.AsyncClient, remote: httpx.AsyncClient, acme: Tenant, shippo_url: str
 ) -> None:
@@ -86,7 +66,8 @@ async def test_allowing_stores_the_oauth_token_in_the_vault_and_proves_it_on_the
     assert sent == {"response_type": "code", "client_id": PARTNER_ID, "scope": "*", "state": sent["state"]}
     assert len(sent["state"]) >= 32
 
-    back = await decide(remote, authorize, "allow")
+    back = await consent(remote, authorize, "allow")
+    assert back.startswith(f"{CALLBACK}?")  # the callback registered with Shippo
     assert query_of(back)["state"] == sent["state"] and query_of(back)["code"]
     r = await browser.get(local(back))
     assert r.status_code == 200, r.text
@@ -107,7 +88,7 @@ async def test_allowing_stores_the_oauth_token_in_the_vault_and_proves_it_on_the
 async def test_denying_stores_nothing_and_says_so(
     shippo_hub: Hub, browser: httpx.AsyncClient, remote: httpx.AsyncClient, acme: Tenant
 ) -> None:
-    back = await decide(remote, await start(browser, acme, "shippo"), "deny")
+    back = await consent(remote, await start(browser, acme, "shippo"), "deny")
     assert query_of(back)["error"] == "access_denied"
     r = await browser.get(local(back))
     assert r.status_code == 400, r.text
@@ -118,12 +99,12 @@ async def test_denying_stores_nothing_and_says_so(
 async def test_authorising_again_replaces_the_token_and_keeps_the_webhook_token(
     shippo_hub: Hub, browser: httpx.AsyncClient, remote: httpx.AsyncClient, acme: Tenant
 ) -> None:
-    first = await browser.get(local(await decide(remote, await start(browser, acme, "shippo"), "allow")))
+    first = await browser.get(local(await consent(remote, await start(browser, acme, "shippo"), "allow")))
     connection_id = first.json()["connection_id"]
     before = await secrets_of(shippo_hub, acme, connection_id)
 
     again = await start(browser, acme, "shippo", connection_id=connection_id)
-    r = await browser.get(local(await decide(remote, again, "allow")))
+    r = await browser.get(local(await consent(remote, again, "allow")))
     assert r.status_code == 200, r.text
     assert r.json()["connection_id"] == connection_id
     after = await secrets_of(shippo_hub, acme, connection_id)
@@ -136,7 +117,7 @@ async def test_authorising_again_replaces_the_token_and_keeps_the_webhook_token(
 async def test_a_code_used_twice_is_refused_by_shippo_and_stores_nothing_more(
     shippo_hub: Hub, browser: httpx.AsyncClient, remote: httpx.AsyncClient, acme: Tenant, shippo_url: str
 ) -> None:
-    back = await decide(remote, await start(browser, acme, "shippo"), "allow")
+    back = await consent(remote, await start(browser, acme, "shippo"), "allow")
     code = query_of(back)["code"]
     assert (await browser.get(local(back))).status_code == 200
     # Shippo's token endpoint takes a code once (the sandbox answers invalid_grant to the second use).

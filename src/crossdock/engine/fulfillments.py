@@ -281,48 +281,44 @@ async def _carrier_of_shipment(ctx: JobContext, row: t.Fulfillment) -> str | Non
         if shipment is None or shipment.account_id != ctx.account_id:
             return None
         carrier, remote_id, connection_id = shipment.carrier, shipment.external_id, shipment.connection_id
-    if not carrier and remote_id and connection_id is not None:
-        try:
-            async with open_connector(ctx.hub, ctx.account_id, connection_id) as (connection, connector):
-                if not isinstance(connector, ShipmentCarriers):
-                    return None
-                carrier = await connector.carrier_of(remote_id)
-                title = get_spec(connection.connector).title
-        except PermanentError as exc:
-            async with ctx.session() as session:
-                await add_event(
-                    session,
-                    account_id=ctx.account_id,
-                    order_id=row.order_id,
-                    kind="fulfillment.carrier_unknown",
-                    summary=f"The shipment's carrier could not be learned: {redact_text(exc.message)}",
-                    detail={"fulfillment_id": str(row.id), "shipment_id": str(row.shipment_id)},
-                    severity="warning",
-                )
-            return None
-        if not carrier:
-            return None
-        async with ctx.session() as session:
+    if carrier:
+        await _set(ctx, row.id, carrier=carrier[:100])
+        return carrier[:100]
+    if not remote_id or connection_id is None:
+        return None
+    severity = "info"
+    try:
+        async with open_connector(ctx.hub, ctx.account_id, connection_id) as (connection, connector):
+            if not isinstance(connector, ShipmentCarriers):
+                return None
+            carrier = (await connector.carrier_of(remote_id) or "")[:100] or None
+            if carrier is None:
+                return None
+            kind = "fulfillment.carrier_learned"
+            summary = f"{get_spec(connection.connector).title} says shipment {remote_id} goes with {carrier}"
+    except PermanentError as exc:
+        kind, severity = "fulfillment.carrier_unknown", "warning"
+        summary = f"The shipment's carrier could not be learned: {redact_text(exc.message)}"
+    async with ctx.session() as session:
+        if carrier is not None:
             await session.execute(
                 update(t.Shipment)
                 .where(t.Shipment.id == row.shipment_id, t.Shipment.carrier.is_(None))
-                .values(carrier=carrier[:100])
+                .values(carrier=carrier)
             )
             await session.execute(
-                update(t.Fulfillment).where(t.Fulfillment.id == row.id).values(carrier=carrier[:100])
+                update(t.Fulfillment).where(t.Fulfillment.id == row.id).values(carrier=carrier)
             )
-            await add_event(
-                session,
-                account_id=ctx.account_id,
-                order_id=row.order_id,
-                kind="fulfillment.carrier_learned",
-                summary=f"{title} says shipment {remote_id} goes with {carrier}",
-                detail={"fulfillment_id": str(row.id), "shipment_id": str(row.shipment_id)},
-            )
-        return carrier[:100]
-    if carrier:
-        await _set(ctx, row.id, carrier=carrier[:100])
-    return carrier[:100] if carrier else None
+        await add_event(
+            session,
+            account_id=ctx.account_id,
+            order_id=row.order_id,
+            kind=kind,
+            summary=summary,
+            detail={"fulfillment_id": str(row.id), "shipment_id": str(row.shipment_id)},
+            severity=severity,
+        )
+    return carrier
 
 
 @job(PUSH_JOB, retry=RetryPolicy(max_attempts=10, base_s=10.0, cap_s=3600.0), timeout_s=300)
