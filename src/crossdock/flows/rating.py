@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from crossdock import model
 from crossdock.connectors.base import Capability, Role, ShippingRates
 from crossdock.connectors.registry import get_spec
 from crossdock.engine.connections import ACTIVE, open_connector, unavailable_message
-from crossdock.engine.errors import JobError
+from crossdock.engine.errors import JobError, RetryableError
 from crossdock.hub import Hub
 from crossdock.logs import get_logger, redact_text
 from crossdock.store import tables as t
@@ -37,6 +37,9 @@ class Gathered:
     rates: list[model.Rate]
     # Connection id -> why it is not in `rates`, in words that say what happened and, where it helps, what to do.
     left_out: dict[uuid.UUID, str]
+    # The connections of `left_out` that failed for a passing fault (5xx, 429, timeout, no answer within the
+    # budget): asked again later, they may well answer.
+    passing: set[uuid.UUID] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -76,16 +79,20 @@ async def gather_rates(
         if unfinished:
             await asyncio.gather(*unfinished, return_exceptions=True)
     rates: list[model.Rate] = []
+    passing: set[uuid.UUID] = set()
     for candidate, task in tasks.items():
         if task.cancelled():
             left_out[candidate.id] = f"{candidate.title} answered nothing within {budget_s:g} s"
+            passing.add(candidate.id)
             continue
-        offered, reason = task.result()
+        offered, reason, passed = task.result()
+        if passed:
+            passing.add(candidate.id)
         if reason is not None:
             left_out[candidate.id] = reason
         else:
             rates.extend(offered)
-    return Gathered(rates, left_out)
+    return Gathered(rates, left_out, passing)
 
 
 class RatesSource:
@@ -109,6 +116,8 @@ class RatesSource:
         self.order = order
         self.budget_s = budget_s
         self.left_out: dict[uuid.UUID, str] = {}
+        # The connections of left_out that failed for a passing fault (see Gathered.passing).
+        self.passing: set[uuid.UUID] = set()
         self._rates: dict[uuid.UUID, list[model.Rate]] = {}
         self._everyone: list[uuid.UUID] | None = None
 
@@ -142,6 +151,7 @@ class RatesSource:
         for rate in gathered.rates:
             assert rate.connection_id is not None
             self._rates.setdefault(rate.connection_id, []).append(rate)
+        self.passing |= gathered.passing
         for cid in connection_ids:
             if cid in gathered.left_out:
                 self.left_out[cid] = gathered.left_out[cid]
@@ -212,18 +222,19 @@ def _why_not(row: t.Connection) -> tuple[_Reason | None, str]:
 
 async def _ask(
     hub: Hub, account_id: uuid.UUID, candidate: _Candidate, shipment: model.Shipment, order: model.Order
-) -> tuple[list[model.Rate], str | None]:
-    """One connection's rates, or the reason it has none. Never raises but for its own cancellation."""
+) -> tuple[list[model.Rate], str | None, bool]:
+    """One connection's rates, or the reason it has none, and whether that reason is a passing fault. Never
+    raises but for its own cancellation."""
     title = candidate.title
     try:
         async with open_connector(hub, account_id, candidate.id) as (_row, connector):
             if not isinstance(connector, ShippingRates):
-                return [], f"{title} connection {candidate.id} has no rates capability"
+                return [], f"{title} connection {candidate.id} has no rates capability", False
             offered = await connector.rates(shipment, order)
     except JobError as exc:
-        return [], _said_by(title, redact_text(exc.message))
+        return [], _said_by(title, redact_text(exc.message)), isinstance(exc, RetryableError)
     except NotFound:
-        return [], f"connection {candidate.id} does not exist in this account any more"
+        return [], f"connection {candidate.id} does not exist in this account any more", False
     except Exception as exc:  # a connector's defect must not cost the other connections their rates
         log.error(
             "rates failed unexpectedly",
@@ -231,8 +242,8 @@ async def _ask(
             connector=title,
             error=f"{type(exc).__name__}: {redact_text(str(exc))}",
         )
-        return [], f"{title} failed unexpectedly ({type(exc).__name__}); the hub's log has the details"
-    return priced_rates(title, [_offered_by(rate, candidate.id) for rate in offered])
+        return [], f"{title} failed unexpectedly ({type(exc).__name__}); the hub's log has the details", False
+    return (*priced_rates(title, [_offered_by(rate, candidate.id) for rate in offered]), False)
 
 
 def priced_rates(title: str, offered: list[model.Rate]) -> tuple[list[model.Rate], str | None]:
