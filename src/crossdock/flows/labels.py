@@ -35,7 +35,7 @@ from crossdock import model as m
 from crossdock.connectors.base import BoughtLabel, Capability, Role, ShippingLabels
 from crossdock.connectors.registry import get_spec
 from crossdock.engine.connections import open_connector
-from crossdock.engine.errors import ConfigurationError, JobError, PermanentError
+from crossdock.engine.errors import ConfigurationError, JobError, PermanentError, RetryableError
 from crossdock.engine.fulfillments import record_fulfillment
 from crossdock.engine.jobs import JobContext, RetryPolicy, enqueue, job
 from crossdock.engine.timeline import add_event
@@ -275,6 +275,11 @@ async def ship_job(ctx: JobContext, payload: dict[str, Any]) -> None:
             where = f"parcel {number} of {len(parcels)}: " if len(parcels) > 1 else ""
             if source.left_out:
                 decision.explanation += " (" + "; ".join(source.left_out.values()) + ")"
+            if source.passing:
+                # A connection that would have been asked failed for a passing fault (5xx, 429, a timeout):
+                # asked again later it may well answer, so this is not the order's end (the worker puts the
+                # attempt and its next try on the timeline).
+                raise RetryableError(f"no shipping service chosen yet: {decision.explanation}")
             await ctx.timeline(
                 order_id,
                 "shipping.failed",
