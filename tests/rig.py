@@ -34,8 +34,9 @@ API (stable; bench/end_to_end.py uses it):
 - `rig.edit_order(id, changes)`, `rig.cancel_order(id)`: the same admin API.
 - `rig.advance_tracking(status=None)`: every Shippo track not yet delivered moves one step (or to `status`),
   each move a signed `track_updated` webhook to the hub.
-- `rig.wait_shipped(ids, within_s)`, `rig.wait_until(check, what=..., within_s=...)`: bounded waits; on
-  timeout an AssertionError says what was still missing and shows the end of the hub's logs.
+- `rig.wait_shipped(ids, within_s)`, `rig.wait_settled(within_s, hurry=False)`, `rig.wait_until(check,
+  what=..., within_s=...)`: bounded waits; on timeout an AssertionError says what was still missing and shows
+  the end of the hub's logs. `rig.hurry_retries()` brings the retries waiting out their backoff forward.
 - `rig.truth() -> Truth`: Shopify orders with their fulfillments, Shippo transactions and tracks, and the
   hub's orders, shipments and unfinished jobs, with the duplicate counts worked out.
 - `rig.kill_worker(i)` (SIGKILL), `rig.start_worker(i)`, `rig.stop_hub()` / `rig.start_hub()`.
@@ -66,12 +67,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.engine import make_url
 
 from crossdock.config import Settings
 from crossdock.hub import Hub
 from crossdock.store import tables as t
+from crossdock.store.types import utcnow
 
 REPO = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -605,10 +607,26 @@ class Rig:
             done, what=f"{len(wanted)} orders shipped", within_s=within_s, missing=missing
         )
 
-    async def wait_settled(self, within_s: float) -> float:
-        """Wait until the account has no job queued, running or waiting for a retry."""
+    async def hurry_retries(self) -> int:
+        """Bring every retry of the account that waits out its backoff forward to now; returns how many. What
+        waiting would do, minus the wait: the attempts are counted and spent as they would be, only sooner
+        (a job's backoff grows to minutes, which a bounded test cannot wait)."""
+        now = utcnow()
+        async with self.hub.db.transaction() as session:
+            result = await session.execute(
+                update(t.Job)
+                .where(t.Job.account_id == self.account_id, t.Job.status == "failed", t.Job.run_at > now)
+                .values(run_at=now)
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def wait_settled(self, within_s: float, *, hurry: bool = False) -> float:
+        """Wait until the account has no job queued, running or waiting for a retry; with `hurry`, retries are
+        brought forward as they come (hurry_retries)."""
 
         async def settled() -> bool:
+            if hurry:
+                await self.hurry_retries()
             async with self.hub.db.session() as session:
                 found = await session.scalar(
                     select(t.Job.id)
