@@ -39,7 +39,11 @@ API (stable; bench/end_to_end.py uses it):
   the end of the hub's logs. `rig.hurry_retries()` brings the retries waiting out their backoff forward.
 - `rig.truth() -> Truth`: Shopify orders with their fulfillments, Shippo transactions and tracks, and the
   hub's orders, shipments and unfinished jobs, with the duplicate counts worked out.
-- `rig.kill_worker(i)` (SIGKILL), `rig.start_worker(i)`, `rig.stop_hub()` / `rig.start_hub()`.
+- `rig.webhooks_sent(name)`: what the sandbox sent (URL, headers, raw body), once its queue is drained, for
+  redelivering it; `rig.set_webhook_retries(name, n)`: how often it tries a failed webhook again.
+- `rig.kill_worker(i)` (SIGKILL), `rig.start_worker(i)`, `rig.stop_server()`, `rig.stop_hub()`,
+  `rig.start_hub()` (starts what is not running).
+- `rig.urls[name]`, `rig.hub_url`, `rig.client` (an httpx.AsyncClient): for the sandboxes' own admin APIs.
 - `postgres_database(server_url)`: an async context manager making a database of its own on that server and
   dropping it afterwards; yields its URL.
 
@@ -247,7 +251,7 @@ class Rig:
     _sandbox_proc: subprocess.Popen[bytes] | None = field(init=False, default=None)
     _server: subprocess.Popen[bytes] | None = field(init=False, default=None)
     _workers: list[subprocess.Popen[bytes] | None] = field(init=False, default_factory=list)
-    _client: httpx.AsyncClient = field(init=False)
+    client: httpx.AsyncClient = field(init=False)
     _port: int = field(init=False, default=0)
 
     @property
@@ -276,7 +280,7 @@ class Rig:
 
         self.home.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
-        self._client = httpx.AsyncClient(timeout=30.0)
+        self.client = httpx.AsyncClient(timeout=30.0)
         self._workers = [None] * self.workers
         self._port = free_port()
         self.hub_url = f"http://{HOST}:{self._port}"
@@ -382,7 +386,7 @@ class Rig:
 
         async def up() -> bool:
             with contextlib.suppress(httpx.HTTPError):
-                return (await self._client.get(f"{self.hub_url}/healthz")).status_code == 200
+                return (await self.client.get(f"{self.hub_url}/healthz")).status_code == 200
             return False
 
         await self.wait_until(up, what="crossdock serve answering /healthz", within_s=60)
@@ -402,6 +406,12 @@ class Rig:
             running.wait()
         self._workers[i] = None
 
+    async def stop_server(self) -> None:
+        """SIGTERM `crossdock serve` only: webhooks sent now find no one (start_hub starts it again)."""
+        if self._server is not None:
+            await asyncio.to_thread(_stop, [self._server], 15.0)
+        self._server = None
+
     async def stop_hub(self) -> None:
         """SIGTERM the server and the workers (a graceful stop), SIGKILL what is still running 15 s later."""
         processes = [p for p in [self._server, *self._workers] if p is not None]
@@ -415,15 +425,19 @@ class Rig:
         self._server, self._sandbox_proc = None, None
         self._workers = [None] * self.workers
         with contextlib.suppress(AttributeError):
-            await self._client.aclose()
+            await self.client.aclose()
         with contextlib.suppress(AttributeError):
             await self.hub.close()
 
     # -- acting on the remotes ------------------------------------------------------------------------------------
     async def _rig_post(self, sandbox: str, what: str, body: dict[str, Any]) -> Any:
-        r = await self._client.post(f"{self.urls[sandbox]}/_rig/{what}", json=body)
+        r = await self.client.post(f"{self.urls[sandbox]}/_rig/{what}", json=body)
         r.raise_for_status()
         return r.json()
+
+    async def set_webhook_retries(self, sandbox: str, retries: int) -> None:
+        """How often the sandbox tries a webhook again after a failed attempt (2 unless set; 0: one try)."""
+        await self._rig_post(sandbox, "config", {"webhook_retries": retries})
 
     async def set_faults(self, sandbox: str, spec: str | None) -> None:
         """Faults of `sandbox` from now on, in the fault spec syntax ("5xx=0.2,429=0.1,seed=7"); None: none."""
@@ -440,7 +454,7 @@ class Rig:
                 delay = start + k / per_s - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            r = await self._client.post(
+            r = await self.client.post(
                 f"{self.urls['shopify']}/_sandbox/orders", json={"order": spec or PAID_US}
             )
             r.raise_for_status()
@@ -448,13 +462,13 @@ class Rig:
         return placed
 
     async def edit_order(self, order_id: int, changes: dict[str, Any]) -> dict[str, Any]:
-        r = await self._client.patch(f"{self.urls['shopify']}/_sandbox/orders/{order_id}", json=changes)
+        r = await self.client.patch(f"{self.urls['shopify']}/_sandbox/orders/{order_id}", json=changes)
         r.raise_for_status()
         order: dict[str, Any] = r.json()["order"]
         return order
 
     async def cancel_order(self, order_id: int, reason: str = "customer") -> dict[str, Any]:
-        r = await self._client.post(
+        r = await self.client.post(
             f"{self.urls['shopify']}/_sandbox/orders/{order_id}/cancel", json={"reason": reason}
         )
         r.raise_for_status()
@@ -464,7 +478,7 @@ class Rig:
     async def advance_tracking(self, status: str | None = None) -> int:
         """Move every Shippo track not delivered yet one step on (or to `status`); returns how many moved."""
         shippo = self.urls["shippo"]
-        r = await self._client.get(f"{shippo}/_sandbox/tracks")
+        r = await self.client.get(f"{shippo}/_sandbox/tracks")
         r.raise_for_status()
         moved = 0
         for track in r.json():
@@ -473,13 +487,21 @@ class Rig:
             if not number or current == "DELIVERED" or current == status:
                 continue
             body = {"status": status} if status else {}
-            answer = await self._client.post(f"{shippo}/_sandbox/tracks/{number}/advance", json=body)
+            answer = await self.client.post(f"{shippo}/_sandbox/tracks/{number}/advance", json=body)
             moved += answer.status_code == 200
         return moved
 
+    async def webhooks_sent(self, sandbox: str) -> list[dict[str, Any]]:
+        """Every webhook the sandbox sent (once each, however often it tried), in the order it sent them: the
+        URL, the headers and the raw body as text, ready to be sent again as a redelivery."""
+        r = await self.client.get(f"{self.urls[sandbox]}/_rig/deliveries")
+        r.raise_for_status()
+        sent: list[dict[str, Any]] = r.json()
+        return sent
+
     async def webhook_deliveries(self, sandbox: str) -> list[dict[str, Any]]:
         """What the sandbox sent to the hub so far, each attempt with its answer."""
-        r = await self._client.get(f"{self.urls[sandbox]}/_sandbox/webhooks")
+        r = await self.client.get(f"{self.urls[sandbox]}/_sandbox/webhooks")
         r.raise_for_status()
         deliveries: list[dict[str, Any]] = r.json()["deliveries"]
         return deliveries
@@ -494,9 +516,9 @@ class Rig:
         return {str(row.external_id): row for row in rows}
 
     async def truth(self) -> Truth:
-        shopify = (await self._client.get(f"{self.urls['shopify']}/_rig/orders")).json()
-        transactions = (await self._client.get(f"{self.urls['shippo']}/_sandbox/transactions")).json()
-        tracks = (await self._client.get(f"{self.urls['shippo']}/_sandbox/tracks")).json()
+        shopify = (await self.client.get(f"{self.urls['shopify']}/_rig/orders")).json()
+        transactions = (await self.client.get(f"{self.urls['shippo']}/_sandbox/transactions")).json()
+        tracks = (await self.client.get(f"{self.urls['shippo']}/_sandbox/tracks")).json()
         orders = await self.hub_orders()
         by_id = {o.id: key for key, o in orders.items()}
         async with self.hub.db.session() as session:
@@ -584,7 +606,7 @@ class Rig:
             pending = [i for i in wanted if i not in orders or orders[i].status not in SHIPPED]
             if pending:
                 return pending
-            shopify = (await self._client.get(f"{self.urls['shopify']}/_rig/orders")).json()
+            shopify = (await self.client.get(f"{self.urls['shopify']}/_rig/orders")).json()
             return [
                 i for i in wanted if not any(f.get("tracking_number") for f in shopify[i]["fulfillments"])
             ]
@@ -671,6 +693,7 @@ def _with_rig_routes(app: Any) -> Any:
     from crossdock.sandbox.common.faults import FaultSpec
 
     state = app.state.sandbox
+    sender = getattr(state, "sender", None) or state.webhooks
 
     async def config(request: Request) -> JSONResponse:
         body = await request.json()
@@ -682,7 +705,20 @@ def _with_rig_routes(app: Any) -> Any:
             state.config.webhook_url = body["webhook_url"]
         if body.get("token"):
             state.token = body["token"]
+        if "webhook_retries" in body:
+            sender.retries = int(body["webhook_retries"])
         return JSONResponse({"faults": state.faults.spec.describe(), "webhook_url": state.config.webhook_url})
+
+    async def deliveries(_: Request) -> JSONResponse:
+        await sender.drain(timeout=60.0)
+        out, seen = [], set()
+        for d in sender.deliveries:
+            key = (d.url, d.body, d.duplicate)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append({"url": d.url, "headers": d.headers, "body": d.body.decode()})
+        return JSONResponse(out)
 
     async def orders(_: Request) -> JSONResponse:
         out = {}
@@ -708,6 +744,7 @@ def _with_rig_routes(app: Any) -> Any:
         routes=[
             Route("/_rig/config", config, methods=["POST"]),
             Route("/_rig/orders", orders, methods=["GET"]),
+            Route("/_rig/deliveries", deliveries, methods=["GET"]),
         ]
     )
 
