@@ -1,0 +1,122 @@
+"""The benchmarks of BENCHMARKS.md run as the commands they are, at a tiny size: each script starts its own
+processes (sandboxes, `crossdock serve`, workers, wrk), and its JSON must carry the figures with sane values:
+nothing lost, every edit stored, no duplicate label or fulfillment. No speed is asserted; the figures themselves
+come from the full runs (BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import make_url
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+POSTGRES_URL = os.environ.get("CROSSDOCK_TEST_POSTGRES_URL")
+
+
+def run_bench(script: str, *args: str, timeout_s: float = 240.0) -> Any:
+    """Run bench/<script> with --json in a process of its own; the JSON printed after its table."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CROSSDOCK_")}
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, (
+        f"{script} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    )
+    out = done.stdout
+    start = min(i for i in (out.find("\n{"), out.find("\n[")) if i >= 0)
+    return json.loads(out[start:])
+
+
+def _bench_database(name: str) -> str:
+    """A database of the benchmark's own on the test server (the scripts drop and create it; "bench" in its name)."""
+    assert POSTGRES_URL is not None
+    return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def _check_ingest(result: dict[str, Any], hubs: int) -> None:
+    runs = result["runs"]
+    bare = [r for r in runs if r["target"] == "bare ASGI"]
+    hub = [r for r in runs if r["target"].startswith("crossdock serve")]
+    assert len(bare) == 2 and len(hub) == hubs
+    assert result["bare_rate"] > 0
+    for r in runs:
+        assert r["ok"] > 0 and r["ok"] == r["requests"], r
+        assert r["errors_total"] == 0, r
+        assert 0 < r["p50_us"] <= r["p99_us"] <= r["max_us"], r
+        assert r["ratio"] > 0
+    for r in hub:
+        # Every acknowledged webhook is in the inbox once, as an original.
+        assert r["lost"] == 0, r
+        assert r["stored"] == r["acked"] == r["ok"], r
+        assert r["inbox_duplicates"] == 0, r
+        assert r["inbox_rows"] >= r["stored"]
+        assert r["server_cpu_s"] > 0
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
+def test_webhook_ingest_acknowledges_only_what_it_stored() -> None:
+    result = run_bench(
+        "webhook_ingest.py", "--seconds", "1", "--warmup", "1", "--connections", "4", "--no-postgres"
+    )
+    _check_ingest(result, hubs=1)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
+def test_webhook_ingest_on_postgres() -> None:
+    url = _bench_database("crossdock_ingest_smoke_bench")
+    result = run_bench("webhook_ingest.py", "--seconds", "1", "--warmup", "1", "--database-url", url)
+    _check_ingest(result, hubs=2)
+
+
+def test_incremental_sync_stores_every_edit() -> None:
+    result = run_bench("incremental_sync.py", "--orders", "300", "--changes", "20")
+    full, incremental = result["full"], result["incremental"]
+    assert full["created"] == full["orders"] == 300
+    assert result["changes"] == 20
+    assert incremental["edits_found"] == incremental["edits_landed"] == 20
+    assert incremental["created"] == 0 and incremental["invalid"] == 0
+    assert incremental["updated"] >= 20
+    assert incremental["read"] >= 20
+    assert incremental["window_since"] < incremental["watermark_before"]
+    assert result["ratio"] == incremental["seconds"] / full["seconds"] > 0
+
+
+@pytest.mark.slow
+def test_end_to_end_ships_every_order_once() -> None:
+    runs = run_bench(
+        "end_to_end.py",
+        "--workers",
+        "1",
+        "--rate",
+        "5",
+        "--seconds",
+        "2",
+        "--backends",
+        "sqlite",
+        "--drain",
+        "120",
+    )
+    (run,) = runs
+    assert run["placed"] == 10
+    assert run["done"] == run["placed"] and run["not_done"] == 0
+    assert run["duplicate_labels"] == 0 and run["duplicate_fulfillments"] == 0
+    assert run["tracking_mismatched"] == 0
+    assert run["labels_max_per_order"] >= 1 and run["fulfillments_max_per_order"] >= 1
+    assert run["dead_jobs"] == 0 and run["quarantined"] == 0
+    assert 0 < run["p50_s"] <= run["p99_s"] <= run["max_s"] < math.inf
+    assert run["throughput"] > 0
