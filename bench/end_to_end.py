@@ -41,7 +41,9 @@ import asyncio
 import contextlib
 import json
 import math
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -161,6 +163,29 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
+def sample_processes(args: argparse.Namespace, rig: Rig, tag: str) -> list[subprocess.Popen[bytes]]:
+    """With --profile, py-spy samples the server and every worker through the placing window (collapsed stacks,
+    one file per process)."""
+    if not args.profile:
+        return []
+    spy = shutil.which("py-spy")
+    if spy is None:
+        raise SystemExit("--profile needs py-spy on PATH (pip install py-spy)")
+    Path(args.profile).mkdir(parents=True, exist_ok=True)
+    processes = {"serve": rig._server, **{f"worker-{i}": w for i, w in enumerate(rig._workers)}}
+    duration = str(max(1, round(args.seconds)))
+    record = [spy, "record", "--duration", duration, "--format", "raw"]
+    return [
+        subprocess.Popen(
+            [*record, "--pid", str(proc.pid), "-o", f"{args.profile}/{tag}-{name}.txt"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, proc in processes.items()
+        if proc is not None
+    ]
+
+
 @contextlib.asynccontextmanager
 async def database(backend: str, server_url: str) -> AsyncIterator[str | None]:
     if backend == "sqlite":
@@ -190,6 +215,7 @@ async def one_run(args: argparse.Namespace, backend: str, workers: int) -> dict[
             await rig.wait_shipped([p.id for p in warm], within_s=120)
 
             count = max(1, round(args.rate * args.seconds))
+            samplers = sample_processes(args, rig, f"{backend}-{workers}")
             started = time.time()
             placed = await rig.create_orders(count, per_s=args.rate)
             placing_s = placed[-1].placed_at - placed[0].placed_at if len(placed) > 1 else 0.0
@@ -202,6 +228,8 @@ async def one_run(args: argparse.Namespace, backend: str, workers: int) -> dict[
                     break
                 await asyncio.sleep(1.0)
             finished = time.time()
+            for sampler in samplers:
+                sampler.wait(timeout=60)
             truth = await rig.truth()
             tracking = {
                 key: {f.tracking_number for f in shipments if f.tracking_number}
@@ -324,6 +352,7 @@ def main() -> None:
     parser.add_argument(
         "--real-limits", action="store_true", help="keep Shopify's and Shippo's real rate limits in the hub"
     )
+    parser.add_argument("--profile", default=None, help="sample the hub's processes with py-spy, output here")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     args = parser.parse_args()
 
