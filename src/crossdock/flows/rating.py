@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from crossdock import model
 from crossdock.connectors.base import Capability, Role, ShippingRates
 from crossdock.connectors.registry import get_spec
@@ -235,6 +237,10 @@ async def _ask(
         return [], _said_by(title, redact_text(exc.message)), isinstance(exc, RetryableError)
     except NotFound:
         return [], f"connection {candidate.id} does not exist in this account any more", False
+    except (SQLAlchemyError, OSError) as exc:
+        # The hub's own database (the connection, its secrets, its rate limiter) out of reach for a moment: a
+        # passing fault, not the connection's.
+        return [], f"{title} was not asked: the hub's database did not answer ({type(exc).__name__})", True
     except Exception as exc:  # a connector's defect must not cost the other connections their rates
         log.error(
             "rates failed unexpectedly",
