@@ -27,7 +27,8 @@ API (stable; bench/end_to_end.py uses it):
   rig's own (a proxy in between); `faults` maps a sandbox name to a fault spec applied once the connections are
   made; `shippo_live` gives the Shippo connection a live token (shippo_live_...), so that the hub paces label
   purchases at Shippo's live limit, 500 creates a minute, instead of the test limit, 50 (two creates an order:
-  the test limit alone holds the flow to 25 orders a minute).
+  the test limit alone holds the flow to 25 orders a minute); `sync_interval_s` turns on the scheduled pull of
+  the Shopify orders at that interval (off by default: orders arrive by webhook only).
 - `rig.set_faults(name, spec)`: change a sandbox's faults while it runs (None: none).
 - `rig.create_orders(count, *, per_s=None, spec=None) -> list[Placed]`: orders placed through the Shopify
   sandbox's admin API (which sends `orders/create` to the hub); `spec` is the sandbox's order spec.
@@ -43,6 +44,7 @@ API (stable; bench/end_to_end.py uses it):
   redelivering it; `rig.set_webhook_retries(name, n)`: how often it tries a failed webhook again.
 - `rig.kill_worker(i)` (SIGKILL), `rig.start_worker(i)`, `rig.stop_server()`, `rig.stop_hub()`,
   `rig.start_hub()` (starts what is not running).
+- `rig.processes()`: the hub's processes by name, to see whether they still run.
 - `rig.urls[name]`, `rig.hub_url`, `rig.client` (an httpx.AsyncClient): for the sandboxes' own admin APIs.
 - `postgres_database(server_url)`: an async context manager making a database of its own on that server and
   dropping it afterwards; yields its URL.
@@ -241,6 +243,7 @@ class Rig:
     lease_s: float = 3.0
     faults: dict[str, str] | None = None
     shippo_live: bool = True
+    sync_interval_s: float | None = None
     # Filled by start().
     hub: Hub = field(init=False)
     hub_url: str = field(init=False, default="")
@@ -357,7 +360,8 @@ class Rig:
             CROSSDOCK_HOME=str(self.home),
             CROSSDOCK_PUBLIC_URL=self.hub_url,
             CROSSDOCK_ALLOW_PRIVATE_URLS="true",
-            CROSSDOCK_SYNC_SCHEDULE="false",
+            CROSSDOCK_SYNC_SCHEDULE="true" if self.sync_interval_s else "false",
+            CROSSDOCK_SYNC_INTERVAL_S=str(self.sync_interval_s or 300),
             CROSSDOCK_WORKER_LEASE_S=str(self.lease_s),
             CROSSDOCK_WORKER_HEARTBEAT_S=str(heartbeat),
             CROSSDOCK_WORKER_POLL_S="0.05",
@@ -405,6 +409,11 @@ class Rig:
             running.send_signal(signal.SIGKILL)
             running.wait()
         self._workers[i] = None
+
+    def processes(self) -> dict[str, subprocess.Popen[bytes]]:
+        """The hub's processes by name ('serve', 'worker-0', ...), for a test to see whether they still run."""
+        named = {"serve": self._server, **{f"worker-{i}": p for i, p in enumerate(self._workers)}}
+        return {name: p for name, p in named.items() if p is not None}
 
     async def stop_server(self) -> None:
         """SIGTERM `crossdock serve` only: webhooks sent now find no one (start_hub starts it again)."""
