@@ -131,8 +131,9 @@ async def test_dead_jobs_and_quarantined_payloads_are_listed_with_the_remotes_wo
     shopify_id = await quarantined(
         hub, acme, shop, shopify_order(), reason="shipping_address.country_code: 'XX' is not a country"
     )
-    ebay_id = await quarantined(
-        hub, acme, shop, {"orderId": "12-345"}, kind="ebay.order", reason="lineItems: is empty"
+    # A kind no processor of this hub reads (a connector that is not installed).
+    unknown_id = await quarantined(
+        hub, acme, shop, {"orderId": "12-345"}, kind="woocommerce.order", reason="line_items: is empty"
     )
     await signed_in(client, hub, acme)
     page = (await client.get("/failures")).text
@@ -150,7 +151,7 @@ async def test_dead_jobs_and_quarantined_payloads_are_listed_with_the_remotes_wo
     assert "shopify.order" in q and "Acme shop" in q and "from a pull" in q
     assert "&#39;XX&#39; is not a country" in q
     assert f'action="/failures/payloads/{shopify_id}/retry"' in q
-    other = page[page.index(f'<tr id="q-{ebay_id}">') :].split("</tr>")[0]
+    other = page[page.index(f'<tr id="q-{unknown_id}">') :].split("</tr>")[0]
     assert "/retry" not in other and "cannot read this kind again" in other and "/discard" in other
     region = await client.get("/failures", headers={"X-Live-Block": "failures"})
     assert region.status_code == 200 and f'id="j-{job_id}"' in region.text and "<html" not in region.text

@@ -30,7 +30,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crossdock.connectors.base import Capability, Mapped, OrdersPull, PullWindow
 from crossdock.connectors.registry import SPECS, get_spec
-from crossdock.engine import syncruns
+from crossdock.engine import (
+    pulled_orders,  # noqa: F401  (processes the records quarantined here, retried)
+    syncruns,
+)
 from crossdock.engine.connections import ACTIVE, NEEDS_REAUTH, open_connector
 from crossdock.engine.errors import ConfigurationError, JobError
 from crossdock.engine.importer import ImportResult, Outcome, import_orders

@@ -45,6 +45,7 @@ JOB_MODULES: tuple[str, ...] = (
     "crossdock.engine.inbox",
     "crossdock.engine.webhooks_out",
     "crossdock.engine.shopify_orders",
+    "crossdock.engine.pulled_orders",
     "crossdock.engine.sync",
     "crossdock.engine.fulfillments",
     "crossdock.engine.connect",
