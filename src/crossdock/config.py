@@ -6,7 +6,7 @@ import os
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, IPvAnyNetwork, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -67,6 +67,11 @@ class Settings(BaseSettings):
         default=30,
         ge=0,
         description="On shutdown, how long running jobs may take to finish before they stop.",
+    )
+    myparcelcom_allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Where MyParcel.com's platform calls from: when set, the integration contract's shipment "
+        "listing and status callback answer 403 to any other client address.",
     )
     job_modules: list[str] = Field(
         default_factory=list, description="Extra Python modules that register job kinds, imported by workers."

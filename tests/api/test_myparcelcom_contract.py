@@ -3,6 +3,7 @@ socket and driven by the sandbox's platform simulator, which checks every answer
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +18,7 @@ from sqlalchemy import func, select
 from crossdock import model as m
 from crossdock.api.app import create_app
 from crossdock.api.routes_myparcelcom import PREFIX
+from crossdock.config import Settings
 from crossdock.engine import sync
 from crossdock.engine.connect import connect, set_status
 from crossdock.engine.fulfillments import PUSH_JOB
@@ -724,3 +726,37 @@ async def test_an_ebay_order_shipped_through_the_contract_reaches_ebay_with_the_
     assert fulfillment.status == "pushed" and shipment.connection_id == mpc_id
     learned = [e for e in await timeline(hub, order_id) if e.kind == "fulfillment.carrier_learned"]
     assert [e.summary for e in learned] == [f"MyParcel.com says shipment {record.id} goes with DPD"]
+
+
+async def test_only_the_named_networks_may_list_shipments_or_post_statuses(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CROSSDOCK_MYPARCELCOM_ALLOWED_NETWORKS: the platform's calls carry no credential of their own, so an
+    operator can name where MyParcel.com calls from; the platform simulator here calls from 127.0.0.1."""
+    shop = await add_shop(hub, "Acme", SHOP_A, SECRET_A)
+    await add_order(hub, shop.account_id, "#1001")
+    for networks, allowed in (('["192.0.2.0/24", "2001:db8::/32"]', False), ('["127.0.0.0/8"]', True)):
+        monkeypatch.setenv("CROSSDOCK_MYPARCELCOM_ALLOWED_NETWORKS", networks)
+        named = Settings().myparcelcom_allowed_networks  # as the hub reads it from its environment
+        assert [str(n) for n in named] == json.loads(networks)
+        settings = hub.settings.model_copy(update={"myparcelcom_allowed_networks": named})
+        server_hub = Hub.from_settings(settings)
+        with run_in_thread(create_app(server_hub, dispose_on_shutdown=True)) as url:
+            server_hub.settings.public_url = url
+            async with MyParcelComPlatform(url + PREFIX, channel="crossdock", timeout_s=10.0) as platform:
+                # Linking is the merchant's browser's way in: it stays open.
+                await authorize(platform, shop)
+                listed = await pull(platform, shop)
+                callback = await platform.client.post(
+                    platform.url("/callback/shipment-statuses"),
+                    content=b"{}",
+                    headers={"Content-Type": "application/vnd.api+json"},
+                )
+        if allowed:
+            assert listed.status_code == 200 and len(listed.json()["data"]) == 1
+            assert callback.status_code == 422  # let in, and refused for what the body lacks
+        else:
+            for refused in (listed, callback):
+                error = error_of(refused)
+                assert refused.status_code == 403 and "127.0.0.1" in error["detail"]
+                assert "CROSSDOCK_MYPARCELCOM_ALLOWED_NETWORKS" in error["detail"]

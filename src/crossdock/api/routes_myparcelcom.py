@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
+import ipaddress
 import json
 import math
 import re
@@ -167,6 +168,26 @@ router = APIRouter(prefix=PREFIX, tags=["myparcelcom"], route_class=_JsonApiRout
 def _hub(request: Request) -> Hub:
     hub: Hub = request.app.state.hub
     return hub
+
+
+def _from_platform(request: Request) -> None:
+    """The shipment listing and the status callback carry no credential of their own (PROTOCOLS.md section 9):
+    where the operator named MyParcel.com's networks, any other client is refused before anything is read."""
+    allowed = _hub(request).settings.myparcelcom_allowed_networks
+    if not allowed:
+        return
+    host = request.client.host if request.client is not None else ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is None or not any(address in network for network in allowed):
+        raise JsonApiError(
+            403,
+            "Forbidden",
+            f"{host or 'this client'} is not one of MyParcel.com's networks that this hub takes integration "
+            "calls from (CROSSDOCK_MYPARCELCOM_ALLOWED_NETWORKS)",
+        )
 
 
 def _base(hub: Hub) -> str:
@@ -646,6 +667,7 @@ def _placed() -> ColumnElement[datetime]:
 async def list_shipments(request: Request) -> Response:
     """The shop's orders that are ready to ship (paid or ready_to_ship, with a shipping address), placed inside
     the date filter, oldest first, as JSON:API shipments with meta.total_records/total_pages and page links."""
+    _from_platform(request)
     hub = _hub(request)
     params = request.query_params
     shop_id = _uuid(params.get("shop_id"), parameter="shop_id")
@@ -874,6 +896,7 @@ def _status_report(document: dict[str, Any], at: int, shipment: dict[str, Any]) 
 async def status_callback(request: Request) -> Response:
     """A shipment's new status: on the order's timeline once, and with a tracking number or a label, a
     fulfillment for the order (pushed to its channel exactly once by engine.fulfillments)."""
+    _from_platform(request)
     hub = _hub(request)
     document = await _json_object(request)
     at, shipment = _included(document, "shipments")
