@@ -185,7 +185,7 @@ async def outages_during_flow(
 
 @pytest.mark.postgres
 async def test_hub_recovers_from_a_database_outage_by_itself(tmp_path: Path) -> None:
-    await outages_during_flow(tmp_path, orders=24, outages=1, down_s=4.0, within_s=120)
+    await outages_during_flow(tmp_path, orders=16, outages=1, down_s=4.0, within_s=120)
 
 
 @pytest.mark.postgres

@@ -75,7 +75,7 @@ async def orders_under_faults(
 
 async def test_orders_complete_or_stop_with_a_reason_under_remote_faults(tmp_path: Path) -> None:
     # The retries' backoff (up to minutes by the fifth attempt) is brought forward, not waited out.
-    await orders_under_faults(tmp_path, None, orders=16, within_s=90, hurry=True)
+    await orders_under_faults(tmp_path, None, orders=10, within_s=90, hurry=True)
 
 
 @pytest.mark.slow
