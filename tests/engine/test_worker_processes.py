@@ -127,3 +127,33 @@ async def test_three_workers_never_overlap_jobs_sharing_a_lock_key(hub: Hub, tmp
     assert_no_overlap(log, expected=jobs)
     pids = {line.split('"pid": ')[1].rstrip("}\n") for line in log.read_text().splitlines()}
     assert len(pids) >= 2, "the jobs were not shared between the worker processes"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_a_job_committed_by_another_process_wakes_an_idle_worker_at_once(
+    hub: Hub, tmp_path: Path
+) -> None:
+    """On PostgreSQL a commit that enqueues a job notifies the workers of every process (LISTEN/NOTIFY), so a
+    worker that polls once every two minutes still starts the job at once. The first job proves the worker is
+    up; each later one, committed here while the worker waits, must be done within 3 s. (The worker's own
+    periodic ticks also wake it, every 10 s at most: three jobs in a row within 3 s each are not their luck.)"""
+    shop = await new_shop(hub)
+    env = {**worker_env(hub, lease_s=30.0), "CROSSDOCK_WORKER_POLL_S": "120"}
+    processes = [start_worker(env, concurrency=2, log=tmp_path / "worker.log")]
+    try:
+        for n, within_s in enumerate((60.0, 3.0, 3.0, 3.0), start=1):
+            async with hub.db.transaction() as session:
+                await enqueue(session, account_id=shop.account_id, kind="test.ok", payload={"n": n})
+            deadline = time.monotonic() + within_s
+            while (await _statuses(hub, "test.ok")).get("succeeded", 0) < n:
+                assert time.monotonic() < deadline, (
+                    f"job {n} was not run within {within_s} s: {await _statuses(hub, 'test.ok')}; "
+                    + (tmp_path / "worker.log").read_text()[-2000:]
+                )
+                assert processes[0].poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.5)  # the worker has gone back to waiting for its next poll
+    finally:
+        stop_all(processes)
+    assert await _statuses(hub, "test.ok") == {"succeeded": 4}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crossdock.store import tables as t
@@ -182,13 +182,25 @@ async def enqueue(
     # database decides and the insert does nothing. Never check-then-insert: two enqueuers would both pass.
     stmt = stmt.on_conflict_do_nothing().returning(t.Job.id)
     job_id = (await session.execute(stmt)).scalar_one_or_none()
-    if job_id is not None and not event.contains(session.sync_session, "after_commit", _wake_workers):
+    if job_id is None:
+        return None
+    if not event.contains(session.sync_session, "after_commit", _wake_workers):
         event.listen(session.sync_session, "after_commit", _wake_workers)
+    transaction = session.get_transaction()
+    if session.get_bind().dialect.name == "postgresql" and session.info.get(_NOTIFIED) is not transaction:
+        # Delivered when the transaction commits, and not at all if it rolls back (PostgreSQL NOTIFY): once per
+        # transaction, however many jobs it enqueues.
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": JOBS_CHANNEL})
+        session.info[_NOTIFIED] = transaction
     return job_id
 
 
 # Workers in this process wait on these between polls; a commit that enqueued a job wakes them at once, so work
-# enqueued by the API of a `crossdock serve` runs without waiting for the next poll. Other processes poll.
+# enqueued by the API of a `crossdock serve` runs without waiting for the next poll. On PostgreSQL the commit
+# also notifies JOBS_CHANNEL, which wakes the workers of other processes (engine.worker listens); on SQLite
+# other processes poll.
+JOBS_CHANNEL = "crossdock_jobs"
+_NOTIFIED = "crossdock.jobs.notified"  # session.info: the transaction that has notified JOBS_CHANNEL already
 _wakers: set[asyncio.Event] = set()
 
 

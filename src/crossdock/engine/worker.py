@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crossdock.engine import metrics, queue
 from crossdock.engine.errors import ConfigurationError, JobError, PermanentError, RetryableError
-from crossdock.engine.jobs import REGISTRY, JobContext, JobKind, add_waker, remove_waker
+from crossdock.engine.jobs import JOBS_CHANNEL, REGISTRY, JobContext, JobKind, add_waker, remove_waker
 from crossdock.engine.periodic import PERIODIC, enqueue_tick
 from crossdock.engine.timeline import add_event
 from crossdock.engine.tuning import tune_long_running_process
@@ -39,6 +39,8 @@ log = get_logger(__name__)
 
 # How long stopping waits for the heartbeat, recoverer and scheduler to finish their current beat.
 HOUSEKEEPING_STOP_S = 15.0
+# After the connection that listens for new jobs (PostgreSQL) was lost, how long before connecting again.
+LISTEN_RETRY_S = 5.0
 
 # Modules whose import registers the engine's own job kinds and periodic tasks.
 JOB_MODULES: tuple[str, ...] = (
@@ -149,6 +151,8 @@ class Worker:
         ]
         if self.run_periodic:
             helpers.append(asyncio.create_task(self._every(1.0, self._schedule), name="scheduler"))
+        if self.hub.db.dialect == "postgresql":
+            helpers.append(asyncio.create_task(self._listen(), name="listen"))
         try:
             await self._claim_loop()
             await self._drain()
@@ -177,6 +181,32 @@ class Worker:
                 continue
             running = _Running(job, asyncio.create_task(self._execute(job), name=f"job {job.id}"))
             self._running[job.id] = running
+
+    async def _listen(self) -> None:
+        """PostgreSQL: wake the claim loop as soon as any process commits a new job (jobs.JOBS_CHANNEL), rather
+        than at the next poll. Its own connection, outside the pool; after a lost connection it connects again
+        LISTEN_RETRY_S later, and polling goes on meanwhile, so no job waits on this."""
+        import asyncpg
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.hub.settings.resolved_database_url).set(drivername="postgresql")
+        dsn = url.render_as_string(hide_password=False)
+        while not self.stopping:
+            connection = None
+            lost = asyncio.Event()
+            try:
+                connection = await asyncpg.connect(dsn, timeout=10)
+                connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
+                await connection.add_listener(JOBS_CHANNEL, lambda *_notification: self._wake.set())
+                self._wake.set()  # whatever was enqueued while not listening
+                await self._until(lost, None)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("cannot listen for new jobs; polling only", error=f"{type(exc).__name__}: {exc}")
+            finally:
+                if connection is not None and not connection.is_closed():
+                    await connection.close(timeout=5)
+            if not self.stopping:
+                await self._until(asyncio.Event(), LISTEN_RETRY_S)
 
     async def _until(self, event: asyncio.Event, wait_s: float | None) -> None:
         waiters = [asyncio.create_task(event.wait()), asyncio.create_task(self._stopping.wait())]
