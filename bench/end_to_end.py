@@ -25,9 +25,9 @@ headers would tell it; --real-limits leaves the connectors' declared plans. At t
 Shippo account cap the flow whatever the hub does: Shopify's standard plan leaks 2 REST calls/s (a fulfillment
 takes two), Shippo allows 500 live purchases a minute (50 in test mode).
 
-Workers poll for due jobs every --poll-s (CROSSDOCK_WORKER_POLL_S, 1 s by default as in a deployment): a job
-enqueued by another process (the webhook's processing, enqueued by `crossdock serve`) waits for the next poll; jobs
-a worker enqueues itself wake its own loop at once.
+Workers poll for due jobs every --poll-s (CROSSDOCK_WORKER_POLL_S, 1 s by default as in a deployment); on
+PostgreSQL they are also woken by LISTEN/NOTIFY when another process (`crossdock serve`, for a webhook's
+processing) enqueues a job, on SQLite a job enqueued by another process waits for the next poll.
 
     .venv/bin/python bench/end_to_end.py                                   # PostgreSQL, 1, 2 and 4 workers, 50/s, 60 s
     .venv/bin/python bench/end_to_end.py --workers 1 --rate 20 --seconds 10 --backends sqlite
