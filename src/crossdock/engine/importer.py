@@ -13,7 +13,9 @@ The steps follow the OCA connector's importer (STYLE.md), with a unique index in
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, cast
@@ -269,6 +271,25 @@ async def import_order(
 ) -> ImportResult:
     """Import one mapped order in the caller's transaction. `source` names the channel ("Shopify")."""
     return (await import_orders(session, tenant, connection_id, [mapped], source=source))[0]
+
+
+async def import_stored(
+    session: AsyncSession, row: t.InboxMessage, read: Callable[[Any], Mapped], *, source: str
+) -> ImportResult:
+    """Import the order a stored inbound payload holds (a webhook's body, a quarantined pulled record), in the
+    caller's transaction: the body as JSON, mapped by `read`. A body that is not JSON is a mapping problem naming
+    `body`, quarantined like any other."""
+    try:
+        payload = json.loads(row.body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        mapped = Mapped(
+            problems=[MappingProblem("body", f"is not JSON ({exc}); {source} sends an order as JSON")]
+        )
+    else:
+        mapped = read(payload)
+    return await import_order(
+        session, Tenant(session, row.account_id), row.connection_id, mapped, source=source
+    )
 
 
 async def import_orders(

@@ -10,7 +10,7 @@ again with the new reason; the importer's binding makes a record older than what
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,11 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crossdock.connectors.amazon.mapping import map_order as map_amazon_order
 from crossdock.connectors.base import Mapped, MappingProblem
 from crossdock.connectors.ebay.mapping import map_order as map_ebay_order
-from crossdock.engine.importer import Outcome, import_order
+from crossdock.engine.importer import Outcome, import_stored
 from crossdock.engine.inbox import Processed, processor
 from crossdock.engine.jobs import JobContext
 from crossdock.store import tables as t
-from crossdock.store.repo import Tenant
 
 EBAY_KIND = "ebay.order"
 AMAZON_KIND = "amazon.order"
@@ -34,10 +33,10 @@ def _amazon(payload: Any) -> Mapped:
     return map_amazon_order(payload.get("Order"), payload.get("OrderItems"))
 
 
-async def _again(row: t.InboxMessage, mapped: Mapped, session: AsyncSession, source: str) -> Processed:
-    result = await import_order(
-        session, Tenant(session, row.account_id), row.connection_id, mapped, source=source
-    )
+async def _again(
+    session: AsyncSession, row: t.InboxMessage, read: Callable[[Any], Mapped], source: str
+) -> Processed:
+    result = await import_stored(session, row, read, source=source)
     if result.outcome is Outcome.QUARANTINED:
         return Processed(order_id=result.order_id, quarantined=f"pulled order: {result.reason}")
     return Processed(
@@ -45,18 +44,11 @@ async def _again(row: t.InboxMessage, mapped: Mapped, session: AsyncSession, sou
     )
 
 
-def _body(row: t.InboxMessage) -> Any:
-    try:
-        return json.loads(row.body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
-
-
 @processor(EBAY_KIND)
 async def process_ebay_order(session: AsyncSession, ctx: JobContext, row: t.InboxMessage) -> Processed:
-    return await _again(row, map_ebay_order(_body(row)), session, "eBay")
+    return await _again(session, row, map_ebay_order, "eBay")
 
 
 @processor(AMAZON_KIND)
 async def process_amazon_order(session: AsyncSession, ctx: JobContext, row: t.InboxMessage) -> Processed:
-    return await _again(row, _amazon(_body(row)), session, "Amazon")
+    return await _again(session, row, _amazon, "Amazon")

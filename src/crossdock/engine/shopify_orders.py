@@ -6,17 +6,13 @@ the importer's binding makes a redelivered or out-of-order payload change nothin
 
 from __future__ import annotations
 
-import json
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crossdock.connectors.base import Mapped, MappingProblem
 from crossdock.connectors.shopify.mapping import map_order
-from crossdock.engine.importer import Outcome, import_order
+from crossdock.engine.importer import Outcome, import_stored
 from crossdock.engine.inbox import Processed, processor
 from crossdock.engine.jobs import JobContext
 from crossdock.store import tables as t
-from crossdock.store.repo import Tenant
 
 KIND = "shopify.order"
 # Topics whose body is an order (shopify.dev/docs/api/webhooks?reference=toml, "orders/*").
@@ -26,17 +22,7 @@ TOPICS = frozenset({"orders/create", "orders/updated", "orders/cancelled"})
 @processor(KIND)
 async def process_order(session: AsyncSession, ctx: JobContext, row: t.InboxMessage) -> Processed:
     topic = row.headers.get("x-shopify-topic", "orders/updated")
-    try:
-        payload = json.loads(row.body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        mapped = Mapped(
-            problems=[MappingProblem("body", f"is not JSON ({exc}); Shopify sends an order as JSON")]
-        )
-    else:
-        mapped = map_order(payload)
-    result = await import_order(
-        session, Tenant(session, row.account_id), row.connection_id, mapped, source="Shopify"
-    )
+    result = await import_stored(session, row, map_order, source="Shopify")
     if result.outcome is Outcome.QUARANTINED:
         return Processed(order_id=result.order_id, quarantined=f"{topic}: {result.reason}")
     return Processed(order_id=result.order_id, summary=f"Received {topic} webhook: {result.summary}")

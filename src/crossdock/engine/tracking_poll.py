@@ -50,8 +50,6 @@ TICK_S = 60.0
 OPEN_FOR = timedelta(days=30)
 QUIET_FOR = timedelta(minutes=10)
 
-# How a poll reaches the connection's connector: open_connector, or in tests one with the remote's HTTP replaced.
-
 
 def polling_connectors() -> list[str]:
     return sorted(
