@@ -73,40 +73,30 @@ def demo_settings(port: int, urls: dict[str, str] | None = None) -> Settings:
     overrides.update(database_url=None, public_url=f"http://127.0.0.1:{port}", allow_private_urls=True)
     if urls is not None:
         apps = dict(base.oauth_apps)
-        shopify, ebay, amazon = urls["shopify"], urls["ebay"], urls["amazon"]
-        secret = SecretStr(CLIENT_SECRET)
-        apps["shopify"] = OAuthApp(
-            client_id=CLIENT_ID,
-            client_secret=secret,
-            authorize_url=f"{shopify}/admin/oauth/authorize",
-            token_url=f"{shopify}/admin/oauth/access_token",
-            api_base_url=shopify,
-        )
-        apps["ebay"] = OAuthApp(
-            client_id=CLIENT_ID,
-            client_secret=secret,
-            ru_name=EBAY_RU_NAME,
-            authorize_url=f"{ebay}/oauth2/authorize",
-            token_url=f"{ebay}/identity/v1/oauth2/token",
-            api_base_url=ebay,
-        )
-        apps["amazon"] = OAuthApp(
-            client_id=CLIENT_ID,
-            client_secret=secret,
-            application_id=AMAZON_APPLICATION_ID,
-            draft=True,
-            marketplace_ids=[AMAZON_MARKETPLACE],
-            authorize_url=f"{amazon}/apps/authorize/consent",
-            token_url=f"{amazon}/auth/o2/token",
-            api_base_url=amazon,
-        )
-        apps["shippo"] = OAuthApp(
-            client_id=CLIENT_ID,
-            client_secret=secret,
-            authorize_url=f"{urls['shippo']}/oauth/authorize",
-            token_url=f"{urls['shippo']}/oauth/access_token",
-            api_base_url=urls["shippo"],
-        )
+        # Each sandbox's consent page and token endpoint, at the paths the real remote has them.
+        endpoints: dict[str, tuple[str, str, dict[str, Any]]] = {
+            "shopify": ("/admin/oauth/authorize", "/admin/oauth/access_token", {}),
+            "ebay": ("/oauth2/authorize", "/identity/v1/oauth2/token", {"ru_name": EBAY_RU_NAME}),
+            "amazon": (
+                "/apps/authorize/consent",
+                "/auth/o2/token",
+                {
+                    "application_id": AMAZON_APPLICATION_ID,
+                    "draft": True,
+                    "marketplace_ids": [AMAZON_MARKETPLACE],
+                },
+            ),
+            "shippo": ("/oauth/authorize", "/oauth/access_token", {}),
+        }
+        for name, (authorize, token, extra) in endpoints.items():
+            apps[name] = OAuthApp(
+                client_id=CLIENT_ID,
+                client_secret=SecretStr(CLIENT_SECRET),
+                authorize_url=urls[name] + authorize,
+                token_url=urls[name] + token,
+                api_base_url=urls[name],
+                **extra,
+            )
         overrides["oauth_apps"] = apps
     return Settings(**overrides)
 
