@@ -11,12 +11,14 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from crossdock.engine import inbox, sync
 from crossdock.engine.pulled_orders import AMAZON_KIND, EBAY_KIND
 from crossdock.hub import Hub
 from crossdock.store import tables as t
+from crossdock.store.repo import Conflict
 from crossdock.store.repo import Tenant as Repo
 from crossdock.store.types import utcnow
 from tests.connectors.support import changed
@@ -109,12 +111,8 @@ async def test_retrying_a_pulled_ebay_record_that_now_maps_imports_the_order(hub
     assert order.external_id == "12-34567-89012" and row.order_id == order.id
     # Retrying a processed record is refused: it is no longer quarantined.
     async with hub.db.transaction() as session:
-        try:
+        with pytest.raises(Conflict, match="quarantined"):
             await inbox.retry_payload(session, inbox_id=inbox_id, account_id=account_id)
-        except Exception as exc:
-            assert "quarantined" in str(exc)
-        else:
-            raise AssertionError("a processed payload was queued again")
 
 
 async def test_retrying_a_pulled_amazon_record_imports_it_and_a_broken_one_stays_quarantined(
