@@ -299,9 +299,10 @@ def _wait_listening(base_url: str, deadline: float) -> None:
         time.sleep(0.05)
 
 
-def _fresh_postgres(database_url: str) -> str:
-    """Drop and create the benchmark's PostgreSQL database, so every child starts from nothing; returns the
-    server's autovacuum setting (without it a table filled from empty keeps the planner's empty-table stats)."""
+def recreate_postgres(database_url: str, *, create: bool = True) -> str:
+    """Drop the benchmark's own PostgreSQL database (its name must contain "bench") and, with `create`, make it
+    anew, so that a run starts from nothing; returns the server's autovacuum setting (without it a table filled
+    from empty keeps the planner's empty-table stats). The other benchmarks use it too."""
     import asyncpg
     from sqlalchemy.engine import make_url
 
@@ -320,7 +321,8 @@ def _fresh_postgres(database_url: str) -> str:
         )
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await conn.execute(f'CREATE DATABASE "{name}"')
+            if create:
+                await conn.execute(f'CREATE DATABASE "{name}"')
             return str(await conn.fetchval("SHOW autovacuum"))
         finally:
             await conn.close()
@@ -332,7 +334,7 @@ def spawn_child(
     kind: str, base_url: str, database_url: str | None, timeout_s: float, profile: str | None = None
 ) -> dict[str, Any]:
     if database_url:
-        _fresh_postgres(database_url)
+        recreate_postgres(database_url)
     command = [sys.executable, __file__, "--role", kind, "--base-url", base_url]
     if database_url:
         command += ["--database-url", database_url]
@@ -356,7 +358,7 @@ def measure(
     """Fetch only, then `repeat` times an import followed by fetch only again, all against one sandbox; the
     rates come from the median times, so one run slowed by a neighbour on the machine moves nothing."""
     backend = "PostgreSQL" if database_url else "SQLite"
-    autovacuum = _fresh_postgres(database_url) if database_url else None
+    autovacuum = recreate_postgres(database_url) if database_url else None
     with sandbox(orders, seed, timeout_s) as box:
         url = box["base_url"]
         fetches = [spawn_child("fetch", url, database_url, timeout_s)]

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import backfill  # bench/backfill.py: the seeded sandbox process, the hub's preparation, the import child
-from webhook_ingest import _recreate_postgres  # drops (and creates) the benchmark's own database
 
 GOAL_RATIO = 0.02
 
@@ -162,7 +161,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="crossdock-incremental-") as tmp:
         home = Path(tmp) / "home"
         if args.database_url:
-            _recreate_postgres(args.database_url, create=True)
+            backfill.recreate_postgres(args.database_url, create=True)
         try:
             with backfill.sandbox(args.orders, args.seed, args.timeout) as box:
                 url = box["base_url"]
@@ -193,7 +192,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 )
         finally:
             if args.database_url:
-                _recreate_postgres(args.database_url, create=False)
+                backfill.recreate_postgres(args.database_url, create=False)
     return {
         "backend": backend,
         "orders": args.orders,

@@ -46,6 +46,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import backfill  # bench/backfill.py: recreate_postgres, the benchmark database's drop and create
+
 SHOP = "ingest-bench.myshopify.com"
 API_SECRET = "ingest-bench-client-secret-0000000000"
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/crossdock_ingest_bench"
@@ -246,34 +248,6 @@ async def _stored(home: Path, database_url: str | None, connection_id: uuid.UUID
     }
 
 
-def _recreate_postgres(database_url: str, *, create: bool) -> None:
-    """Drop the benchmark's own database (its name must contain "bench") and, with create, make it anew."""
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    url = make_url(database_url)
-    name = url.database or ""
-    if "bench" not in name:
-        raise SystemExit(f"--database-url: {name!r} is dropped and recreated; use a database named *bench*")
-
-    async def run() -> None:
-        conn = await asyncpg.connect(
-            host=url.host or "127.0.0.1",
-            port=url.port or 5432,
-            user=url.username,
-            password=url.password,
-            database="postgres",
-        )
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            if create:
-                await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
-
-
 # -- processes and the load generator -------------------------------------------------------------------------
 
 
@@ -392,7 +366,7 @@ def measure_hub(
     home = work / f"home-{backend.lower()}"
     home.mkdir()
     if database_url:
-        _recreate_postgres(database_url, create=True)
+        backfill.recreate_postgres(database_url, create=True)
     connection_id = asyncio.run(_prepare(home, database_url))
     port = _free_port()
     env = {
@@ -463,7 +437,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 runs.append(measure_hub(wrk, work, data, args, "PostgreSQL", args.database_url))
             finally:
-                _recreate_postgres(args.database_url, create=False)
+                backfill.recreate_postgres(args.database_url, create=False)
         runs.append(measure_bare(wrk, work, data, args, "bare-after"))
     bare = [r for r in runs if r["target"] == "bare ASGI"]
     # The rate of the bare endpoint from the mean of its two runs' times (as bench/backfill.py does).
