@@ -61,7 +61,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -80,6 +79,8 @@ from crossdock.config import Settings
 from crossdock.hub import Hub
 from crossdock.store import tables as t
 from crossdock.store.types import utcnow
+from tests.engine.processes import stop_all
+from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -105,12 +106,6 @@ PAID_US: dict[str, Any] = {
     },
     "line_items": [{"sku": "TSHIRT-BLK-M", "quantity": 2}, {"sku": "MUG-CERAMIC", "quantity": 1}],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 # -- what the remotes and the hub hold -----------------------------------------------------------------------
@@ -418,19 +413,19 @@ class Rig:
     async def stop_server(self) -> None:
         """SIGTERM `crossdock serve` only: webhooks sent now find no one (start_hub starts it again)."""
         if self._server is not None:
-            await asyncio.to_thread(_stop, [self._server], 15.0)
+            await asyncio.to_thread(stop_all, [self._server])
         self._server = None
 
     async def stop_hub(self) -> None:
         """SIGTERM the server and the workers (a graceful stop), SIGKILL what is still running 15 s later."""
         processes = [p for p in [self._server, *self._workers] if p is not None]
-        await asyncio.to_thread(_stop, processes, 15.0)
+        await asyncio.to_thread(stop_all, processes)
         self._server = None
         self._workers = [None] * self.workers
 
     async def close(self) -> None:
         processes = [p for p in [self._server, *self._workers, self._sandbox_proc] if p is not None]
-        await asyncio.to_thread(_stop, processes, 15.0)
+        await asyncio.to_thread(stop_all, processes)
         self._server, self._sandbox_proc = None, None
         self._workers = [None] * self.workers
         with contextlib.suppress(AttributeError):
@@ -675,19 +670,6 @@ class Rig:
             )
 
         return await self.wait_until(settled, what="no job left", within_s=within_s, missing=missing)
-
-
-def _stop(processes: list[subprocess.Popen[bytes]], timeout_s: float) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    for process in processes:
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # -- the sandbox process ---------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""Helpers for tests: accounts with tokens, and a valid manual order body."""
+"""Helpers for tests: accounts with tokens, a valid manual order body, and a free loopback port."""
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 
 from crossdock.hub import Hub
@@ -50,3 +51,10 @@ def order_body(**overrides: object) -> dict[str, object]:
     }
     body.update(overrides)
     return body
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a server a test starts in another process."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -23,7 +23,8 @@ from crossdock.hub import Hub
 from crossdock.store import repo
 from crossdock.store import tables as t
 from crossdock.store.migrate import upgrade
-from tests.demo_process import banner_sandboxes, free_port, read_banner, start_demo
+from tests.demo_process import banner_sandboxes, read_banner, start_demo
+from tests.support import free_port
 
 
 def port_is_free(port: int) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,15 +10,9 @@ import uvicorn
 
 from crossdock.api.app import create_app
 from crossdock.hub import Hub
-from tests.support import Tenant
+from tests.support import Tenant, free_port
 from tests.web.browser import chromium, fresh_screenshots, shoot
 from tests.web.support import PASSWORD, make_user
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ import httpx
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.demo_process import banner_sandboxes, free_port, keep_reading, read_banner, start_demo
+from tests.demo_process import banner_sandboxes, keep_reading, read_banner, start_demo
+from tests.support import free_port
 from tests.web.browser import chromium, fresh_screenshots, require_chromium, shoot
 
 TOKEN = "demo-browser-token-0123456789"
