@@ -7,6 +7,7 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -34,7 +35,7 @@ from tests.connectors.test_myparcelcom_client import Front, MyParcelCom
 from tests.connectors.test_myparcelcom_client import connect as connect_mpc
 from tests.engine.fulfil_support import serve_channel
 from tests.engine.support import eventually, fast, running_worker, timeline
-from tests.support import new_account
+from tests.support import Tenant, new_account
 
 SHOP_A = "3f0e7d2c-8a41-4c5b-9e6f-0a1b2c3d4e5f"
 SHOP_B = "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
@@ -665,19 +666,28 @@ async def test_callback_refusals(hub: Hub, platform: MyParcelComPlatform) -> Non
     assert not_json.status_code == 400 and "not valid JSON" in error_of(not_json)["detail"]
 
 
-async def test_an_ebay_order_shipped_through_the_contract_reaches_ebay_with_the_carrier_myparcelcom_chose(
-    hub: Hub, platform: MyParcelComPlatform
-) -> None:
-    """The contract's callback names a shipment and its tracking code, never its carrier, and eBay takes a
-    tracking number only with its carrier. The fulfillment's push asks MyParcel.com's API for the shipment's
-    service and that service's carrier (the connection's own credentials), keeps it, and confirms the shipment
-    on eBay with eBay's code for that carrier."""
+@dataclass
+class ContractEbay:
+    """An eBay order pulled from the eBay sandbox and served by the contract to the MyParcel.com platform, whose
+    API (the MyParcel.com sandbox) the shop's connection reaches with its own credentials."""
+
+    account: Tenant
+    order_id: uuid.UUID
+    external_id: str
+    served: dict[str, Any]
+    ebay: Any
+    mpc_url: str
+    mpc_id: uuid.UUID
+    state: Any
+
+
+@asynccontextmanager
+async def contract_ebay_order(hub: Hub, platform: MyParcelComPlatform) -> AsyncIterator[ContractEbay]:
     account = await new_account(hub, "Acme")
     account_id = uuid.UUID(account.id)
     app = create_sandbox_app("myparcelcom", SandboxConfig(seed=7, extra={"processing_s": "0"}))
     with run_in_thread(app) as mpc_url:
-        state = app.state.sandbox
-        mpc = MyParcelCom(mpc_url, Front(app), state)
+        mpc = MyParcelCom(mpc_url, Front(app), app.state.sandbox)
         mpc_id = await connect_mpc(hub, account, mpc)
         landed = await platform.authorize(mpc.shop_id, DONE, on_page=consent_with(MPC_SECRET))
         assert str(landed) == DONE
@@ -699,33 +709,93 @@ async def test_an_ebay_order_shipped_through_the_contract_reaches_ebay_with_the_
             today = datetime.now(UTC).date()
             listed = await platform.list_shipments(mpc.shop_id, today - timedelta(days=90), today)
             [served] = [s for s in listed if s["attributes"]["customer_reference"] == number]
-
-            # MyParcel.com's platform imports the listed shipment and registers it with DPD.
-            record = state.import_shipment(served, "dpd-classic")
-            tracking = record.attributes["tracking_code"]
-            called = await platform.post_status_callback(
-                state.shipment_resource(record, mpc_url), "shipment-registered"
+            yield ContractEbay(
+                account, order_id, external_id, served, ebay, mpc_url, mpc_id, app.state.sandbox
             )
-            assert called.json()["meta"]["fulfillment"] == "recorded"
-            async with running_worker(fast(hub), run_periodic=False):
-
-                async def on_ebay() -> bool:
-                    return bool(await ebay.shipments(external_id))
-
-                await eventually(on_ebay, within_s=60)
-            remote = await ebay.shipments(external_id)
         await mpc.admin.aclose()
 
-    assert [(s.tracking_number, s.carrier) for s in remote] == [(tracking, "DPD")]
+
+async def until_on_ebay(hub: Hub, case: ContractEbay) -> list[Any]:
+    """Run the worker until eBay has a shipping fulfillment for the order, or its push failed."""
+
+    async def settled() -> bool:
+        if await case.ebay.shipments(case.external_id):
+            return True
+        async with hub.db.session() as session:
+            rows = (
+                await session.scalars(select(t.Fulfillment).where(t.Fulfillment.order_id == case.order_id))
+            ).all()
+        return any(row.status == "failed" for row in rows)
+
+    async with running_worker(fast(hub), run_periodic=False):
+        await eventually(settled, within_s=60)
+    return list(await case.ebay.shipments(case.external_id))
+
+
+async def the_fulfillment(hub: Hub, order_id: uuid.UUID) -> t.Fulfillment:
     async with hub.db.session() as session:
-        (fulfillment,) = (
+        (row,) = (
             await session.scalars(select(t.Fulfillment).where(t.Fulfillment.order_id == order_id))
         ).all()
-        (shipment,) = (await session.scalars(select(t.Shipment).where(t.Shipment.order_id == order_id))).all()
+    return row
+
+
+async def test_an_ebay_order_shipped_through_the_contract_reaches_ebay_with_the_carrier_myparcelcom_chose(
+    hub: Hub, platform: MyParcelComPlatform
+) -> None:
+    """The contract's callback names a shipment and its tracking code, never its carrier, and eBay takes a
+    tracking number only with its carrier. The fulfillment's push asks MyParcel.com's API for the shipment's
+    service and that service's carrier (the connection's own credentials), keeps it, and confirms the shipment
+    on eBay with eBay's code for that carrier."""
+    async with contract_ebay_order(hub, platform) as case:
+        # MyParcel.com's platform imports the listed shipment and registers it with DPD.
+        record = case.state.import_shipment(case.served, "dpd-classic")
+        tracking = record.attributes["tracking_code"]
+        called = await platform.post_status_callback(
+            case.state.shipment_resource(record, case.mpc_url), "shipment-registered"
+        )
+        assert called.json()["meta"]["fulfillment"] == "recorded"
+        remote = await until_on_ebay(hub, case)
+
+    assert [(s.tracking_number, s.carrier) for s in remote] == [(tracking, "DPD")]
+    fulfillment = await the_fulfillment(hub, case.order_id)
+    async with hub.db.session() as session:
+        (shipment,) = (
+            await session.scalars(select(t.Shipment).where(t.Shipment.order_id == case.order_id))
+        ).all()
     assert fulfillment.carrier == shipment.carrier == "DPD"
-    assert fulfillment.status == "pushed" and shipment.connection_id == mpc_id
-    learned = [e for e in await timeline(hub, order_id) if e.kind == "fulfillment.carrier_learned"]
+    assert fulfillment.status == "pushed" and shipment.connection_id == case.mpc_id
+    learned = [e for e in await timeline(hub, case.order_id) if e.kind == "fulfillment.carrier_learned"]
     assert [e.summary for e in learned] == [f"MyParcel.com says shipment {record.id} goes with DPD"]
+
+
+async def test_a_carrier_myparcelcom_cannot_name_is_said_with_what_to_do_and_can_be_given_by_hand(
+    hub: Hub, platform: MyParcelComPlatform, client: httpx.AsyncClient
+) -> None:
+    """A shipment MyParcel.com's API does not know (404): the timeline says the carrier is unknown and how to
+    give it; eBay refuses the tracking without a carrier, by name; the carrier given through the API sends it."""
+    async with contract_ebay_order(hub, platform) as case:
+        shipment = with_tracking({**case.served, "id": str(uuid.uuid4())}, "DPD0999999999")
+        called = await platform.post_status_callback(shipment, "shipment-registered")
+        assert called.json()["meta"]["fulfillment"] == "recorded"
+        assert await until_on_ebay(hub, case) == []
+        fulfillment = await the_fulfillment(hub, case.order_id)
+        assert fulfillment.status == "failed" and fulfillment.carrier is None
+        assert fulfillment.error is not None and "carrier" in fulfillment.error
+        [unknown] = [e for e in await timeline(hub, case.order_id) if e.kind == "fulfillment.carrier_unknown"]
+        assert unknown.severity == "warning"
+        patch_path = f"/api/v1/orders/{case.order_id}/fulfillments/{fulfillment.id}"
+        assert f"PATCH {patch_path}" in unknown.summary
+
+        given = await client.patch(
+            patch_path,
+            json={"tracking_number": "DPD0999999999", "carrier": "DPD"},
+            headers=case.account.headers,
+        )
+        assert given.status_code == 200, given.text
+        remote = await until_on_ebay(hub, case)
+    assert [(s.tracking_number, s.carrier) for s in remote] == [("DPD0999999999", "DPD")]
+    assert (await the_fulfillment(hub, case.order_id)).status == "pushed"
 
 
 async def test_only_the_named_networks_may_list_shipments_or_post_statuses(

@@ -186,7 +186,8 @@ def _from_platform(request: Request) -> None:
             403,
             "Forbidden",
             f"{host or 'this client'} is not one of MyParcel.com's networks that this hub takes integration "
-            "calls from (CROSSDOCK_MYPARCELCOM_ALLOWED_NETWORKS)",
+            "calls from; if MyParcel.com calls from this address, add its network to "
+            "CROSSDOCK_MYPARCELCOM_ALLOWED_NETWORKS",
         )
 
 

@@ -298,7 +298,11 @@ async def _carrier_of_shipment(ctx: JobContext, row: t.Fulfillment) -> str | Non
             summary = f"{get_spec(connection.connector).title} says shipment {remote_id} goes with {carrier}"
     except PermanentError as exc:
         kind, severity = "fulfillment.carrier_unknown", "warning"
-        summary = f"The shipment's carrier could not be learned: {redact_text(exc.message)}"
+        summary = (
+            f"The shipment's carrier could not be learned ({redact_text(exc.message)}); the tracking is sent "
+            "without one. A channel that needs the carrier (eBay) refuses it: give the carrier with PATCH "
+            f"/api/v1/orders/{row.order_id}/fulfillments/{row.id}"
+        )
     async with ctx.session() as session:
         if carrier is not None:
             await session.execute(
