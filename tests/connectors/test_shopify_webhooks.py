@@ -4,6 +4,7 @@ ends; what does not map is quarantined with its field and reason."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -12,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 
 from crossdock.api.app import create_app
 from crossdock.engine.connect import ConnectionRefused, update_secrets
@@ -228,3 +229,45 @@ async def test_a_body_over_the_size_limit_is_refused_and_nothing_is_stored(
     response = await hub_client.post(setup.url, content=body, headers=_signed(body, "orders/create", "w-big"))
     assert response.status_code == 413
     assert await _count(hub, t.InboxMessage) == 0
+
+
+async def test_a_secret_changed_by_another_process_is_accepted_at_once_and_a_removed_connection_is_not_found(
+    hub: Hub, hub_client: httpx.AsyncClient
+) -> None:
+    """The route keeps a connection's keys in memory for a few seconds (engine/hook_keys.py). A secret set by
+    another process (here written to the table directly, as `crossdock connections update` in a shell would,
+    unseen by this process) is accepted on the first delivery it signs, because a failed check reads the keys
+    again; a connection removed by another process is answered 404, nothing stored."""
+    setup = await _connection(hub)
+    body = json.dumps(ORDER).encode()
+    assert (
+        await hub_client.post(setup.url, content=body, headers=_signed(body, "orders/create", "w-1"))
+    ).status_code == 200
+
+    key_id, ciphertext = hub.vault.seal(
+        "shpss_elsewhere",
+        account_id=str(setup.account_id),
+        connection_id=str(setup.connection_id),
+        name="api_secret",
+    )
+    async with hub.db.transaction() as session:
+        await session.execute(
+            update(t.ConnectionSecret)
+            .where(
+                t.ConnectionSecret.connection_id == setup.connection_id,
+                t.ConnectionSecret.name == "api_secret",
+            )
+            .values(key_id=key_id, ciphertext=ciphertext)
+        )
+    await asyncio.sleep(1.1)  # the keys were read over a second ago: a failed check may read them again
+    headers = _signed(body, "orders/create", "w-2")
+    headers["X-Shopify-Hmac-Sha256"] = shopify_webhook_signature(body, "shpss_elsewhere")
+    assert (await hub_client.post(setup.url, content=body, headers=headers)).status_code == 200
+
+    async with hub.db.transaction() as session:
+        await session.execute(delete(t.Connection).where(t.Connection.id == setup.connection_id))
+    response = await hub_client.post(
+        setup.url, content=body, headers={**headers, "X-Shopify-Webhook-Id": "w-3"}
+    )
+    assert response.status_code == 404
+    assert await _count(hub, t.InboxMessage) == 0  # removed with its connection; w-3 never stored

@@ -12,23 +12,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from crossdock.api.deps import HubDep, get_session
+from crossdock.api.deps import HubDep
 from crossdock.api.problems import Problem
-from crossdock.engine.inbox import receive
+from crossdock.engine.hook_keys import HookKeyCache, HookKeys
+from crossdock.engine.inbox import Delivery, InboxWriter
 from crossdock.engine.shopify_orders import KIND as SHOPIFY_ORDER
 from crossdock.engine.shopify_orders import TOPICS as SHOPIFY_ORDER_TOPICS
 from crossdock.flows.tracking import SHIPPO_UPDATE
 from crossdock.hub import Hub
 from crossdock.security.signatures import verify_shippo_signature, verify_shopify_webhook
-from crossdock.store import tables as t
-from crossdock.store.repo import Tenant
 
 router = APIRouter(tags=["hooks"])
 
@@ -42,38 +38,54 @@ def _unknown(connection_id: uuid.UUID) -> Problem:
     )
 
 
+# The secrets each connector's hooks are authenticated with.
+HOOK_SECRETS: dict[str, tuple[str, ...]] = {
+    "shopify": ("api_secret", "api_secret_previous"),
+    "shippo": ("webhook_token", "webhook_hmac_secret"),
+}
+
+
+def _hook_secrets(connector: str) -> tuple[str, ...]:
+    return HOOK_SECRETS.get(connector, ())
+
+
+def _ingest(request: Request, hub: Hub) -> tuple[HookKeyCache, InboxWriter]:
+    """This app's connection-key cache and inbox writer, made on first use."""
+    state = request.app.state
+    if getattr(state, "hook_ingest", None) is None:
+        state.hook_ingest = (HookKeyCache(hub, _hook_secrets), InboxWriter(hub.db))
+    ingest: tuple[HookKeyCache, InboxWriter] = state.hook_ingest
+    return ingest
+
+
 @router.post("/hooks/{connection_id}", include_in_schema=False)
-async def receive_hook(
-    connection_id: uuid.UUID,
-    request: Request,
-    hub: HubDep,
-    session: Annotated[AsyncSession, Depends(get_session)],
-) -> JSONResponse:
-    connection = await session.scalar(select(t.Connection).where(t.Connection.id == connection_id))
-    if connection is None:
+async def receive_hook(connection_id: uuid.UUID, request: Request, hub: HubDep) -> JSONResponse:
+    keys_cache, writer = _ingest(request, hub)
+    keys = await keys_cache.get(connection_id)
+    if keys is None:
         raise _unknown(connection_id)
-    if connection.connector == "shippo":
-        return await _shippo_hook(connection, request, hub, session)
-    if connection.connector != "shopify":
+    if keys.connector == "shippo":
+        return await _shippo_hook(keys, keys_cache, writer, request, hub)
+    if keys.connector != "shopify":
         raise Problem(
             404,
             "Not Found",
-            f"connection {connection_id} is a {connection.connector} connection, which takes no webhooks here",
+            f"connection {connection_id} is a {keys.connector} connection, which takes no webhooks here",
             kind="not_found",
         )
     # BodySizeLimit stops reading past CROSSDOCK_MAX_BODY_BYTES and answers 413 instead.
     body = await request.body()
-    secrets = await Tenant(session, connection.account_id).get_secrets(
-        connection.id, hub.vault, ["api_secret", "api_secret_previous"]
-    )
-    if not verify_shopify_webhook(body, request.headers.get("x-shopify-hmac-sha256"), secrets.values()):
-        raise Problem(
-            401,
-            "Unauthorized",
-            "X-Shopify-Hmac-Sha256 does not sign this body with the connection's API secret; "
-            "check that the connection's api_secret is the app's client secret",
-            kind="unauthorized",
-        )
+    signature = request.headers.get("x-shopify-hmac-sha256")
+    if not verify_shopify_webhook(body, signature, keys.secrets.values()):
+        fresh = await keys_cache.recheck(keys)
+        if fresh is None or not verify_shopify_webhook(body, signature, fresh.secrets.values()):
+            raise Problem(
+                401,
+                "Unauthorized",
+                "X-Shopify-Hmac-Sha256 does not sign this body with the connection's API secret; "
+                "check that the connection's api_secret is the app's client secret",
+                kind="unauthorized",
+            )
     topic = request.headers.get("x-shopify-topic", "")
     dedup = request.headers.get("x-shopify-webhook-id") or request.headers.get("x-shopify-event-id")
     if dedup is None:
@@ -86,14 +98,8 @@ async def receive_hook(
     if topic not in SHOPIFY_ORDER_TOPICS:
         # Signed but not a topic crossdock imports: acknowledged so Shopify does not retry it, nothing stored.
         return JSONResponse({"stored": False, "reason": f"topic {topic!r} is not imported"})
-    result = await receive(
-        session,
-        account_id=connection.account_id,
-        connection_id=connection.id,
-        kind=SHOPIFY_ORDER,
-        dedup_key=dedup,
-        headers=dict(request.headers),
-        body=body,
+    result = await writer.store(
+        Delivery(keys.account_id, keys.connection_id, SHOPIFY_ORDER, dedup, request.headers, body)
     )
     return JSONResponse({"stored": True, "duplicate": result.duplicate, "inbox_id": str(result.inbox_id)})
 
@@ -108,24 +114,25 @@ SHIPPO_SIGNATURE = "shippo-auth-signature"  # security/signatures.py verify_ship
 
 
 async def _shippo_hook(
-    connection: t.Connection, request: Request, hub: Hub, session: AsyncSession
+    keys: HookKeys, keys_cache: HookKeyCache, writer: InboxWriter, request: Request, hub: Hub
 ) -> JSONResponse:
     body = await request.body()
-    secrets = await Tenant(session, connection.account_id).get_secrets(
-        connection.id, hub.vault, [SHIPPO_TOKEN, SHIPPO_HMAC_SECRET]
-    )
+    given = request.query_params.get("token") or ""
+    signature = request.headers.get(SHIPPO_SIGNATURE)
+    if not _shippo_authentic(keys, given, body, signature):
+        keys = await keys_cache.recheck(keys) or keys
+    secrets = keys.secrets
     expected = secrets.get(SHIPPO_TOKEN)
-    hook_url = f"{hub.settings.public_url.rstrip('/')}/hooks/{connection.id}"
+    hook_url = f"{hub.settings.public_url.rstrip('/')}/hooks/{keys.connection_id}"
     if not expected:
         raise Problem(
             403,
             "Forbidden",
-            f"connection {connection.id} has no webhook_token, so it takes no Shippo webhooks: set one with "
-            f"`crossdock connections update {connection.id} --secret webhook_token=<a long random value>` and "
+            f"connection {keys.connection_id} has no webhook_token, so it takes no Shippo webhooks: set one with "
+            f"`crossdock connections update {keys.connection_id} --secret webhook_token=<a long random value>` and "
             f"register {hook_url}?token=<that value> in Shippo (Settings > API > Webhooks)",
             kind="forbidden",
         )
-    given = request.query_params.get("token") or ""
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise Problem(
             401,
@@ -135,7 +142,7 @@ async def _shippo_hook(
             kind="unauthorized",
         )
     hmac_secret = secrets.get(SHIPPO_HMAC_SECRET)
-    if hmac_secret and not verify_shippo_signature(body, request.headers.get(SHIPPO_SIGNATURE), hmac_secret):
+    if hmac_secret and not verify_shippo_signature(body, signature, hmac_secret):
         raise Problem(
             401,
             "Unauthorized",
@@ -145,13 +152,22 @@ async def _shippo_hook(
         )
     # Shippo sends no delivery id (its envelope is {"event", "test", "data"}, PROTOCOLS.md section 5): the body
     # itself is the key, so a redelivery of the same update is stored as a duplicate.
-    result = await receive(
-        session,
-        account_id=connection.account_id,
-        connection_id=connection.id,
-        kind=SHIPPO_UPDATE,
-        dedup_key=hashlib.sha256(body).hexdigest(),
-        headers=dict(request.headers),
-        body=body,
+    result = await writer.store(
+        Delivery(
+            keys.account_id,
+            keys.connection_id,
+            SHIPPO_UPDATE,
+            hashlib.sha256(body).hexdigest(),
+            request.headers,
+            body,
+        )
     )
     return JSONResponse({"stored": True, "duplicate": result.duplicate, "inbox_id": str(result.inbox_id)})
+
+
+def _shippo_authentic(keys: HookKeys, given: str, body: bytes, signature: str | None) -> bool:
+    expected = keys.secrets.get(SHIPPO_TOKEN)
+    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+        return False
+    hmac_secret = keys.secrets.get(SHIPPO_HMAC_SECRET)
+    return not hmac_secret or verify_shippo_signature(body, signature, hmac_secret)

@@ -9,6 +9,7 @@ mapping fix; processing goes through bindings and upserts, so running it twice c
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -20,11 +21,12 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crossdock.engine.errors import JobError, PermanentError
-from crossdock.engine.jobs import JobContext, RetryPolicy, enqueue, job
+from crossdock.engine.jobs import JobContext, RetryPolicy, enqueue, enqueue_many, job
 from crossdock.engine.periodic import periodic
 from crossdock.engine.timeline import add_event
 from crossdock.logs import REDACTED, get_logger, redact_text
 from crossdock.store import tables as t
+from crossdock.store.db import Database
 from crossdock.store.repo import Conflict, NotFound
 from crossdock.store.types import utcnow
 from crossdock.store.upsert import insert_for
@@ -109,6 +111,126 @@ async def receive(
         await session.flush()
         return InboxResult(stored=True, duplicate=True, inbox_id=row_id, original_id=original)
     raise RuntimeError("the inbox could neither store nor find the original of this payload")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One inbound payload for InboxWriter.store: what `receive` takes, for a connection the caller has checked."""
+
+    account_id: uuid.UUID
+    connection_id: uuid.UUID
+    kind: str
+    dedup_key: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class InboxWriter:
+    """Stores the deliveries that arrive together in one transaction (group commit), and answers each once that
+    transaction has committed.
+
+    A webhook's way in is one insert into the inbox and one into the job queue; on its own transaction the
+    begin, the commit and the statements' round trips cost several times the rows. Here the first delivery
+    starts a writer task; the deliveries that come while it writes wait for the next transaction, which stores
+    all of them with one statement per table. Nothing changes for the sender: its request is answered only
+    after its payload and processing job have committed, exactly as with `receive`.
+
+    Only new payloads take the shared path. A delivery whose dedup key is stored already (a redelivery), or a
+    batch that fails as a whole (a connection deleted meanwhile, the database gone), goes through `receive` on
+    a transaction of its own, so one delivery's trouble is its own error and never its neighbours'.
+    """
+
+    def __init__(self, db: Database, *, max_batch: int = 200) -> None:
+        self.db = db
+        self.max_batch = max_batch
+        self._waiting: list[tuple[Delivery, asyncio.Future[InboxResult]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def store(self, delivery: Delivery) -> InboxResult:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[InboxResult] = loop.create_future()
+        self._waiting.append((delivery, answer))
+        if self._writer is None or self._writer.done() or self._writer.get_loop() is not loop:
+            self._writer = loop.create_task(self._write_all(), name="inbox-writer")
+        return await answer
+
+    async def _write_all(self) -> None:
+        # Runs until nothing waits, then ends: a writer exists only while deliveries arrive.
+        while self._waiting:
+            batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
+            try:
+                stored = await self._write(batch)
+            except Exception as exc:
+                # The error's type only: a database error's text carries the statement's parameters (the bodies).
+                log.warning(
+                    "inbox: a batch of deliveries failed together; storing each on its own",
+                    deliveries=len(batch),
+                    error=type(exc).__name__,
+                )
+                stored = {}
+            for delivery, answer in batch:
+                result = stored.get(id(delivery))
+                if result is None:
+                    try:
+                        result = await self._write_one(delivery)
+                    except Exception as exc:
+                        if not answer.done():
+                            answer.set_exception(exc)
+                        continue
+                if not answer.done():  # the sender may have gone away; its payload is stored all the same
+                    answer.set_result(result)
+
+    async def _write(
+        self, batch: list[tuple[Delivery, asyncio.Future[InboxResult]]]
+    ) -> dict[int, InboxResult]:
+        now = utcnow()
+        ids = [uuid.uuid4() for _ in batch]
+        rows: list[dict[str, Any]] = [
+            {
+                "id": row_id,
+                "account_id": delivery.account_id,
+                "connection_id": delivery.connection_id,
+                "kind": delivery.kind,
+                "dedup_key": delivery.dedup_key,
+                "headers": clean_headers(delivery.headers),
+                "body": bytes(delivery.body),
+                "status": "received",
+                "received_at": now,
+            }
+            for row_id, (delivery, _) in zip(ids, batch, strict=True)
+        ]
+        async with self.db.transaction() as session:
+            # The unique index decides which delivery is an original, as in `receive`; the ones it refuses are
+            # redeliveries (or twins within this batch) and are stored as duplicates one by one afterwards.
+            insert: Any = insert_for(session, t.InboxMessage)
+            stmt = insert.on_conflict_do_nothing().returning(t.InboxMessage.id)
+            inserted = set((await session.execute(stmt, rows)).scalars())
+            await enqueue_many(
+                session,
+                kind=PROCESS_JOB,
+                jobs=[
+                    (delivery.account_id, {"inbox_id": str(row_id), "replay": False}, f"inbox:{row_id}")
+                    for row_id, (delivery, _) in zip(ids, batch, strict=True)
+                    if row_id in inserted
+                ],
+            )
+        return {
+            id(delivery): InboxResult(stored=True, duplicate=False, inbox_id=row_id, original_id=row_id)
+            for row_id, (delivery, _) in zip(ids, batch, strict=True)
+            if row_id in inserted
+        }
+
+    async def _write_one(self, delivery: Delivery) -> InboxResult:
+        async with self.db.transaction() as session:
+            return await receive(
+                session,
+                account_id=delivery.account_id,
+                connection_id=delivery.connection_id,
+                kind=delivery.kind,
+                dedup_key=delivery.dedup_key,
+                headers=delivery.headers,
+                body=delivery.body,
+            )
 
 
 async def enqueue_processing(

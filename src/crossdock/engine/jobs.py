@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -158,25 +158,20 @@ async def enqueue(
         raise ValueError("cancel_with_order needs the order_id of the order the job belongs to")
     if run_at is not None and run_at.tzinfo is None:
         raise ValueError("run_at must be an aware datetime")
-    now = utcnow()
     stmt: Any = insert_for(session, t.Job).values(
-        id=uuid.uuid4(),
-        account_id=account_id,
-        kind=kind,
-        payload=payload,
-        queueing_key=queueing_key,
-        lock_key=lock_key,
-        priority=priority,
-        status="queued",
-        attempts=0,
-        max_attempts=policy_for(kind).max_attempts,
-        run_at=run_at or now,
-        cancel_requested=False,
-        cancel_with_order=cancel_with_order,
-        order_id=order_id,
-        periodic_task=periodic_task,
-        periodic_tick=periodic_tick,
-        created_at=now,
+        **_job_values(
+            account_id=account_id,
+            kind=kind,
+            payload=payload,
+            queueing_key=queueing_key,
+            lock_key=lock_key,
+            priority=priority,
+            run_at=run_at,
+            order_id=order_id,
+            periodic_task=periodic_task,
+            periodic_tick=periodic_tick,
+            cancel_with_order=cancel_with_order,
+        )
     )
     # No conflict target: whichever partial unique index objects (waiting queueing key, periodic tick), the
     # database decides and the insert does nothing. Never check-then-insert: two enqueuers would both pass.
@@ -184,6 +179,68 @@ async def enqueue(
     job_id = (await session.execute(stmt)).scalar_one_or_none()
     if job_id is None:
         return None
+    await _wake_on_commit(session)
+    return job_id
+
+
+async def enqueue_many(
+    session: AsyncSession, *, kind: str, jobs: Sequence[tuple[uuid.UUID | None, dict[str, Any], str | None]]
+) -> set[uuid.UUID]:
+    """Add jobs of one kind in one statement, in the caller's transaction: each is (account_id, payload,
+    queueing_key), enqueued as `enqueue` would. Returns the ids of the jobs added (a job whose queueing key is
+    already waiting is not)."""
+    if not jobs:
+        return set()
+    rows = [
+        _job_values(account_id=account_id, kind=kind, payload=payload, queueing_key=queueing_key)
+        for account_id, payload, queueing_key in jobs
+    ]
+    insert: Any = insert_for(session, t.Job)
+    stmt = insert.on_conflict_do_nothing().returning(t.Job.id)
+    added = set((await session.execute(stmt, rows)).scalars())
+    if added:
+        await _wake_on_commit(session)
+    return added
+
+
+def _job_values(
+    *,
+    account_id: uuid.UUID | None,
+    kind: str,
+    payload: dict[str, Any],
+    queueing_key: str | None = None,
+    lock_key: str | None = None,
+    priority: int = 0,
+    run_at: datetime | None = None,
+    order_id: uuid.UUID | None = None,
+    periodic_task: str | None = None,
+    periodic_tick: int | None = None,
+    cancel_with_order: bool = False,
+) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "id": uuid.uuid4(),
+        "account_id": account_id,
+        "kind": kind,
+        "payload": payload,
+        "queueing_key": queueing_key,
+        "lock_key": lock_key,
+        "priority": priority,
+        "status": "queued",
+        "attempts": 0,
+        "max_attempts": policy_for(kind).max_attempts,
+        "run_at": run_at or now,
+        "cancel_requested": False,
+        "cancel_with_order": cancel_with_order,
+        "order_id": order_id,
+        "periodic_task": periodic_task,
+        "periodic_tick": periodic_tick,
+        "created_at": now,
+    }
+
+
+async def _wake_on_commit(session: AsyncSession) -> None:
+    """Wake this process's workers when the transaction commits, and on PostgreSQL notify the others'."""
     if not event.contains(session.sync_session, "after_commit", _wake_workers):
         event.listen(session.sync_session, "after_commit", _wake_workers)
     transaction = session.get_transaction()
@@ -192,7 +249,6 @@ async def enqueue(
         # transaction, however many jobs it enqueues.
         await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": JOBS_CHANNEL})
         session.info[_NOTIFIED] = transaction
-    return job_id
 
 
 # Workers in this process wait on these between polls; a commit that enqueued a job wakes them at once, so work

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, delete, func, or_, select, update
+from sqlalchemy import Select, and_, delete, event, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -56,6 +56,27 @@ def on_order_status(hook: OrderStatusHook) -> OrderStatusHook:
     if hook not in _status_hooks:
         _status_hooks.append(hook)
     return hook
+
+
+# Counts commits that changed a connection's secrets or removed a connection, in this process. Whoever keeps
+# decrypted secrets in memory (engine/hook_keys.py) compares it to drop what a change made stale at once.
+_secrets_generation = 0
+
+
+def secrets_generation() -> int:
+    return _secrets_generation
+
+
+def _secrets_changed(session: AsyncSession) -> None:
+    # Counted when the transaction commits: a cache that reloads meanwhile reads the old values under the
+    # old count, and the new count makes them stale.
+    if not event.contains(session.sync_session, "after_commit", _count_secrets_change):
+        event.listen(session.sync_session, "after_commit", _count_secrets_change)
+
+
+def _count_secrets_change(_session: object) -> None:
+    global _secrets_generation
+    _secrets_generation += 1
 
 
 # Accounts and token lookup: the only functions that are not scoped to an account, because they find it.
@@ -215,6 +236,7 @@ class Tenant:
         row = await self.get_connection(connection_id)
         await self.session.delete(row)
         await self.session.flush()
+        _secrets_changed(self.session)
 
     async def secret_names(self, connection_id: uuid.UUID) -> list[str]:
         stmt = self.scoped(t.ConnectionSecret).where(t.ConnectionSecret.connection_id == connection_id)
@@ -241,6 +263,7 @@ class Tenant:
         else:
             existing.key_id, existing.ciphertext = key_id, ciphertext
         await self.session.flush()
+        _secrets_changed(self.session)
 
     async def delete_secret(self, connection: t.Connection, name: str) -> None:
         await self.session.execute(
@@ -250,6 +273,7 @@ class Tenant:
                 t.ConnectionSecret.name == name,
             )
         )
+        _secrets_changed(self.session)
 
     async def get_secrets(
         self, connection_id: uuid.UUID, vault: Vault, names: Sequence[str] | None = None

@@ -1,0 +1,144 @@
+"""The inbox writer: deliveries that arrive together share a transaction, each answered only once its row and
+processing job are stored; redeliveries and twins within a batch end as duplicates, as with `receive`; one
+delivery that cannot be stored fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import event, func, select
+
+from crossdock.engine.inbox import PROCESS_JOB, Delivery, InboxResult, InboxWriter
+from crossdock.hub import Hub
+from crossdock.logs import REDACTED
+from crossdock.store import repo
+from crossdock.store import tables as t
+from crossdock.store.repo import NotFound
+from tests.engine.support import Shop, new_shop
+
+KIND = "test.orders_create"
+
+
+def _delivery(shop: Shop, key: str, body: bytes = b'{"id": 1}') -> Delivery:
+    headers = {
+        "X-Shopify-Webhook-Id": key,
+        "X-Shopify-Hmac-Sha256": "c2lnbmF0dXJl",
+        "Content-Type": "application/json",
+    }
+    return Delivery(shop.account_id, shop.connection_id, KIND, key, headers, body)
+
+
+async def _rows(hub: Hub) -> list[t.InboxMessage]:
+    async with hub.db.session() as session:
+        return list(
+            (await session.scalars(select(t.InboxMessage).order_by(t.InboxMessage.received_at))).all()
+        )
+
+
+async def _jobs(hub: Hub) -> list[t.Job]:
+    async with hub.db.session() as session:
+        return list((await session.scalars(select(t.Job).where(t.Job.kind == PROCESS_JOB))).all())
+
+
+def _transactions(hub: Hub) -> list[object]:
+    """Records every transaction the database begins from now on."""
+    began: list[object] = []
+    event.listen(hub.db.engine.sync_engine, "begin", began.append)
+    return began
+
+
+async def test_concurrent_deliveries_are_stored_together_each_with_its_processing_job(hub: Hub) -> None:
+    shop = await new_shop(hub)
+    writer = InboxWriter(hub.db)
+    began = _transactions(hub)
+    results = await asyncio.gather(*(writer.store(_delivery(shop, f"w-{n}", b"%d" % n)) for n in range(20)))
+
+    assert len(began) == 1  # twenty deliveries, one transaction
+    rows = {row.id: row for row in await _rows(hub)}
+    assert set(rows) == {r.inbox_id for r in results}
+    assert all(not r.duplicate and r.original_id == r.inbox_id for r in results)
+    assert {rows[r.inbox_id].dedup_key for r in results} == {f"w-{n}" for n in range(20)}
+    assert rows[results[3].inbox_id].body == b"3"
+    assert all(
+        row.status == "received" and row.headers["x-shopify-hmac-sha256"] == REDACTED for row in rows.values()
+    )
+    jobs = await _jobs(hub)
+    assert sorted(job.payload["inbox_id"] for job in jobs) == sorted(str(r.inbox_id) for r in results)
+    assert {job.queueing_key for job in jobs} == {f"inbox:{r.inbox_id}" for r in results}
+
+
+async def test_redeliveries_and_twins_in_one_batch_are_stored_as_duplicates_of_one_original(hub: Hub) -> None:
+    shop = await new_shop(hub)
+    writer = InboxWriter(hub.db)
+    first = await writer.store(_delivery(shop, "w-1"))
+    again, twin_a, twin_b = await asyncio.gather(
+        writer.store(_delivery(shop, "w-1")),
+        writer.store(_delivery(shop, "w-2")),
+        writer.store(_delivery(shop, "w-2")),
+    )
+    assert (first.duplicate, again.duplicate) == (False, True)
+    assert again.original_id == first.inbox_id
+    assert sorted([twin_a.duplicate, twin_b.duplicate]) == [False, True]
+    original = twin_a if not twin_a.duplicate else twin_b
+    assert (twin_a.original_id, twin_b.original_id) == (original.inbox_id, original.inbox_id)
+
+    rows = await _rows(hub)
+    assert len(rows) == 4
+    assert sorted(row.status for row in rows) == ["duplicate", "duplicate", "received", "received"]
+    # Only the originals are processed.
+    assert sorted(job.payload["inbox_id"] for job in await _jobs(hub)) == sorted(
+        [str(first.inbox_id), str(original.inbox_id)]
+    )
+
+
+async def test_a_delivery_that_cannot_be_stored_fails_alone(hub: Hub) -> None:
+    kept, removed = await new_shop(hub, "Kept"), await new_shop(hub, "Removed")
+    async with hub.db.transaction() as session:
+        await repo.Tenant(session, removed.account_id).delete_connection(removed.connection_id)
+    writer = InboxWriter(hub.db)
+    outcomes = await asyncio.gather(
+        writer.store(_delivery(kept, "w-1")),
+        writer.store(_delivery(removed, "w-2")),
+        writer.store(_delivery(kept, "w-3")),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], InboxResult) and isinstance(outcomes[2], InboxResult)
+    assert isinstance(outcomes[1], NotFound)
+    assert sorted(row.dedup_key for row in await _rows(hub)) == ["w-1", "w-3"]
+    assert len(await _jobs(hub)) == 2
+
+
+async def test_a_sender_that_goes_away_leaves_its_delivery_stored_and_the_writer_serving_others(
+    hub: Hub,
+) -> None:
+    shop = await new_shop(hub)
+    writer = InboxWriter(hub.db)
+    gone = asyncio.create_task(writer.store(_delivery(shop, "w-gone")))
+    await asyncio.sleep(0)  # queued, and the writer started
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    later = await writer.store(_delivery(shop, "w-later"))
+    assert not later.duplicate
+    assert sorted(row.dedup_key for row in await _rows(hub)) == ["w-gone", "w-later"]
+
+
+async def test_batches_are_capped(hub: Hub) -> None:
+    shop = await new_shop(hub)
+    writer = InboxWriter(hub.db, max_batch=4)
+    began = _transactions(hub)
+    await asyncio.gather(*(writer.store(_delivery(shop, f"w-{n}")) for n in range(10)))
+    assert len(began) == 3
+    async with hub.db.session() as session:
+        assert await session.scalar(select(func.count()).select_from(t.InboxMessage)) == 10
+
+
+async def test_an_unknown_connection_id_fails_with_not_found(hub: Hub) -> None:
+    shop = await new_shop(hub)
+    writer = InboxWriter(hub.db)
+    stray = Delivery(shop.account_id, uuid.uuid4(), KIND, "w-1", {}, b"{}")
+    with pytest.raises(NotFound):
+        await writer.store(stray)
+    assert await _rows(hub) == []
