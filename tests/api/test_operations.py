@@ -1,3 +1,5 @@
+import uuid
+
 import httpx
 from sqlalchemy import text
 
@@ -28,6 +30,25 @@ async def test_metrics_count_requests(client: httpx.AsyncClient) -> None:
     await client.get("/healthz")
     body = (await client.get("/metrics")).text
     assert 'crossdock_http_requests_total{method="GET",route="/healthz",status="200"}' in body
+
+
+async def test_metrics_name_the_route_template_and_the_status_answered(client: httpx.AsyncClient) -> None:
+    def count(body: str, labels: str) -> float:
+        prefix = "crossdock_http_requests_total{" + labels + "} "
+        return next(
+            (float(line[len(prefix) :]) for line in body.splitlines() if line.startswith(prefix)), 0.0
+        )
+
+    hook = 'method="POST",route="/hooks/{connection_id}",status="404"'
+    unmatched = 'method="GET",route="unmatched",status="404"'
+    before = (await client.get("/metrics")).text
+    for _ in range(2):
+        assert (await client.post(f"/hooks/{uuid.uuid4()}", content=b"{}")).status_code == 404
+    assert (await client.get("/no/such/page")).status_code == 404
+    after = (await client.get("/metrics")).text
+    assert count(after, hook) - count(before, hook) == 2
+    assert count(after, unmatched) - count(before, unmatched) == 1
+    assert 'crossdock_http_request_seconds_count{method="POST",route="/hooks/{connection_id}"}' in after
 
 
 async def test_openapi_documents_the_api(client: httpx.AsyncClient) -> None:
