@@ -148,13 +148,18 @@ def serve(
     import uvicorn
 
     from crossdock.api.app import create_app
+    from crossdock.engine.tuning import tune_long_running_process
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     _run(lambda hub: asyncio.sleep(0), migrate=True)
     hub = Hub.from_settings(settings)
+    server = create_app(hub, dispose_on_shutdown=True, run_workers=workers)
+    # The app is built: what lives as long as the server leaves the garbage collector's sight. Otherwise a full
+    # collection walks the whole application now and then and holds every request meanwhile (engine/tuning.py).
+    tune_long_running_process()
     uvicorn.run(
-        create_app(hub, dispose_on_shutdown=True, run_workers=workers),
+        server,
         host=host,
         port=port,
         log_level=settings.log_level.lower(),

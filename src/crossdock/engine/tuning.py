@@ -1,4 +1,4 @@
-"""Process tuning for the hub's long-running processes: the worker and `crossdock sync`.
+"""Process tuning for the hub's long-running processes: the worker, `crossdock sync` and `crossdock serve`.
 
 A pull decodes and maps tens of thousands of small objects per page, and each page's objects die together once
 the page is stored. With CPython's default thresholds (700, 10, 10) the cyclic garbage collector runs hundreds
