@@ -18,7 +18,8 @@ from crossdock.store.repo import Tenant, account_for_token
 bearer = HTTPBearer(auto_error=False, description="An API token made with 'crossdock tokens create'.")
 
 
-def get_hub(request: Request) -> Hub:
+async def get_hub(request: Request) -> Hub:
+    # async: FastAPI runs a plain `def` dependency in a worker thread, a thread hop on every request.
     hub: Hub = request.app.state.hub
     return hub
 
