@@ -36,6 +36,13 @@ class ClaimContended(Exception):
     """Another worker claimed a job with the same lock key at the same moment; claim again."""
 
 
+# Aliases made once: one made per call had its columns adapted again on every claim, which was half of a claim's
+# CPU (3.1 ms a claim on an empty SQLite queue, 1.6 ms without; a worker claims once for every job it runs).
+_CANDIDATE = aliased(t.Job, name="candidate")
+_RUNNING = aliased(t.Job, name="running")
+_WAITING = aliased(t.Job, name="waiting")
+
+
 async def claim(
     session: AsyncSession, *, worker_id: str, kinds: Sequence[str], now: datetime | None = None
 ) -> t.Job | None:
@@ -50,8 +57,7 @@ async def claim(
     if not kinds:
         return None
     now = now or utcnow()
-    candidate = aliased(t.Job, name="candidate")
-    running = aliased(t.Job, name="running")
+    candidate, running = _CANDIDATE, _RUNNING
     lock_is_free = or_(
         candidate.lock_key.is_(None),
         ~exists().where(running.status == "running", running.lock_key == candidate.lock_key),
@@ -180,7 +186,7 @@ async def fail(
     if status == "failed":
         values["run_at"] = run_at
         if job.queueing_key is not None:
-            waiting = aliased(t.Job, name="waiting")
+            waiting = _WAITING
             same_work_waits = exists().where(
                 waiting.queueing_key == job.queueing_key, waiting.status.in_(WAITING), waiting.id != job.id
             )
