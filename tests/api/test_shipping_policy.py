@@ -134,3 +134,14 @@ async def test_a_version_beyond_what_is_stored_is_422(client: httpx.AsyncClient,
     )
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["field"] == "version"
+    # And 2**31 - 1, found by its long run: the edit stores the version after it, which PostgreSQL's INTEGER
+    # cannot hold (a 500 from asyncpg).
+    response = await client.put(
+        "/api/v1/shipping/policy", json={"version": 2**31 - 1, "policy": POLICY}, headers=acme.headers
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "version"
+    highest = await client.put(
+        "/api/v1/shipping/policy", json={"version": 2**31 - 2, "policy": POLICY}, headers=acme.headers
+    )
+    assert highest.status_code == 409, highest.text  # valid, but no such version was saved

@@ -21,10 +21,11 @@ class PolicyOut(BaseModel):
 
 
 class PolicyIn(BaseModel):
-    # The stored version is an SQL INTEGER (32-bit on PostgreSQL); a larger number can match no saved version
-    # and must be refused here, not fail in the database driver.
+    # The stored version is an SQL INTEGER (32-bit on PostgreSQL), and an edit stores the version after this
+    # one: a number whose successor does not fit can match no saved version and must be refused here, not fail
+    # in the database driver.
     version: int = Field(
-        ge=0, le=2**31 - 1, description="The version the edit was made on (0 when none was saved yet)."
+        ge=0, le=2**31 - 2, description="The version the edit was made on (0 when none was saved yet)."
     )
     policy: ShippingPolicy
 

@@ -315,7 +315,11 @@ async def create_product(body: ProductCreate, caller: CallerDep) -> ProductOut:
         product = m.Product.model_validate(body.model_dump())
     except ValidationError as exc:
         raise _from_validation(exc) from None
-    row = await caller.tenant.create_product(product)
+    try:
+        row = await caller.tenant.create_product(product)
+    except NotFound as exc:
+        # A body naming what is not there is bad input (422, naming the field), not a missing resource (404).
+        raise invalid("category_id", str(exc)) from None
     return ProductOut.of(await caller.tenant.get_product(row.id))
 
 
