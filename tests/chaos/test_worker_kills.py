@@ -101,6 +101,9 @@ async def test_worker_kills_lose_nothing_and_buy_no_label_twice(
 @pytest.mark.slow
 async def test_worker_kills_long(tmp_path: Path, rig_database: str | None) -> None:
     label = "postgresql, long" if rig_database else "sqlite, long"
+    # Bounded by time as every chaos run is, with room for a loaded two-core machine: there the hub ships 3 to 5
+    # orders a second (BENCHMARKS.md, "End to end"), and an earlier run of this test reached shipped for all
+    # 1,000 orders after about 15 minutes, then ran out of a 900 s bound waiting for their tracking.
     await kills_during_flow(
-        tmp_path, rig_database, orders=1000, kills=20, per_s=10.0, workers=3, within_s=900, label=label
+        tmp_path, rig_database, orders=1000, kills=20, per_s=10.0, workers=3, within_s=1800, label=label
     )
