@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import copy
 import uuid
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, inspect, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crossdock.connectors.base import Mapped
@@ -18,7 +20,7 @@ from crossdock.engine.importer import ImportResult, Outcome, import_order, impor
 from crossdock.hub import Hub
 from crossdock.model import OrderStatus
 from crossdock.store import tables as t
-from crossdock.store.repo import Tenant, on_order_status
+from crossdock.store.repo import EnteredOrder, Tenant, on_order_status
 from tests.connectors.test_shopify_mapping import ORDER
 from tests.engine.support import new_shop, timeline
 
@@ -29,18 +31,28 @@ def _payload(**changes: Any) -> dict[str, Any]:
     return payload
 
 
-# What the store's order-status hooks were given while a test watches: (order id, status, line count, whether
-# the row is the session's own).
-_ENTERED: ContextVar[list[tuple[uuid.UUID, OrderStatus, int, bool]] | None] = ContextVar(
+# What the store's order-status hooks were told while a test watches: (order id, status, placed at, and how many
+# of the order's lines the hook's session finds stored).
+_ENTERED: ContextVar[list[tuple[uuid.UUID, OrderStatus, datetime | None, int]] | None] = ContextVar(
     "entered", default=None
 )
 
 
 @on_order_status
-async def _watch_entered(session: AsyncSession, tenant: Tenant, row: t.Order, status: OrderStatus) -> None:
+async def _watch_entered(
+    session: AsyncSession, tenant: Tenant, order: EnteredOrder, status: OrderStatus
+) -> None:
     seen = _ENTERED.get()
     if seen is not None:
-        seen.append((row.id, status, len(row.lines), inspect(row).persistent))
+        stored_lines = await session.scalar(
+            select(func.count()).select_from(t.OrderLine).where(t.OrderLine.order_id == order.id)
+        )
+        seen.append((order.id, status, order.placed_at, int(stored_lines or 0)))
+
+
+def _watching() -> tuple[list[tuple[uuid.UUID, OrderStatus, datetime | None, int]], Token[Any]]:
+    seen: list[tuple[uuid.UUID, OrderStatus, datetime | None, int]] = []
+    return seen, _ENTERED.set(seen)
 
 
 async def _import_page(
@@ -50,6 +62,11 @@ async def _import_page(
         return await import_orders(
             session, Tenant(session, account_id), connection_id, records, source="Shopify"
         )
+
+
+async def _bindings_by_id(hub: Hub) -> dict[str, t.Binding]:
+    async with hub.db.session() as session:
+        return {row.external_id: row for row in (await session.scalars(select(t.Binding))).all()}
 
 
 async def _binding(hub: Hub) -> t.Binding:
@@ -233,20 +250,67 @@ async def test_a_page_whose_first_copy_of_a_new_order_does_not_map_creates_it_fr
     assert (binding.canonical_id, binding.external_version) == (results[1].order_id, good.external_version)
 
 
-async def test_the_store_status_hooks_get_each_new_order_of_a_page_with_its_lines(hub: Hub) -> None:
+async def test_the_store_status_hooks_get_each_new_order_of_a_page_once_it_is_stored_with_its_lines(
+    hub: Hub,
+) -> None:
     shop = await new_shop(hub)
     records = [map_order(_payload(id=820982911946154508 + i, name=f"#{1001 + i}")) for i in range(3)]
     records[2] = map_order(_payload(id=820982911946154510, name="#1003", financial_status="pending"))
-    seen: list[tuple[uuid.UUID, OrderStatus, int, bool]] = []
-    token = _ENTERED.set(seen)
+    seen, token = _watching()
     try:
         results = await _import_page(hub, shop.account_id, shop.connection_id, records)
     finally:
         _ENTERED.reset(token)
     assert [r.outcome for r in results] == [Outcome.CREATED] * 3
+    placed = [record.value.placed_at if record.value else None for record in records]
+    assert placed[0] is not None
     lines = len(ORDER["line_items"])
     assert seen == [
-        (results[0].order_id, OrderStatus.PAID, lines, True),
-        (results[1].order_id, OrderStatus.PAID, lines, True),
-        (results[2].order_id, OrderStatus.PENDING, lines, True),
+        (results[0].order_id, OrderStatus.PAID, placed[0], lines),
+        (results[1].order_id, OrderStatus.PAID, placed[1], lines),
+        (results[2].order_id, OrderStatus.PENDING, placed[2], lines),
     ]
+
+
+async def test_a_new_order_paid_and_changed_later_in_its_page_moves_on_and_runs_the_hooks_for_each_status(
+    hub: Hub,
+) -> None:
+    shop = await new_shop(hub)
+    items = copy.deepcopy(ORDER["line_items"])
+    items[0]["quantity"] = items[0]["current_quantity"] = items[0]["quantity"] + 2
+    records = [
+        map_order(_payload(financial_status="pending")),
+        map_order(_payload(id=820982911946154599, name="#1099")),
+        map_order(_payload(line_items=items, updated_at="2024-03-14T09:30:00-04:00")),
+    ]
+    seen, token = _watching()
+    try:
+        results = await _import_page(hub, shop.account_id, shop.connection_id, records)
+    finally:
+        _ENTERED.reset(token)
+    assert [r.outcome for r in results] == [Outcome.CREATED, Outcome.CREATED, Outcome.UPDATED]
+    order_id = results[0].order_id
+    assert results[2].order_id == order_id
+    assert [(entered[0], entered[1]) for entered in seen] == [
+        (order_id, OrderStatus.PENDING),
+        (results[1].order_id, OrderStatus.PAID),
+        (order_id, OrderStatus.PAID),
+    ]
+    async with hub.db.session() as session:
+        row = await Tenant(session, shop.account_id).get_order(order_id or uuid.uuid4())
+        assert row.status == "paid"
+        assert [line.quantity for line in row.lines] == [item["quantity"] for item in items]
+    kinds = [e.kind for e in await timeline(hub, order_id or uuid.uuid4())]
+    assert kinds == ["order.imported", "order.status_changed", "order.updated"]
+    binding = (await _bindings_by_id(hub))["820982911946154508"]
+    assert binding.external_version == records[2].external_version
+
+
+async def test_a_credential_in_a_remote_version_is_redacted_on_the_imported_event(hub: Hub) -> None:
+    shop = await new_shop(hub)
+    mapped = replace(map_order(_payload()), external_version="https://x.example/o?access_token=shpat_leak")
+    result = (await _import_page(hub, shop.account_id, shop.connection_id, [mapped]))[0]
+    assert result.outcome is Outcome.CREATED
+    (event,) = await timeline(hub, result.order_id or uuid.uuid4())
+    assert event.detail["version"] == "https://x.example/o?access_token=[redacted]"
+    assert "shpat_leak" not in str(event.detail)

@@ -17,6 +17,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, cast
 
@@ -28,7 +29,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from crossdock import model as m
 from crossdock.connectors.base import Mapped, MappingProblem
 from crossdock.engine.timeline import add_event
-from crossdock.logs import redact, redact_text
+from crossdock.logs import redact_text
 from crossdock.store import tables as t
 from crossdock.store.convert import line_values, order_row, order_values
 from crossdock.store.repo import Tenant
@@ -200,14 +201,8 @@ async def _bindings(
         }
         for external_id, mapped in sorted(first.items())
     }
-    table = _BINDINGS
-    stmt: Any = insert_for(session, table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c.connection_id, table.c.kind, table.c.external_id],
-        set_={"kind": stmt.excluded.kind},
-    ).returning(table.c.id, table.c.external_id, table.c.canonical_id, table.c.external_version)
     # One executemany: SQLAlchemy sends it as one multi-row INSERT from a statement compiled once.
-    rows = (await session.execute(stmt, list(proposed.values()))).all()
+    rows = (await session.execute(_take_bindings(session), list(proposed.values()))).all()
     return {
         row.external_id: _Binding(
             id=row.id,
@@ -217,6 +212,23 @@ async def _bindings(
         )
         for row in rows
     }
+
+
+_TAKE_BINDINGS: dict[str, Any] = {}
+
+
+def _take_bindings(session: AsyncSession) -> Any:
+    """The bindings' INSERT ... ON CONFLICT DO UPDATE ... RETURNING for this session's kind of database, built
+    once: a statement is immutable, so building it again for every page only repeated work."""
+    dialect = session.get_bind().dialect.name
+    if dialect not in _TAKE_BINDINGS:
+        table = _BINDINGS
+        stmt: Any = insert_for(session, table)
+        _TAKE_BINDINGS[dialect] = stmt.on_conflict_do_update(
+            index_elements=[table.c.connection_id, table.c.kind, table.c.external_id],
+            set_={"kind": stmt.excluded.kind},
+        ).returning(table.c.id, table.c.external_id, table.c.canonical_id, table.c.external_version)
+    return _TAKE_BINDINGS[dialect]
 
 
 async def _existing_orders(
@@ -330,6 +342,17 @@ async def import_orders(
     return results
 
 
+@dataclass(frozen=True, slots=True)
+class _Entered:
+    """A new order of the page as the store's status hooks are told of it (store.repo.EnteredOrder), from the
+    values just inserted."""
+
+    id: uuid.UUID
+    account_id: uuid.UUID
+    connection_id: uuid.UUID | None
+    placed_at: datetime | None
+
+
 class _Page:
     """One page's import: updates go through the ORM as they come; new orders are gathered as rows and written
     together (write_new)."""
@@ -343,53 +366,73 @@ class _Page:
         stored: dict[uuid.UUID, t.Order],
     ) -> None:
         self.session, self.tenant, self.connection_id, self.source = session, tenant, connection_id, source
+        self.connection_text = str(connection_id)
         self.stored = stored
         self.orders: list[dict[str, Any]] = []
         self.lines: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
         self.entered: dict[uuid.UUID, m.OrderStatus] = {}
+        # The orders (and lines) this page has written, by order id, until a later record of the page needs one
+        # as a session row: the hooks do not, and building one per new order cost as much as inserting it.
+        self.written: dict[uuid.UUID, dict[str, Any]] = {}
+        self.written_lines: list[dict[str, Any]] = []
 
     async def existing(self, binding: _Binding) -> t.Order | None:
-        if binding.canonical_id in self.entered:
+        order_id = binding.canonical_id
+        if order_id in self.entered:
             # The same order again later in this page: an update of the one just made, which is written first.
             await self.write_new()
-        return self.stored.get(binding.canonical_id)
+        row = self.stored.get(order_id)
+        if row is None and order_id in self.written:
+            row = self.stored[order_id] = self.row_written(self.written.pop(order_id))
+        return row
 
     async def write_new(self) -> None:
         """Insert the gathered new orders, their lines and their timeline events, then run the store's status
-        hooks for each, on its row, as create_order does for a single order."""
+        hooks for them, once for all and in the order they were created, as create_order does for one order."""
         if not self.orders:
             return
         await self.session.execute(insert(_ORDERS), self.orders)
         if self.lines:
             await self.session.execute(insert(_LINES), self.lines)
         await self.session.execute(insert(_EVENTS), self.events)
-        entered, self.entered = self.entered, {}
-        rows = self.rows_written()
-        self.orders, self.lines, self.events = [], [], []
-        self.stored.update(rows)
-        for order_id, status in entered.items():
-            await self.tenant.order_entered(rows[order_id], status)
+        orders, entered = self.orders, self.entered
+        self.written.update((values["id"], values) for values in orders)
+        self.written_lines.extend(self.lines)
+        self.orders, self.lines, self.events, self.entered = [], [], [], {}
+        await self.tenant.orders_entered(
+            [
+                (
+                    _Entered(
+                        values["id"], values["account_id"], values["connection_id"], values["placed_at"]
+                    ),
+                    entered[values["id"]],
+                )
+                for values in orders
+            ]
+        )
 
-    def rows_written(self) -> dict[uuid.UUID, t.Order]:
-        """The gathered orders as the session's own rows, lines included, made from the values just inserted
-        rather than read back: a read by id needs table statistics to be planned well (on a table PostgreSQL
-        has not analysed yet it scanned the whole account, and a backfill of 100k orders slowed threefold)."""
-        lines: dict[uuid.UUID, list[t.OrderLine]] = {}
-        for values in self.lines:
-            line = t.OrderLine(**values)
-            make_transient_to_detached(line)  # stored already: the session takes it as loaded, not as new
-            lines.setdefault(values["order_id"], []).append(line)
-        rows: dict[uuid.UUID, t.Order] = {}
-        for values in self.orders:
-            row = t.Order(**values)
-            make_transient_to_detached(row)
-            set_committed_value(row, "lines", lines.get(values["id"], []))
-            self.session.add(row)
-            rows[row.id] = row
-        return rows
+    def row_written(self, values: dict[str, Any]) -> t.Order:
+        """An order this page wrote, as the session's own row with its lines, for a later record of the page
+        that updates it: made from the values just inserted rather than read back, since a read by id needs
+        table statistics to be planned well (on a table PostgreSQL had not analysed yet it scanned the whole
+        account, and a backfill of 100k orders slowed threefold)."""
+        lines: list[t.OrderLine] = []
+        for line_row in self.written_lines:
+            if line_row["order_id"] == values["id"]:
+                line = t.OrderLine(**line_row)
+                make_transient_to_detached(line)  # stored already: the session takes it as loaded, not as new
+                lines.append(line)
+        row = t.Order(**values)
+        make_transient_to_detached(row)
+        set_committed_value(row, "lines", lines)
+        self.session.add(row)
+        return row
 
     def create(self, order: m.Order, mapped: Mapped, binding: _Binding, label: str) -> ImportResult:
+        """Gather a new order's rows and event. `order` is the mapped value as the connector made it: the
+        connection and the external id are set on its row here (a copy of the model to set them cost more
+        than the rest of its row)."""
         # A new order starts where the channel has it: the path from pending is legal for every status
         # (model.path_to), so it is stored in that status at once rather than walked there.
         if binding.fresh:
@@ -409,6 +452,8 @@ class _Page:
                 "created_at": now,
                 "updated_at": now,
                 **order_values(order),
+                "connection_id": self.connection_id,
+                "external_id": mapped.external_id,
             }
         )
         for position, line in enumerate(order.lines):
@@ -422,7 +467,8 @@ class _Page:
                     **line_values(line),
                 }
             )
-        summary = f"Imported from {label}"
+        summary, external_id, version = f"Imported from {label}", mapped.external_id, mapped.external_version
+        assert external_id is not None  # import_one's caller quarantines a record without one
         # One event tells the whole arrival: where from (connection, external id, version) and in what status.
         self.events.append(
             {
@@ -433,14 +479,15 @@ class _Page:
                 "kind": "order.imported",
                 "severity": "info",
                 "summary": redact_text(f"{summary}, status {order.status.value}"),
-                "detail": redact(
-                    {
-                        "connection_id": str(self.connection_id),
-                        "external_id": mapped.external_id,
-                        "version": mapped.external_version,
-                        "status": order.status.value,
-                    }
-                ),
+                # What logs.redact makes of this detail, spelled out: no key is a sensitive name, and only the
+                # remote's own text (its id and version) can carry a credential; a connection id and a status
+                # cannot. Redacting the whole document cost more than building the rest of the event.
+                "detail": {
+                    "connection_id": self.connection_text,
+                    "external_id": redact_text(external_id),
+                    "version": version and redact_text(version),
+                    "status": order.status.value,
+                },
             }
         )
         self.entered[order_id] = order.status
@@ -463,12 +510,12 @@ class _Page:
             )
 
         assert mapped.value is not None
+        label = f"{source} {mapped.value.external_number or '#' + mapped.external_id}"
+        if existing is None:
+            return self.create(mapped.value, mapped, binding, label)
         order = mapped.value.model_copy(
             update={"connection_id": self.connection_id, "external_id": mapped.external_id}
         )
-        label = f"{source} {order.external_number or '#' + mapped.external_id}"
-        if existing is None:
-            return self.create(order, mapped, binding, label)
 
         skipped = ImportResult(Outcome.SKIPPED, order_id=existing.id, summary=f"Up to date with {label}")
         direction = _newer(binding.external_version, mapped.external_version)

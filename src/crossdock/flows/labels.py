@@ -25,6 +25,7 @@ cancelled after it bought, and voids what it bought.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select, update
@@ -48,7 +49,7 @@ from crossdock.flows.rules import Facts, ShippingRule, Strategy, decide, service
 from crossdock.logs import redact, redact_text
 from crossdock.store import tables as t
 from crossdock.store.convert import money_minor, row_order, row_shipment, stored_grams
-from crossdock.store.repo import Conflict, NotFound, Tenant, on_order_status
+from crossdock.store.repo import Conflict, EnteredOrder, NotFound, Tenant, on_orders_status
 from crossdock.store.types import utcnow
 
 SHIP_JOB = "shipping.ship_order"
@@ -67,35 +68,47 @@ _MOVING = "crossdock.flows.labels.moving"
 
 
 # -- reacting to orders ----------------------------------------------------------------------------------------
-@on_order_status
-async def _order_entered(session: AsyncSession, tenant: Tenant, row: t.Order, status: m.OrderStatus) -> None:
-    if row.id in session.info.get(_MOVING, ()):
-        return
-    if status in (S.PAID, S.READY_TO_SHIP):
-        policy = await policy_in_transaction(session, tenant.account_id)
-        if not policy.auto_ship:
-            return
-        if too_old_to_act_on(policy, row.placed_at):
-            await tenant.add_event(
-                row.id,
-                "shipping.not_automatic",
-                f"Not shipped automatically: placed on {row.placed_at:%Y-%m-%d}, more than "
-                f"{policy.auto_ship_max_age_days} days ago (an old order arriving in a backfill is usually shipped "
-                "already); ship it from its page if it is not",
-            )
-            return
-        await session.flush()  # the order row, before the job that names it
-        await enqueue_ship(session, tenant.account_id, row.id, requested_by="automatic shipping")
-    elif status in (S.CANCELLED, S.REFUNDED):
+@on_orders_status
+async def _orders_entered(
+    session: AsyncSession, tenant: Tenant, entered: Sequence[tuple[EnteredOrder, m.OrderStatus]]
+) -> None:
+    moving = session.info.get(_MOVING, ())
+    ended: dict[uuid.UUID, int] = {}  # cancelled or refunded: order id -> its place in `entered`
+    for place, (row, status) in enumerate(entered):
+        if row.id in moving:
+            continue
+        if status in (S.PAID, S.READY_TO_SHIP):
+            await _ship_automatically(session, tenant, row)
+        elif status in (S.CANCELLED, S.REFUNDED):
+            ended.setdefault(row.id, place)
+    if ended:
+        # One read for all of them: a backfill's page brings its cancelled orders together.
         bought = (
             await session.scalars(
                 tenant.scoped(t.Shipment).where(
-                    t.Shipment.order_id == row.id, t.Shipment.status == SS.LABEL_PURCHASED.value
+                    t.Shipment.order_id.in_(list(ended)), t.Shipment.status == SS.LABEL_PURCHASED.value
                 )
             )
         ).all()
-        for shipment in bought:
+        for shipment in sorted(bought, key=lambda shipment: ended[shipment.order_id]):
             await enqueue_void(session, shipment)
+
+
+async def _ship_automatically(session: AsyncSession, tenant: Tenant, row: EnteredOrder) -> None:
+    policy = await policy_in_transaction(session, tenant.account_id)
+    if not policy.auto_ship:
+        return
+    if too_old_to_act_on(policy, row.placed_at):
+        await tenant.add_event(
+            row.id,
+            "shipping.not_automatic",
+            f"Not shipped automatically: placed on {row.placed_at:%Y-%m-%d}, more than "
+            f"{policy.auto_ship_max_age_days} days ago (an old order arriving in a backfill is usually shipped "
+            "already); ship it from its page if it is not",
+        )
+        return
+    await session.flush()  # the order row, before the job that names it
+    await enqueue_ship(session, tenant.account_id, row.id, requested_by="automatic shipping")
 
 
 async def enqueue_ship(

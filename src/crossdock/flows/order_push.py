@@ -35,7 +35,7 @@ from crossdock.engine.jobs import JobContext, RetryPolicy, enqueue, job
 from crossdock.flows.policy import policy_in_transaction, too_old_to_act_on
 from crossdock.store import tables as t
 from crossdock.store.convert import row_order
-from crossdock.store.repo import Tenant, on_order_status
+from crossdock.store.repo import EnteredOrder, Tenant, on_order_status
 from crossdock.store.types import utcnow
 from crossdock.store.upsert import insert_for
 
@@ -59,7 +59,9 @@ def _pushers() -> tuple[str, ...]:
 
 # -- reacting to orders ------------------------------------------------------------------------------------------
 @on_order_status
-async def _order_paid(session: AsyncSession, tenant: Tenant, row: t.Order, status: m.OrderStatus) -> None:
+async def _order_paid(
+    session: AsyncSession, tenant: Tenant, row: EnteredOrder, status: m.OrderStatus
+) -> None:
     if status not in PUSHABLE:
         return
     targets = await _targets(session, tenant.account_id)

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Select, and_, delete, event, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,16 +43,58 @@ class Conflict(ValueError):
         self.field = field
 
 
+class EnteredOrder(Protocol):
+    """What a status hook is told of the order. A session row (t.Order) is one; so is the importer's view of an
+    order it has just inserted in bulk, for which building a session row only to run the hooks cost as much as
+    inserting the order. Either way the order is stored once the hook's session flushes (a hook that enqueues a
+    job naming it flushes first), and a hook that needs more of it reads it by id."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def account_id(self) -> uuid.UUID: ...
+
+    @property
+    def connection_id(self) -> uuid.UUID | None: ...
+
+    @property
+    def placed_at(self) -> datetime | None: ...
+
+
 # What the layers above do when an order enters a status (the shipping flow buys labels for a paid order and
 # voids them for a cancelled one). They register here, so that the store never imports them; a hook runs in the
 # transaction that changes the order and may only add to it (enqueue jobs, write the timeline).
-OrderStatusHook = Callable[[AsyncSession, "Tenant", t.Order, m.OrderStatus], Awaitable[None]]
-_status_hooks: list[OrderStatusHook] = []
+OrderStatusHook = Callable[[AsyncSession, "Tenant", EnteredOrder, m.OrderStatus], Awaitable[None]]
+# The same for several orders at once, (order, status) in the order they were stored: an import of a page runs
+# the hooks once for all its new orders, so that a hook that reads the database can read once for all of them.
+OrdersStatusHook = Callable[
+    [AsyncSession, "Tenant", Sequence[tuple[EnteredOrder, m.OrderStatus]]], Awaitable[None]
+]
+_status_hooks: list[OrdersStatusHook] = []
+_one_by_one: dict[OrderStatusHook, OrdersStatusHook] = {}
 
 
 def on_order_status(hook: OrderStatusHook) -> OrderStatusHook:
-    """Register `hook(session, tenant, order_row, status)` to run whenever an order is created in or moved to a
-    status. Registering the same function twice keeps one."""
+    """Register `hook(session, tenant, order, status)` to run whenever an order is created in or moved to a
+    status (given several orders, it runs for each in turn). Registering the same function twice keeps one."""
+    if hook not in _one_by_one:
+
+        async def each(
+            session: AsyncSession, tenant: Tenant, entered: Sequence[tuple[EnteredOrder, m.OrderStatus]]
+        ) -> None:
+            for order, status in entered:
+                await hook(session, tenant, order, status)
+
+        _one_by_one[hook] = each
+        _status_hooks.append(each)
+    return hook
+
+
+def on_orders_status(hook: OrdersStatusHook) -> OrdersStatusHook:
+    """Register `hook(session, tenant, [(order, status), ...])`, given at once every order that entered a
+    status in one step (one order, or the new orders of an imported page), to do for each what a hook of
+    on_order_status would. Registering the same function twice keeps one."""
     if hook not in _status_hooks:
         _status_hooks.append(hook)
     return hook
@@ -317,11 +359,18 @@ class Tenant:
         await self.order_entered(row, order.status)
         return row
 
-    async def order_entered(self, row: t.Order, status: m.OrderStatus) -> None:
-        """Run the registered status hooks for an order just created in, or moved to, `status`. Whoever stores
-        an order without create_order or transition_order (a bulk import) calls this for each one."""
+    async def order_entered(self, order: EnteredOrder, status: m.OrderStatus) -> None:
+        """Run the registered status hooks for an order just created in, or moved to, `status`."""
+        await self.orders_entered([(order, status)])
+
+    async def orders_entered(self, entered: Sequence[tuple[EnteredOrder, m.OrderStatus]]) -> None:
+        """Run the registered status hooks for orders just created in, or moved to, a status, each hook given
+        them all before the next runs. Whoever stores orders without create_order or transition_order (a bulk
+        import) calls this once their rows are written."""
+        if not entered:
+            return
         for hook in _status_hooks:
-            await hook(self.session, self, row, status)
+            await hook(self.session, self, entered)
 
     async def update_order(self, row: t.Order, order: m.Order) -> t.Order:
         apply_order(row, order)
