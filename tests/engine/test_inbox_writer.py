@@ -73,11 +73,13 @@ async def test_redeliveries_and_twins_in_one_batch_are_stored_as_duplicates_of_o
     shop = await new_shop(hub)
     writer = InboxWriter(hub.db)
     first = await writer.store(_delivery(shop, "w-1"))
+    began = _transactions(hub)
     again, twin_a, twin_b = await asyncio.gather(
         writer.store(_delivery(shop, "w-1")),
         writer.store(_delivery(shop, "w-2")),
         writer.store(_delivery(shop, "w-2")),
     )
+    assert len(began) == 1  # the redelivery and the twin are stored with the batch, not one by one after it
     assert (first.duplicate, again.duplicate) == (False, True)
     assert again.original_id == first.inbox_id
     assert sorted([twin_a.duplicate, twin_b.duplicate]) == [False, True]

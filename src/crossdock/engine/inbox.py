@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy import insert as sqlalchemy_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crossdock.engine.errors import JobError, PermanentError
@@ -77,15 +78,7 @@ async def receive(
     owner = await session.scalar(select(t.Connection.account_id).where(t.Connection.id == connection_id))
     if owner != account_id:
         raise NotFound("connection", connection_id)
-    values: dict[str, Any] = {
-        "account_id": account_id,
-        "connection_id": connection_id,
-        "kind": kind,
-        "dedup_key": dedup_key,
-        "headers": clean_headers(headers),
-        "body": bytes(body),
-        "received_at": utcnow(),
-    }
+    values = _row_values(Delivery(account_id, connection_id, kind, dedup_key, headers, body), utcnow())
     # The unique index decides which delivery is the original; a concurrent twin waits for it and does nothing.
     # If the original's transaction rolled back meanwhile, no original exists and this delivery becomes it.
     for _ in range(3):
@@ -135,9 +128,10 @@ class InboxWriter:
     all of them with one statement per table. Nothing changes for the sender: its request is answered only
     after its payload and processing job have committed, exactly as with `receive`.
 
-    Only new payloads take the shared path. A delivery whose dedup key is stored already (a redelivery), or a
-    batch that fails as a whole (a connection deleted meanwhile, the database gone), goes through `receive` on
-    a transaction of its own, so one delivery's trouble is its own error and never its neighbours'.
+    Redeliveries (a dedup key stored already, or twice in one batch) are stored in the same transaction as
+    duplicates of their original, as `receive` stores them. A batch that fails as a whole (a connection deleted
+    meanwhile, the database gone) is stored again one delivery at a time through `receive`, each on a
+    transaction of its own, so one delivery's trouble is its own error and never its neighbours'.
     """
 
     def __init__(self, db: Database, *, max_batch: int = 200) -> None:
@@ -184,41 +178,45 @@ class InboxWriter:
         self, batch: list[tuple[Delivery, asyncio.Future[InboxResult]]]
     ) -> dict[int, InboxResult]:
         now = utcnow()
-        ids = [uuid.uuid4() for _ in batch]
-        rows: list[dict[str, Any]] = [
-            {
-                "id": row_id,
-                "account_id": delivery.account_id,
-                "connection_id": delivery.connection_id,
-                "kind": delivery.kind,
-                "dedup_key": delivery.dedup_key,
-                "headers": clean_headers(delivery.headers),
-                "body": bytes(delivery.body),
-                "status": "received",
-                "received_at": now,
-            }
-            for row_id, (delivery, _) in zip(ids, batch, strict=True)
-        ]
+        rows = [{"id": uuid.uuid4(), "status": "received", **_row_values(d, now)} for d, _ in batch]
+        results: dict[int, InboxResult] = {}
         async with self.db.transaction() as session:
-            # The unique index decides which delivery is an original, as in `receive`; the ones it refuses are
-            # redeliveries (or twins within this batch) and are stored as duplicates one by one afterwards.
+            # The unique index decides which delivery is an original, as in `receive`.
             insert: Any = insert_for(session, t.InboxMessage)
             stmt = insert.on_conflict_do_nothing().returning(t.InboxMessage.id)
             inserted = set((await session.execute(stmt, rows)).scalars())
+            for (delivery, _), row in zip(batch, rows, strict=True):
+                if row["id"] in inserted:
+                    results[id(delivery)] = InboxResult(True, False, row["id"], row["id"])
+            refused = [
+                (delivery, row)
+                for (delivery, _), row in zip(batch, rows, strict=True)
+                if row["id"] not in inserted
+            ]
+            if refused:
+                # Redeliveries, and twins of a delivery in this batch: stored here as duplicates of their original,
+                # found in one read (this transaction sees the originals it has just inserted).
+                originals = await _originals(session, [row for _, row in refused])
+                duplicates = []
+                for delivery, row in refused:
+                    original = originals.get((row["connection_id"], row["kind"], row["dedup_key"]))
+                    if original is not None:
+                        duplicates.append({**row, "status": "duplicate", "duplicate_of": original})
+                        results[id(delivery)] = InboxResult(True, True, row["id"], original)
+                if duplicates:
+                    await session.execute(sqlalchemy_insert(t.InboxMessage), duplicates)
             await enqueue_many(
                 session,
                 kind=PROCESS_JOB,
                 jobs=[
-                    (delivery.account_id, {"inbox_id": str(row_id), "replay": False}, f"inbox:{row_id}")
-                    for row_id, (delivery, _) in zip(ids, batch, strict=True)
-                    if row_id in inserted
+                    (row["account_id"], {"inbox_id": str(row["id"]), "replay": False}, f"inbox:{row['id']}")
+                    for row in rows
+                    if row["id"] in inserted
                 ],
             )
-        return {
-            id(delivery): InboxResult(stored=True, duplicate=False, inbox_id=row_id, original_id=row_id)
-            for row_id, (delivery, _) in zip(ids, batch, strict=True)
-            if row_id in inserted
-        }
+        # A delivery left out (its original was neither stored nor found: rolled back meanwhile) goes through
+        # `receive` on its own.
+        return results
 
     async def _write_one(self, delivery: Delivery) -> InboxResult:
         async with self.db.transaction() as session:
@@ -231,6 +229,40 @@ class InboxWriter:
                 headers=delivery.headers,
                 body=delivery.body,
             )
+
+
+def _row_values(delivery: Delivery, now: datetime) -> dict[str, Any]:
+    return {
+        "account_id": delivery.account_id,
+        "connection_id": delivery.connection_id,
+        "kind": delivery.kind,
+        "dedup_key": delivery.dedup_key,
+        "headers": clean_headers(delivery.headers),
+        "body": bytes(delivery.body),
+        "received_at": now,
+    }
+
+
+async def _originals(
+    session: AsyncSession, rows: list[dict[str, Any]]
+) -> dict[tuple[uuid.UUID, str, str], uuid.UUID]:
+    """The stored originals of these rows' (connection, kind, dedup key), read at once."""
+    keys = {(row["connection_id"], row["kind"], row["dedup_key"]) for row in rows}
+    found = await session.execute(
+        select(
+            t.InboxMessage.id, t.InboxMessage.connection_id, t.InboxMessage.kind, t.InboxMessage.dedup_key
+        ).where(
+            t.InboxMessage.connection_id.in_({key[0] for key in keys}),
+            t.InboxMessage.kind.in_({key[1] for key in keys}),
+            t.InboxMessage.dedup_key.in_({key[2] for key in keys}),
+            t.InboxMessage.duplicate_of.is_(None),
+        )
+    )
+    return {
+        (connection_id, kind, dedup_key): row_id
+        for row_id, connection_id, kind, dedup_key in found
+        if (connection_id, kind, dedup_key) in keys
+    }
 
 
 async def enqueue_processing(
