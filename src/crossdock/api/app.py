@@ -16,6 +16,7 @@ from crossdock import __version__
 from crossdock.api import problems
 from crossdock.api.limits import BodySizeLimit
 from crossdock.api.routes_documents import router as documents
+from crossdock.api.routes_hooks import hook_ingest
 from crossdock.api.routes_hooks import router as hooks
 from crossdock.api.routes_labels import router as labels
 from crossdock.api.routes_myparcelcom import router as myparcelcom
@@ -64,6 +65,7 @@ def create_app(hub: Hub, *, dispose_on_shutdown: bool = False, run_workers: bool
     app.include_router(documents, dependencies=api_input)
     app.include_router(webhook_endpoints, dependencies=api_input)
     app.include_router(hooks)
+    app.state.hook_ingest = hook_ingest(hub)
     app.include_router(labels, dependencies=api_input)
     app.include_router(myparcelcom)
     app.include_router(oauth)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -38,34 +40,59 @@ def _unknown(connection_id: uuid.UUID) -> Problem:
     )
 
 
+# Shippo's webhook security (docs.goshippo.com/docs/tracking/webhooksecurity): nothing is signed by default; the
+# merchant may add a self-generated token to the URL's query (`?token=123abc`), allowlist Shippo's addresses, or
+# ask Shippo to provision HMAC. crossdock requires the token and checks the HMAC too where a secret is set.
+SHIPPO_TOKEN = "webhook_token"  # noqa: S105 - the secret's name, not a secret
+SHIPPO_HMAC_SECRET = "webhook_hmac_secret"  # noqa: S105 - the secret's name, not a secret
+SHIPPO_SIGNATURE = "shippo-auth-signature"  # security/signatures.py verify_shippo_signature
+
 # The secrets each connector's hooks are authenticated with.
 HOOK_SECRETS: dict[str, tuple[str, ...]] = {
     "shopify": ("api_secret", "api_secret_previous"),
-    "shippo": ("webhook_token", "webhook_hmac_secret"),
+    "shippo": (SHIPPO_TOKEN, SHIPPO_HMAC_SECRET),
 }
 
 
-def _hook_secrets(connector: str) -> tuple[str, ...]:
-    return HOOK_SECRETS.get(connector, ())
+@dataclass(frozen=True)
+class HookIngest:
+    """One app's way in for hooks: its connections' keys kept in memory, and its inbox writer."""
+
+    keys: HookKeyCache
+    writer: InboxWriter
 
 
-def _ingest(request: Request, hub: Hub) -> tuple[HookKeyCache, InboxWriter]:
-    """This app's connection-key cache and inbox writer, made on first use."""
-    state = request.app.state
-    if getattr(state, "hook_ingest", None) is None:
-        state.hook_ingest = (HookKeyCache(hub, _hook_secrets), InboxWriter(hub.db))
-    ingest: tuple[HookKeyCache, InboxWriter] = state.hook_ingest
-    return ingest
+def hook_ingest(hub: Hub) -> HookIngest:
+    """Made once per app (api.app.create_app keeps it in app.state.hook_ingest)."""
+    return HookIngest(
+        HookKeyCache(hub, lambda connector: HOOK_SECRETS.get(connector, ())), InboxWriter(hub.db)
+    )
+
+
+async def _authenticated(
+    cache: HookKeyCache, keys: HookKeys, refusal: Callable[[HookKeys], Problem | None]
+) -> HookKeys:
+    """The keys a delivery passes with (`refusal` answers None). Kept keys that fail are read once more (a secret
+    changed by another process); the refusal of the freshest keys is raised when those fail too."""
+    problem = refusal(keys)
+    if problem is None:
+        return keys
+    fresh = await cache.recheck(keys)
+    if fresh is not None:
+        problem = refusal(fresh)
+        if problem is None:
+            return fresh
+    raise problem
 
 
 @router.post("/hooks/{connection_id}", include_in_schema=False)
 async def receive_hook(connection_id: uuid.UUID, request: Request, hub: HubDep) -> JSONResponse:
-    keys_cache, writer = _ingest(request, hub)
-    keys = await keys_cache.get(connection_id)
+    ingest: HookIngest = request.app.state.hook_ingest
+    keys = await ingest.keys.get(connection_id)
     if keys is None:
         raise _unknown(connection_id)
     if keys.connector == "shippo":
-        return await _shippo_hook(keys, keys_cache, writer, request, hub)
+        return await _shippo_hook(keys, ingest, request, hub)
     if keys.connector != "shopify":
         raise Problem(
             404,
@@ -76,16 +103,18 @@ async def receive_hook(connection_id: uuid.UUID, request: Request, hub: HubDep) 
     # BodySizeLimit stops reading past CROSSDOCK_MAX_BODY_BYTES and answers 413 instead.
     body = await request.body()
     signature = request.headers.get("x-shopify-hmac-sha256")
-    if not verify_shopify_webhook(body, signature, keys.secrets.values()):
-        fresh = await keys_cache.recheck(keys)
-        if fresh is None or not verify_shopify_webhook(body, signature, fresh.secrets.values()):
-            raise Problem(
-                401,
-                "Unauthorized",
-                "X-Shopify-Hmac-Sha256 does not sign this body with the connection's API secret; "
-                "check that the connection's api_secret is the app's client secret",
-                kind="unauthorized",
-            )
+    unsigned = Problem(
+        401,
+        "Unauthorized",
+        "X-Shopify-Hmac-Sha256 does not sign this body with the connection's API secret; "
+        "check that the connection's api_secret is the app's client secret",
+        kind="unauthorized",
+    )
+    keys = await _authenticated(
+        ingest.keys,
+        keys,
+        lambda k: None if verify_shopify_webhook(body, signature, k.secrets.values()) else unsigned,
+    )
     topic = request.headers.get("x-shopify-topic", "")
     dedup = request.headers.get("x-shopify-webhook-id") or request.headers.get("x-shopify-event-id")
     if dedup is None:
@@ -98,61 +127,53 @@ async def receive_hook(connection_id: uuid.UUID, request: Request, hub: HubDep) 
     if topic not in SHOPIFY_ORDER_TOPICS:
         # Signed but not a topic crossdock imports: acknowledged so Shopify does not retry it, nothing stored.
         return JSONResponse({"stored": False, "reason": f"topic {topic!r} is not imported"})
-    result = await writer.store(
+    result = await ingest.writer.store(
         Delivery(keys.account_id, keys.connection_id, SHOPIFY_ORDER, dedup, request.headers, body)
     )
     return JSONResponse({"stored": True, "duplicate": result.duplicate, "inbox_id": str(result.inbox_id)})
 
 
 # Shippo ---------------------------------------------------------------------------------------------------------
-# Shippo's webhook security (docs.goshippo.com/docs/tracking/webhooksecurity): nothing is signed by default; the
-# merchant may add a self-generated token to the URL's query (`?token=123abc`), allowlist Shippo's addresses, or
-# ask Shippo to provision HMAC. crossdock requires the token and checks the HMAC too where a secret is set.
-SHIPPO_TOKEN = "webhook_token"  # noqa: S105 - the secret's name, not a secret
-SHIPPO_HMAC_SECRET = "webhook_hmac_secret"  # noqa: S105 - the secret's name, not a secret
-SHIPPO_SIGNATURE = "shippo-auth-signature"  # security/signatures.py verify_shippo_signature
-
-
-async def _shippo_hook(
-    keys: HookKeys, keys_cache: HookKeyCache, writer: InboxWriter, request: Request, hub: Hub
-) -> JSONResponse:
+async def _shippo_hook(keys: HookKeys, ingest: HookIngest, request: Request, hub: Hub) -> JSONResponse:
     body = await request.body()
     given = request.query_params.get("token") or ""
     signature = request.headers.get(SHIPPO_SIGNATURE)
-    if not _shippo_authentic(keys, given, body, signature):
-        keys = await keys_cache.recheck(keys) or keys
-    secrets = keys.secrets
-    expected = secrets.get(SHIPPO_TOKEN)
     hook_url = f"{hub.settings.public_url.rstrip('/')}/hooks/{keys.connection_id}"
-    if not expected:
-        raise Problem(
-            403,
-            "Forbidden",
-            f"connection {keys.connection_id} has no webhook_token, so it takes no Shippo webhooks: set one with "
-            f"`crossdock connections update {keys.connection_id} --secret webhook_token=<a long random value>` and "
-            f"register {hook_url}?token=<that value> in Shippo (Settings > API > Webhooks)",
-            kind="forbidden",
-        )
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise Problem(
-            401,
-            "Unauthorized",
-            "the token query parameter is missing or is not the connection's webhook_token; register the hook "
-            f"URL in Shippo as {hook_url}?token=<the connection's webhook_token>",
-            kind="unauthorized",
-        )
-    hmac_secret = secrets.get(SHIPPO_HMAC_SECRET)
-    if hmac_secret and not verify_shippo_signature(body, signature, hmac_secret):
-        raise Problem(
-            401,
-            "Unauthorized",
-            "Shippo-Auth-Signature does not sign this body with the connection's webhook_hmac_secret; check that "
-            "it is the HMAC secret Shippo provisioned for this webhook",
-            kind="unauthorized",
-        )
+
+    def refusal(keys: HookKeys) -> Problem | None:
+        expected = keys.secrets.get(SHIPPO_TOKEN)
+        if not expected:
+            return Problem(
+                403,
+                "Forbidden",
+                f"connection {keys.connection_id} has no webhook_token, so it takes no Shippo webhooks: set one "
+                f"with `crossdock connections update {keys.connection_id} --secret webhook_token=<a long random "
+                f"value>` and register {hook_url}?token=<that value> in Shippo (Settings > API > Webhooks)",
+                kind="forbidden",
+            )
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            return Problem(
+                401,
+                "Unauthorized",
+                "the token query parameter is missing or is not the connection's webhook_token; register the "
+                f"hook URL in Shippo as {hook_url}?token=<the connection's webhook_token>",
+                kind="unauthorized",
+            )
+        hmac_secret = keys.secrets.get(SHIPPO_HMAC_SECRET)
+        if hmac_secret and not verify_shippo_signature(body, signature, hmac_secret):
+            return Problem(
+                401,
+                "Unauthorized",
+                "Shippo-Auth-Signature does not sign this body with the connection's webhook_hmac_secret; check "
+                "that it is the HMAC secret Shippo provisioned for this webhook",
+                kind="unauthorized",
+            )
+        return None
+
+    keys = await _authenticated(ingest.keys, keys, refusal)
     # Shippo sends no delivery id (its envelope is {"event", "test", "data"}, PROTOCOLS.md section 5): the body
     # itself is the key, so a redelivery of the same update is stored as a duplicate.
-    result = await writer.store(
+    result = await ingest.writer.store(
         Delivery(
             keys.account_id,
             keys.connection_id,
@@ -163,11 +184,3 @@ async def _shippo_hook(
         )
     )
     return JSONResponse({"stored": True, "duplicate": result.duplicate, "inbox_id": str(result.inbox_id)})
-
-
-def _shippo_authentic(keys: HookKeys, given: str, body: bytes, signature: str | None) -> bool:
-    expected = keys.secrets.get(SHIPPO_TOKEN)
-    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
-        return False
-    hmac_secret = keys.secrets.get(SHIPPO_HMAC_SECRET)
-    return not hmac_secret or verify_shippo_signature(body, signature, hmac_secret)
