@@ -100,6 +100,10 @@ async def test_unknown_connections_and_connectors_without_hooks(hub: Hub) -> Non
     keys = await cache.get(shop.connection_id)
     assert keys is not None and dict(keys.secrets) == {}
     assert "shpss_one" not in repr(keys)
+    # Keys that hold the secret do not show it either (the assertion above holds no secret to show).
+    holding = await HookKeyCache(hub, _names, ttl_s=60.0).get(shop.connection_id)
+    assert holding is not None and holding.secrets["api_secret"] == "shpss_one"
+    assert "shpss_one" not in repr(holding) and "shpss_one" not in str(holding)
 
 
 async def test_the_oldest_entries_go_beyond_the_limit(hub: Hub) -> None:
