@@ -13,7 +13,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from crossdock.api import routes_oauth
 from crossdock.hub import Hub
+from crossdock.security.oauth import FlowRefused
 from crossdock.store import tables as t
 from tests.api.test_oauth import (  # noqa: F401 - fixtures
     SHOP,
@@ -86,3 +88,22 @@ async def test_a_callback_is_taken_once_by_the_browser_that_started_it(
     replayed = await browser.get(back)
     assert_refused(replayed, 400, "cannot be replayed", f"/oauth/{connector}/start")
     assert await stored(oauth_hub) == after
+
+
+@pytest.mark.parametrize(
+    ("connector", "params", "details", "missing"),
+    [
+        ("shopify", {"shop": "acme.myshopify.com"}, {"shop": "acme.myshopify.com"}, "code"),
+        ("ebay", {"state": "s"}, {}, "code"),
+        ("shippo", {"code": ""}, {}, "code"),
+        ("amazon", {"selling_partner_id": "A1"}, {}, "spapi_oauth_code"),
+        ("amazon", {"spapi_oauth_code": "c"}, {}, "selling_partner_id"),
+    ],
+)
+def test_a_callback_without_what_the_remote_sends_back_is_refused_naming_it(
+    connector: str, params: dict[str, str], details: dict[str, str], missing: str
+) -> None:
+    with pytest.raises(FlowRefused) as refused:
+        routes_oauth.FLOWS[connector].callback_code(params, details)
+    assert (refused.value.field, refused.value.status) == (missing, 400)
+    assert f"callback has no {missing}" in refused.value.message

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -198,6 +199,15 @@ class FlowRefused(ValueError):
         self.message = message
         self.field = field
         self.status = status
+
+
+def callback_param(params: Mapping[str, str], name: str, remote: str) -> str:
+    """A parameter the remote's redirect must carry back (the code, the account it was granted for); a callback
+    without it is refused naming it."""
+    value = params.get(name, "")
+    if not value:
+        raise FlowRefused(f"{remote}'s callback has no {name}", name)
+    return value
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from crossdock.engine.http import RemoteClient
-from crossdock.security.oauth import FlowRefused, Grant, OAuthApp, token_answer
+from crossdock.security.oauth import FlowRefused, Grant, OAuthApp, callback_param, token_answer
 
 DEFAULT_SCOPES: tuple[str, ...] = ()  # SP-API roles are chosen on the app's registration, not per consent
 
@@ -66,12 +66,8 @@ def verify_callback(app: OAuthApp, query: list[tuple[str, str]]) -> None:
 
 
 def callback_code(params: Mapping[str, str], details: Mapping[str, Any]) -> str:
-    code = params.get("spapi_oauth_code", "")
-    if not code:
-        raise FlowRefused("Amazon's callback has no spapi_oauth_code", "spapi_oauth_code")
-    seller = params.get("selling_partner_id", "")
-    if not seller:
-        raise FlowRefused("Amazon's callback has no selling_partner_id", "selling_partner_id")
+    code = callback_param(params, "spapi_oauth_code", "Amazon")
+    seller = callback_param(params, "selling_partner_id", "Amazon")
     expected = details.get("selling_partner_id")
     if expected and expected != seller:
         raise FlowRefused(

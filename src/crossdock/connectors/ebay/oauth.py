@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from crossdock.engine.http import RemoteClient
-from crossdock.security.oauth import FlowRefused, Grant, OAuthApp, token_answer
+from crossdock.security.oauth import Grant, OAuthApp, callback_param, token_answer
 
 # Reading orders and pushing shipping fulfillments (developer.ebay.com/api-docs/sell/fulfillment/resources/
 # order/methods/getOrders, "OAuth scope").
@@ -56,10 +56,7 @@ def verify_callback(app: OAuthApp, query: list[tuple[str, str]]) -> None:
 
 
 def callback_code(params: Mapping[str, str], details: Mapping[str, Any]) -> str:
-    code = params.get("code", "")
-    if not code:
-        raise FlowRefused("eBay's callback has no code", "code")
-    return code
+    return callback_param(params, "code", "eBay")
 
 
 async def exchange(

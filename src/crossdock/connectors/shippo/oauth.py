@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from crossdock.engine.http import RemoteClient
-from crossdock.security.oauth import FlowRefused, Grant, OAuthApp, token_answer
+from crossdock.security.oauth import FlowRefused, Grant, OAuthApp, callback_param, token_answer
 
 DEFAULT_SCOPES = ("*",)
 
@@ -53,10 +53,7 @@ def verify_callback(app: OAuthApp, query: list[tuple[str, str]]) -> None:
 
 
 def callback_code(params: Mapping[str, str], details: Mapping[str, Any]) -> str:
-    code = params.get("code", "")
-    if not code:
-        raise FlowRefused("Shippo's callback has no code", "code")
-    return code
+    return callback_param(params, "code", "Shippo")
 
 
 async def exchange(

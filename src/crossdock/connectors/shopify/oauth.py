@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from crossdock.engine.http import RemoteClient
-from crossdock.security.oauth import FlowRefused, Grant, OAuthApp, token_answer
+from crossdock.security.oauth import FlowRefused, Grant, OAuthApp, callback_param, token_answer
 from crossdock.security.signatures import SignatureError, check_shopify_oauth_query, is_shop_domain
 
 # What the connector's capabilities need (shopify.dev/docs/api/usage/access-scopes): orders, fulfillment orders
@@ -87,10 +87,7 @@ def callback_code(params: Mapping[str, str], details: Mapping[str, Any]) -> str:
             f"Shopify answered for {shop}, but the connection was started for {details.get('shop')}",
             "shop",
         )
-    code = params.get("code", "")
-    if not code:
-        raise FlowRefused("Shopify's callback has no code", "code")
-    return code
+    return callback_param(params, "code", "Shopify")
 
 
 def token_url(app: OAuthApp, details: Mapping[str, Any]) -> str:
