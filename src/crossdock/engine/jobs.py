@@ -203,38 +203,40 @@ async def enqueue_many(
     return added
 
 
+# The columns a job takes from its enqueuer, with their values when not given.
+_JOB_OPTIONS: dict[str, Any] = {
+    "queueing_key": None,
+    "lock_key": None,
+    "priority": 0,
+    "order_id": None,
+    "periodic_task": None,
+    "periodic_tick": None,
+    "cancel_with_order": False,
+}
+
+
 def _job_values(
     *,
     account_id: uuid.UUID | None,
     kind: str,
     payload: dict[str, Any],
-    queueing_key: str | None = None,
-    lock_key: str | None = None,
-    priority: int = 0,
     run_at: datetime | None = None,
-    order_id: uuid.UUID | None = None,
-    periodic_task: str | None = None,
-    periodic_tick: int | None = None,
-    cancel_with_order: bool = False,
+    **options: Any,
 ) -> dict[str, Any]:
+    """A new job's row: `options` are the enqueuer's choices among _JOB_OPTIONS."""
     now = utcnow()
     return {
+        **_JOB_OPTIONS,
+        **options,
         "id": uuid.uuid4(),
         "account_id": account_id,
         "kind": kind,
         "payload": payload,
-        "queueing_key": queueing_key,
-        "lock_key": lock_key,
-        "priority": priority,
         "status": "queued",
         "attempts": 0,
         "max_attempts": policy_for(kind).max_attempts,
         "run_at": run_at or now,
         "cancel_requested": False,
-        "cancel_with_order": cancel_with_order,
-        "order_id": order_id,
-        "periodic_task": periodic_task,
-        "periodic_tick": periodic_tick,
         "created_at": now,
     }
 
