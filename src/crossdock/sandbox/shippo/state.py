@@ -575,6 +575,12 @@ class ShippoState:
 
     def _push_status(self, track: JSON, status: str) -> None:
         now = self.now()
+        if track["tracking_history"]:
+            # A parcel's scans happen one after another: two steps within one millisecond (Shippo's timestamps'
+            # precision) would tie, and a history ordered by time could put the later step first.
+            last = parse_instant(track["tracking_history"][-1]["status_date"])
+            if last is not None and now < last + timedelta(milliseconds=1):
+                now = last + timedelta(milliseconds=1)
         location = track["address_to"] if status in ("DELIVERED", "FAILURE") else track["address_from"]
         entry = {
             "object_id": self.new_id("tracking_status"),
