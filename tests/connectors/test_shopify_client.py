@@ -4,6 +4,7 @@ stock, and a refused token."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -165,13 +166,36 @@ async def test_resuming_from_a_page_continues_without_gap_or_repeat(hub: Hub, bu
     assert len(got) == len(set(got)) and set(got) == in_window(busy_shop.state, since, until)
 
 
+async def test_a_pull_left_after_its_first_page_leaves_no_request_running(hub: Hub, busy_shop: Shop) -> None:
+    conn = await connect(hub, busy_shop)
+    since, until = window_of(busy_shop.state)
+    window = PullWindow(busy_shop.at(since), busy_shop.at(until))
+
+    def requests_running() -> list[asyncio.Task[Any]]:
+        return [
+            task
+            for task in asyncio.all_tasks()
+            if not task.done() and task.get_coro().__qualname__ == "RemoteClient.request"  # type: ignore[union-attr]
+        ]
+
+    async with conn.open() as (_row, connector):
+        pull = connector.pull_orders(window, None)
+        first = await anext(pull)
+        assert first.resume is not None
+        assert len(requests_running()) == 1  # the second page's, sent while the first is handed over
+        await pull.aclose()
+        assert requests_running() == []
+
+
 async def test_an_order_edited_during_a_pull_leaves_the_window_and_is_read_by_the_next(
     hub: Hub, busy_shop: Shop
 ) -> None:
     conn = await connect(hub, busy_shop)
     state = busy_shop.state
     until = state.now_ts()
-    since = sorted(o.updated_ts for o in state.orders())[-300]  # two pages
+    # Three pages: the request for the next page leaves before a page is handed over, so the edit made after
+    # the first page is in hand lands on the third, which was not asked for yet.
+    since = sorted(o.updated_ts for o in state.orders())[-540]
     window = PullWindow(busy_shop.at(since), busy_shop.at(until))
     expected = in_window(state, since, until)
     async with conn.open() as (_row, connector):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -689,3 +690,47 @@ async def test_a_connections_client_uses_its_base_url_and_shared_limiter(hub: Hu
     async with hub.db.session() as session:
         (bucket,) = (await session.scalars(select(t.RateLimit))).all()
     assert (bucket.connection_id, bucket.bucket) == (owner.connection_id, "rest")
+
+
+# Requests started ahead -------------------------------------------------------------------------------------
+async def test_start_returns_once_the_request_has_reached_the_server(hub: Hub, owner: Owner) -> None:
+    arrived, release = threading.Event(), threading.Event()
+
+    async def page(request: Request) -> Response:
+        arrived.set()
+        await asyncio.to_thread(release.wait, 5)
+        return JSONResponse({"orders": []})
+
+    app = Starlette(routes=[Route("/orders.json", page)])
+    with local_server(app) as url:
+        client = RemoteClient(hub, Target(owner.account_id, "shopify", owner.connection_id), base_url=url)
+        async with client:
+            task = await client.start("GET", "/orders.json", operation="rest")
+            # This blocks the event loop: only a request already written (connection opened, rate-limit and
+            # outbound checks done) can reach the server meanwhile.
+            reached = arrived.wait(5)
+            release.set()
+            response = await task
+    assert reached
+    assert response.json() == {"orders": []}
+    assert [(c.status, c.operation) for c in await calls(hub)] == [(200, "rest")]
+
+
+async def test_start_returns_the_failed_call_when_nothing_could_be_sent(hub: Hub, owner: Owner) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on any more
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = RemoteClient(
+        hub,
+        Target(owner.account_id, "shopify", owner.connection_id),
+        base_url=f"http://127.0.0.1:{port}",
+        attempts=1,
+    )
+    async with client:
+        task = await client.start("GET", "/orders.json")
+        assert task.done()
+        with pytest.raises(RetryableError) as caught:
+            await task
+    assert "could not reach shopify" in caught.value.message

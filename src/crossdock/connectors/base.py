@@ -7,7 +7,7 @@ the API or another connector.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -194,9 +194,10 @@ class Page:
 
 @runtime_checkable
 class OrdersPull(Protocol):
-    def pull_orders(self, window: PullWindow, resume: dict[str, Any] | None) -> AsyncIterator[Page]:
+    def pull_orders(self, window: PullWindow, resume: dict[str, Any] | None) -> AsyncGenerator[Page, None]:
         """Yield the window's orders page by page, starting where `resume` (a Page.resume from an earlier,
-        interrupted run over the same window) says, or at the first page when it is None."""
+        interrupted run over the same window) says, or at the first page when it is None. An async generator:
+        the engine closes it when it stops reading, which ends any request it has sent ahead."""
         ...
 
 

@@ -193,6 +193,18 @@ def tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+def _tracer(sent: asyncio.Event) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    """An httpcore `trace` extension (www.python-httpx.org/advanced/extensions/, "trace") that sets `sent` when
+    the request body, empty or not, has been written: events are named "http11.send_request_body.complete" and
+    "http2.send_request_body.complete"."""
+
+    async def trace(event: str, _info: dict[str, Any]) -> None:
+        if event.endswith("send_request_body.complete"):
+            sent.set()
+
+    return trace
+
+
 @dataclass
 class RemoteClient:
     """One connection's door to its remote. Use as `async with RemoteClient(...) as client:`.
@@ -305,11 +317,13 @@ class RemoteClient:
         order_id: uuid.UUID | None = None,
         idempotency_key: str | None = None,
         lookup_first: bool = False,
+        sent: asyncio.Event | None = None,
     ) -> httpx.Response:
         """Send one request; returns the 2xx response or raises the engine error for what happened.
 
         `idempotency_key` is sent in the connector's idempotency header; `lookup_first=True` says the caller
         looks the remote object up before trying again, so a POST whose outcome is unknown may be retried.
+        `sent` is set once the request's last byte is written to the connection (see `start`).
         """
         method = method.upper()
         client = self._http()
@@ -325,6 +339,8 @@ class RemoteClient:
             request = client.build_request(
                 method, url, params=params, json=json, data=data, content=content, headers=send_headers
             )
+            if sent is not None:
+                request.extensions = {**request.extensions, "trace": _tracer(sent)}
             shown_url = self._shown_url(request.url)
             unresolved = await self._pin(request, method, shown_url)
             if unresolved is not None:
@@ -373,6 +389,26 @@ class RemoteClient:
             if wait > self.max_inline_wait_s:
                 raise error
             await self.sleep(wait)
+
+    async def start(self, method: str, url: str, **kwargs: Any) -> asyncio.Task[httpx.Response]:
+        """`request` in a task of its own, returned once the request has been written to the connection (or
+        the call has ended, by an error included): the caller works on something else while the remote answers,
+        then awaits the task. Waiting for the request to leave matters: before it, the call reserves its
+        rate-limit slot in the database and may open a connection, and a caller busy with CPU work gives the
+        event loop back too seldom for that to happen meanwhile. A transport that reports no progress (httpx's
+        MockTransport) returns when the call has ended. Whoever holds the task cancels it when the answer is no
+        longer wanted."""
+        sent = asyncio.Event()
+        task = asyncio.create_task(self.request(method, url, sent=sent, **kwargs))
+        left = asyncio.create_task(sent.wait())
+        try:
+            await asyncio.wait({task, left}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            task.cancel()
+            raise
+        finally:
+            left.cancel()
+        return task
 
     # Steps ------------------------------------------------------------------------------------------------
     def _shown_url(self, url: httpx.URL) -> str:

@@ -21,6 +21,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,7 +29,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crossdock.connectors.base import Capability, Mapped, OrdersPull, PullWindow
+from crossdock.connectors.base import Capability, Mapped, OrdersPull, Page, PullWindow
 from crossdock.connectors.registry import SPECS, get_spec
 from crossdock.engine import (
     pulled_orders,  # noqa: F401  (processes the records quarantined here, retried)
@@ -179,6 +180,39 @@ async def _quarantine(
     await session.execute(stmt.on_conflict_do_nothing())
 
 
+async def _store_page(
+    session: AsyncSession,
+    run: t.SyncRun,
+    window: PullWindow,
+    connection: t.Connection,
+    source: str,
+    page: Page,
+) -> None:
+    """One page's orders imported (those that do not map quarantined), counted on the run, and the resume
+    state moved past it, all in the caller's transaction."""
+    tenant = Tenant(session, connection.account_id)
+    tally = {outcome: 0 for outcome in Outcome}
+    results = await import_orders(session, tenant, connection.id, page.records, source=source)
+    for mapped, result in zip(page.records, results, strict=True):
+        tally[result.outcome] += 1
+        if result.outcome is Outcome.QUARANTINED:
+            await _quarantine(
+                session, connection.connector, connection.account_id, connection.id, mapped, result
+            )
+    unidentified = max((page.raw_count or 0) - len(page.records), 0)
+    counts = syncruns.PageCounts(
+        read=len(page.records) + unidentified,
+        created=tally[Outcome.CREATED],
+        updated=tally[Outcome.UPDATED],
+        skipped=tally[Outcome.SKIPPED],
+        invalid=tally[Outcome.QUARANTINED] + unidentified,
+    )
+    done = page.resume is None
+    await syncruns.commit_page(session, run, window.until if done else None, counts)
+    resume = None if done else _resume_state(window, page.resume)
+    await _save_resume(session, connection.account_id, connection.id, resume)
+
+
 async def run_pull(
     hub: Hub,
     account_id: uuid.UUID,
@@ -220,37 +254,14 @@ async def run_pull(
         if progress is not None:
             progress(run)
         try:
-            async for page in connector.pull_orders(plan.window, plan.page):
-                async with hub.db.transaction() as session:
-                    tenant = Tenant(session, account_id)
-                    tally = {outcome: 0 for outcome in Outcome}
-                    results = await import_orders(
-                        session, tenant, connection_id, page.records, source=spec.title
-                    )
-                    for mapped, result in zip(page.records, results, strict=True):
-                        tally[result.outcome] += 1
-                        if result.outcome is Outcome.QUARANTINED:
-                            await _quarantine(
-                                session, connection.connector, account_id, connection_id, mapped, result
-                            )
-                    unidentified = max((page.raw_count or 0) - len(page.records), 0)
-                    counts = syncruns.PageCounts(
-                        read=len(page.records) + unidentified,
-                        created=tally[Outcome.CREATED],
-                        updated=tally[Outcome.UPDATED],
-                        skipped=tally[Outcome.SKIPPED],
-                        invalid=tally[Outcome.QUARANTINED] + unidentified,
-                    )
-                    done = page.resume is None
-                    await syncruns.commit_page(session, run, plan.window.until if done else None, counts)
-                    await _save_resume(
-                        session,
-                        account_id,
-                        connection_id,
-                        None if done else _resume_state(plan.window, page.resume),
-                    )
-                if progress is not None:
-                    progress(run)
+            # Closed as soon as the loop ends, by an error too: that also ends a request sent ahead.
+            pages = connector.pull_orders(plan.window, plan.page)
+            async with aclosing(pages):
+                async for page in pages:
+                    async with hub.db.transaction() as session:
+                        await _store_page(session, run, plan.window, connection, spec.title, page)
+                    if progress is not None:
+                        progress(run)
         except BaseException as exc:
             message = exc.message if isinstance(exc, JobError) else f"{type(exc).__name__}: {exc}"
             async with hub.db.transaction() as session:

@@ -41,7 +41,7 @@ Fulfillments (`confirmShipment`):
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
@@ -199,7 +199,9 @@ class AmazonConnector:
             return SINCE_2016
         return until - TWO_YEARS
 
-    async def pull_orders(self, window: PullWindow, resume: dict[str, Any] | None) -> AsyncIterator[Page]:
+    async def pull_orders(
+        self, window: PullWindow, resume: dict[str, Any] | None
+    ) -> AsyncGenerator[Page, None]:
         since = window.since if window.since is not None else self.earliest(window.until)
         marketplaces = ",".join(self.marketplace_ids)
         first_page = {

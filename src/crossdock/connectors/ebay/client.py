@@ -7,7 +7,7 @@ developer.ebay.com/api-docs/sell/fulfillment and PROTOCOLS.md section 3.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -110,7 +110,9 @@ class EbayConnector:
         end = _ceil_ms(window.until) - ONE_MS
         return f"lastmodifieddate:[{ebay_time(start)}..{ebay_time(end)}]"
 
-    async def pull_orders(self, window: PullWindow, resume: dict[str, Any] | None) -> AsyncIterator[Page]:
+    async def pull_orders(
+        self, window: PullWindow, resume: dict[str, Any] | None
+    ) -> AsyncGenerator[Page, None]:
         """The window's orders, 200 a page, by offset.
 
         Offset paging moves under changes: an order modified during the pull gets a lastModifiedDate past

@@ -7,9 +7,10 @@ shopify.dev pages named beside each rule. Mapping lives in `mapping.py`; this mo
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -134,7 +135,9 @@ class ShopifyConnector:
 
     # -- orders.pull -------------------------------------------------------------------------------------
 
-    async def pull_orders(self, window: PullWindow, resume: dict[str, Any] | None) -> AsyncIterator[Page]:
+    async def pull_orders(
+        self, window: PullWindow, resume: dict[str, Any] | None
+    ) -> AsyncGenerator[Page, None]:
         """Orders updated in [since, until), newest first, 250 a page; `resume` = {"page_info": ...}.
 
         Shopify's filters are inclusive at both ends: updated_at_min "show orders last updated at or after
@@ -154,33 +157,52 @@ class ShopifyConnector:
         page_info = (resume or {}).get("page_info")
         params = {"limit": PAGE_LIMIT, "page_info": page_info} if page_info else first_page
         stored_cursor = bool(page_info)
-        while True:
-            try:
-                response = await self._call("GET", "orders.json", params=params)
-            except RemotePermanentError as exc:
-                # A stored cursor Shopify no longer accepts ({"errors": {"page_info": "Invalid value."}}) must
-                # not stop the stream for good: read the window again from its first page (what was already
-                # imported is skipped by its binding).
-                if not stored_cursor or exc.status != 400 or "page_info" not in (exc.remote_message or ""):
-                    raise
-                params, stored_cursor = first_page, False
-                continue
-            stored_cursor = False
-            orders = _body(response, "orders", "GET orders.json")
-            if not isinstance(orders, list):
-                raise RetryableError("Shopify answered orders.json without an orders list; try again")
-            records = []
-            for raw in orders:
-                mapped = map_order(raw)
-                mapped.raw = raw
-                records.append(mapped)
-            next_info = _next_page_info(response)
-            yield Page(records, {"page_info": next_info} if next_info else None, raw_count=len(orders))
-            if next_info is None:
-                return
-            # Follow-up pages carry page_info and limit only: the other filters are in the cursor
-            # (shopify.dev/docs/api/usage/pagination-rest).
-            params = {"limit": PAGE_LIMIT, "page_info": next_info}
+        # The request for the next page, sent as soon as a page's Link header names it: Shopify prepares it
+        # while this page is mapped and stored, so a pull takes about the longer of the two, not their sum.
+        ahead: asyncio.Task[httpx.Response] | None = None
+        try:
+            while True:
+                call = ahead if ahead is not None else self._call("GET", "orders.json", params=params)
+                ahead = None
+                try:
+                    response = await call
+                except RemotePermanentError as exc:
+                    # A stored cursor Shopify no longer accepts ({"errors": {"page_info": "Invalid value."}})
+                    # must not stop the stream for good: read the window again from its first page (what was
+                    # already imported is skipped by its binding).
+                    if (
+                        not stored_cursor
+                        or exc.status != 400
+                        or "page_info" not in (exc.remote_message or "")
+                    ):
+                        raise
+                    params, stored_cursor = first_page, False
+                    continue
+                stored_cursor = False
+                orders = _body(response, "orders", "GET orders.json")
+                if not isinstance(orders, list):
+                    raise RetryableError("Shopify answered orders.json without an orders list; try again")
+                next_info = _next_page_info(response)
+                if next_info is not None:
+                    # Follow-up pages carry page_info and limit only: the other filters are in the cursor
+                    # (shopify.dev/docs/api/usage/pagination-rest).
+                    params = {"limit": PAGE_LIMIT, "page_info": next_info}
+                    ahead = await self.client.start(
+                        "GET", self._path("orders.json"), operation="rest", params=params
+                    )
+                records = []
+                for raw in orders:
+                    mapped = map_order(raw)
+                    mapped.raw = raw
+                    records.append(mapped)
+                yield Page(records, {"page_info": next_info} if next_info else None, raw_count=len(orders))
+                if next_info is None:
+                    return
+        finally:
+            # The caller stopped reading (or this page failed): the next page's request is not needed.
+            if ahead is not None:
+                ahead.cancel()
+                await asyncio.gather(ahead, return_exceptions=True)
 
     # -- webhook subscriptions ----------------------------------------------------------------------------
 
