@@ -7,7 +7,8 @@ developer.ebay.com/api-docs/sell/fulfillment and PROTOCOLS.md section 3.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import asyncio
+from collections.abc import AsyncGenerator, Awaitable
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -72,8 +73,12 @@ class EbayConnector:
     # Calls --------------------------------------------------------------------------------------------------
     async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One API call; when the refresh token was refused, the error says the seller must reconnect."""
+        return await self._answer(self.client.request(method, f"{API}{path}", **kwargs))
+
+    async def _answer(self, call: Awaitable[httpx.Response]) -> httpx.Response:
+        """The response of a call made now or started earlier (`RemoteClient.start`), with `_call`'s errors."""
         try:
-            return await self.client.request(method, f"{API}{path}", **kwargs)
+            return await call
         except RemoteConfigurationError as exc:
             if self.auth.refused is None:
                 raise
@@ -128,40 +133,50 @@ class EbayConnector:
         offset = int((resume or {}).get("offset", 0))
         known_total = (resume or {}).get("total")
         total: int | None = int(known_total) if known_total is not None else None
-        while True:
-            body = json_object(
-                await self._call(
-                    "GET",
-                    "/order",
-                    params={"filter": filter_text, "limit": PAGE_LIMIT, "offset": offset},
-                    operation="getOrders",
-                ),
-                "eBay",
-                "getOrders",
-            )
-            new_total = body.get("total")
-            raw_orders = body.get("orders") or []
-            if not isinstance(new_total, int) or not isinstance(raw_orders, list):
-                raise RetryableError(
-                    "eBay answered getOrders without a total or an orders list; it will be tried again"
-                )
-            if total is not None and new_total < total and offset > 0:
-                # Orders before `offset` may have left the window: step back so none is skipped.
-                offset = max(0, offset - (total - new_total))
+        # The next page's request leaves before this page is mapped and handed over (see Shopify's pull).
+        ahead: asyncio.Task[httpx.Response] | None = None
+        try:
+            while True:
+                params = {"filter": filter_text, "limit": PAGE_LIMIT, "offset": offset}
+                call: Awaitable[httpx.Response]
+                if ahead is None:
+                    call = self.client.request("GET", f"{API}/order", params=params, operation="getOrders")
+                else:
+                    call, ahead = ahead, None
+                ahead = None
+                body = json_object(await self._answer(call), "eBay", "getOrders")
+                new_total = body.get("total")
+                raw_orders = body.get("orders") or []
+                if not isinstance(new_total, int) or not isinstance(raw_orders, list):
+                    raise RetryableError(
+                        "eBay answered getOrders without a total or an orders list; it will be tried again"
+                    )
+                if total is not None and new_total < total and offset > 0:
+                    # Orders before `offset` may have left the window: step back so none is skipped.
+                    offset = max(0, offset - (total - new_total))
+                    total = new_total
+                    continue
                 total = new_total
-                continue
-            total = new_total
-            records = [self._mapped(raw) for raw in raw_orders]
-            next_offset = offset + len(raw_orders)
-            done = not raw_orders or next_offset >= total
-            yield Page(
-                records,
-                None if done else {"offset": next_offset, "total": total},
-                raw_count=len(raw_orders),
-            )
-            if done:
-                return
-            offset = next_offset
+                next_offset = offset + len(raw_orders)
+                done = not raw_orders or next_offset >= total
+                if not done:
+                    params = {"filter": filter_text, "limit": PAGE_LIMIT, "offset": next_offset}
+                    ahead = await self.client.start(
+                        "GET", f"{API}/order", params=params, operation="getOrders"
+                    )
+                records = [self._mapped(raw) for raw in raw_orders]
+                yield Page(
+                    records,
+                    None if done else {"offset": next_offset, "total": total},
+                    raw_count=len(raw_orders),
+                )
+                if done:
+                    return
+                offset = next_offset
+        finally:
+            if ahead is not None:  # the caller stopped reading: the next page is not needed
+                ahead.cancel()
+                await asyncio.gather(ahead, return_exceptions=True)
 
     @staticmethod
     def _mapped(raw: Any) -> Mapped:
