@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -373,18 +374,21 @@ async def test_a_real_server_that_answers_too_slowly_is_a_read_timeout(hub: Hub,
     assert [c.error_kind for c in await calls(hub)] == [None, "timeout"]
 
 
-async def test_a_refused_connection_to_a_real_port_is_retryable(hub: Hub, owner: Owner) -> None:
-    import socket
-
-    with socket.socket() as sock:  # a port nobody listens on any more
+def client_to_a_closed_port(hub: Hub, owner: Owner) -> RemoteClient:
+    """A client (one try a call) whose base URL is a loopback port nobody listens on any more."""
+    with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    client = RemoteClient(
+    return RemoteClient(
         hub,
         Target(owner.account_id, "shopify", owner.connection_id),
         base_url=f"http://127.0.0.1:{port}",
         attempts=1,
     )
+
+
+async def test_a_refused_connection_to_a_real_port_is_retryable(hub: Hub, owner: Owner) -> None:
+    client = client_to_a_closed_port(hub, owner)
     async with client:
         with pytest.raises(RetryableError) as caught:
             await client.get("/orders.json")
@@ -717,17 +721,7 @@ async def test_start_returns_once_the_request_has_reached_the_server(hub: Hub, o
 
 
 async def test_start_returns_the_failed_call_when_nothing_could_be_sent(hub: Hub, owner: Owner) -> None:
-    import socket
-
-    with socket.socket() as sock:  # a port nobody listens on any more
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    client = RemoteClient(
-        hub,
-        Target(owner.account_id, "shopify", owner.connection_id),
-        base_url=f"http://127.0.0.1:{port}",
-        attempts=1,
-    )
+    client = client_to_a_closed_port(hub, owner)
     async with client:
         task = await client.start("GET", "/orders.json")
         assert task.done()
