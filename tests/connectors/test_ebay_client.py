@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import httpx
@@ -233,7 +234,7 @@ async def test_orders_modified_during_a_pull_leave_no_order_of_the_window_unread
     offsets = [int(httpx.URL(r.url).params["offset"]) for r in await calls(hub, connection_id)]
     assert offsets[:2] == [0, 200]
     # total shrank by 3 once: one page is read again from three places back.
-    assert [later - earlier for earlier, later in zip(offsets, offsets[1:]) if later < earlier] == [-3]
+    assert [later - earlier for earlier, later in pairwise(offsets) if later < earlier] == [-3]
 
 
 # -- tokens -----------------------------------------------------------------------------------------------------
