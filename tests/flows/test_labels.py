@@ -36,7 +36,7 @@ from crossdock.sandbox.common import run_in_thread
 from crossdock.store import tables as t
 from crossdock.store.repo import Tenant
 from crossdock.store.types import utcnow
-from tests.connectors.test_shippo_client import LIVE_TOKEN, ORIGIN, Front, Shippo, sandbox_app
+from tests.connectors.test_shippo_client import LIVE_TOKEN, ORIGIN, Front, Shippo, an_order, sandbox_app
 from tests.engine.fulfil_support import Channel, serve_channel
 from tests.engine.processes import start_worker, stop_all, worker_env
 from tests.engine.support import eventually, timeline
@@ -291,6 +291,20 @@ async def test_the_failed_purchases_of_a_two_parcel_order_retried_by_hand_both_b
     assert [s.status for s in await shipments_of(hub, order_id)] == ["label_purchased", "label_purchased"]
     assert len(await purchases_for(shippo_sandbox, hub, order_id)) == 2
     assert "shipping.not_retried" not in {e.kind for e in await timeline(hub, order_id)}
+
+
+async def test_an_order_placed_long_ago_is_not_shipped_automatically(
+    hub: Hub, client: httpx.AsyncClient, shopify: Channel, shippo_sandbox: Shippo
+) -> None:
+    setup = await set_up(hub, client, shopify, shippo_sandbox, auto_ship=True)
+    async with hub.db.transaction() as session:
+        row = await Tenant(session, uuid.UUID(setup.account.id)).create_order(
+            an_order(status=m.OrderStatus.PAID, placed_at=utcnow() - timedelta(days=30))
+        )
+    assert await jobs_of(hub, row.id, SHIP_JOB) == []
+    (skipped,) = [e for e in await timeline(hub, row.id) if e.kind == "shipping.not_automatic"]
+    assert skipped.summary.startswith("Not shipped automatically: the order was placed more than 7 days ago")
+    assert "ship it from its page" in skipped.summary
 
 
 async def test_a_cancelled_order_voids_its_bought_label(

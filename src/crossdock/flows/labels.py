@@ -43,7 +43,7 @@ from crossdock.engine.timeline import add_event
 from crossdock.engine.webhooks_out import emit
 from crossdock.flows.catalog import Catalog, sku_tags, variants_by_sku, weighed
 from crossdock.flows.parcels import ParcelError, PlannedParcel, plan
-from crossdock.flows.policy import ShippingPolicy, policy_in_transaction, too_old_to_act_on
+from crossdock.flows.policy import ShippingPolicy, left_as_too_old, policy_in_transaction
 from crossdock.flows.rating import rates_source
 from crossdock.flows.rules import Facts, ShippingRule, Strategy, decide, service_words
 from crossdock.logs import redact, redact_text
@@ -98,14 +98,9 @@ async def _ship_automatically(session: AsyncSession, tenant: Tenant, row: Entere
     policy = await policy_in_transaction(session, tenant.account_id)
     if not policy.auto_ship:
         return
-    if too_old_to_act_on(policy, row.placed_at):
-        await tenant.add_event(
-            row.id,
-            "shipping.not_automatic",
-            f"Not shipped automatically: placed on {row.placed_at:%Y-%m-%d}, more than "
-            f"{policy.auto_ship_max_age_days} days ago (an old order arriving in a backfill is usually shipped "
-            "already); ship it from its page if it is not",
-        )
+    if await left_as_too_old(
+        tenant, policy, row, kind="shipping.not_automatic", not_done="Not shipped automatically"
+    ):
         return
     await session.flush()  # the order row, before the job that names it
     await enqueue_ship(session, tenant.account_id, row.id, requested_by="automatic shipping")

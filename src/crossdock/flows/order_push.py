@@ -32,7 +32,7 @@ from crossdock.connectors.registry import SPECS, get_spec
 from crossdock.engine.connections import open_connector
 from crossdock.engine.errors import ConfigurationError, PermanentError
 from crossdock.engine.jobs import JobContext, RetryPolicy, enqueue, job
-from crossdock.flows.policy import policy_in_transaction, too_old_to_act_on
+from crossdock.flows.policy import left_as_too_old, policy_in_transaction
 from crossdock.store import tables as t
 from crossdock.store.convert import row_order
 from crossdock.store.repo import EnteredOrder, Tenant, on_order_status
@@ -68,14 +68,9 @@ async def _order_paid(
     if not targets:
         return
     policy = await policy_in_transaction(session, tenant.account_id)
-    if too_old_to_act_on(policy, row.placed_at):
-        await tenant.add_event(
-            row.id,
-            "orders.not_pushed",
-            f"Not pushed to the shipping service: the order was placed more than "
-            f"{policy.auto_ship_max_age_days} days ago (an old order arriving in a backfill is usually dealt with "
-            "already)",
-        )
+    if await left_as_too_old(
+        tenant, policy, row, kind="orders.not_pushed", not_done="Not pushed to the shipping service"
+    ):
         return
     await session.flush()  # the order row, before the jobs that name it
     for connection_id, problem in targets:

@@ -5,7 +5,7 @@ service. One document per account, edited as a whole (the panel's rules editor a
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,7 +18,7 @@ from crossdock.flows.parcels import PackingRules
 from crossdock.flows.rules import ShippingRule
 from crossdock.model import Address
 from crossdock.store import tables as t
-from crossdock.store.repo import Conflict
+from crossdock.store.repo import Conflict, EnteredOrder, Tenant
 from crossdock.store.types import utcnow
 from crossdock.store.upsert import insert_for
 
@@ -131,7 +131,20 @@ async def policy_in_transaction(session: AsyncSession, account_id: uuid.UUID) ->
     return cache[account_id]
 
 
-def too_old_to_act_on(policy: ShippingPolicy, placed_at: datetime | None) -> bool:
-    """An order placed longer ago than auto_ship_max_age_days is left to a person: an old order arriving in a
-    backfill is usually dealt with already."""
-    return placed_at is not None and placed_at < utcnow() - timedelta(days=policy.auto_ship_max_age_days)
+async def left_as_too_old(
+    tenant: Tenant, policy: ShippingPolicy, order: EnteredOrder, *, kind: str, not_done: str
+) -> bool:
+    """True when `order` was placed longer ago than auto_ship_max_age_days, and so is left to a person (an old
+    order arriving in a backfill is usually dealt with already); its timeline then says so, as a `kind` event
+    that begins with `not_done` and says what to do."""
+    placed_at = order.placed_at
+    if placed_at is None or placed_at >= utcnow() - timedelta(days=policy.auto_ship_max_age_days):
+        return False
+    await tenant.add_event(
+        order.id,
+        kind,
+        f"{not_done}: the order was placed more than {policy.auto_ship_max_age_days} days ago (on "
+        f"{placed_at:%Y-%m-%d}), and an old order arriving in a backfill is usually dealt with already; if this "
+        "one still needs to go, ship it from its page",
+    )
+    return True
