@@ -103,18 +103,19 @@ async def receive_hook(connection_id: uuid.UUID, request: Request, hub: HubDep) 
     # BodySizeLimit stops reading past CROSSDOCK_MAX_BODY_BYTES and answers 413 instead.
     body = await request.body()
     signature = request.headers.get("x-shopify-hmac-sha256")
-    unsigned = Problem(
-        401,
-        "Unauthorized",
-        "X-Shopify-Hmac-Sha256 does not sign this body with the connection's API secret; "
-        "check that the connection's api_secret is the app's client secret",
-        kind="unauthorized",
-    )
-    keys = await _authenticated(
-        ingest.keys,
-        keys,
-        lambda k: None if verify_shopify_webhook(body, signature, k.secrets.values()) else unsigned,
-    )
+
+    def refusal(keys: HookKeys) -> Problem | None:
+        if verify_shopify_webhook(body, signature, keys.secrets.values()):
+            return None
+        return Problem(
+            401,
+            "Unauthorized",
+            "X-Shopify-Hmac-Sha256 does not sign this body with the connection's API secret; "
+            "check that the connection's api_secret is the app's client secret",
+            kind="unauthorized",
+        )
+
+    keys = await _authenticated(ingest.keys, keys, refusal)
     topic = request.headers.get("x-shopify-topic", "")
     dedup = request.headers.get("x-shopify-webhook-id") or request.headers.get("x-shopify-event-id")
     if dedup is None:
@@ -138,9 +139,9 @@ async def _shippo_hook(keys: HookKeys, ingest: HookIngest, request: Request, hub
     body = await request.body()
     given = request.query_params.get("token") or ""
     signature = request.headers.get(SHIPPO_SIGNATURE)
-    hook_url = f"{hub.settings.public_url.rstrip('/')}/hooks/{keys.connection_id}"
 
     def refusal(keys: HookKeys) -> Problem | None:
+        hook_url = f"{hub.settings.public_url.rstrip('/')}/hooks/{keys.connection_id}"
         expected = keys.secrets.get(SHIPPO_TOKEN)
         if not expected:
             return Problem(
