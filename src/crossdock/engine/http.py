@@ -205,6 +205,14 @@ def _tracer(sent: asyncio.Event) -> Callable[[str, dict[str, Any]], Awaitable[No
     return trace
 
 
+async def discard(task: asyncio.Task[Any] | None) -> None:
+    """A request started with `RemoteClient.start` whose answer is no longer wanted: cancelled (if it has not
+    ended), and waited for, so that nothing is left running and no error of it goes unretrieved."""
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 @dataclass
 class RemoteClient:
     """One connection's door to its remote. Use as `async with RemoteClient(...) as client:`.
@@ -396,8 +404,8 @@ class RemoteClient:
         then awaits the task. Waiting for the request to leave matters: before it, the call reserves its
         rate-limit slot in the database and may open a connection, and a caller busy with CPU work gives the
         event loop back too seldom for that to happen meanwhile. A transport that reports no progress (httpx's
-        MockTransport) returns when the call has ended. Whoever holds the task cancels it when the answer is no
-        longer wanted."""
+        MockTransport) returns when the call has ended. Whoever holds the task hands it to `discard` when the
+        answer is no longer wanted."""
         sent = asyncio.Event()
         task = asyncio.create_task(self.request(method, url, sent=sent, **kwargs))
         left = asyncio.create_task(sent.wait())

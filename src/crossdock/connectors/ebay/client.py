@@ -20,7 +20,7 @@ from crossdock.connectors.ebay.auth import SCOPE_FULFILLMENT, EbayUserAuth
 from crossdock.connectors.ebay.mapping import ebay_time, map_order, shipping_fulfillment_request
 from crossdock.connectors.remote_json import PushError, json_object
 from crossdock.engine.errors import PermanentError, RetryableError
-from crossdock.engine.http import RemoteConfigurationError, RemotePermanentError
+from crossdock.engine.http import RemoteConfigurationError, RemotePermanentError, discard
 from crossdock.engine.ratelimit import RatePolicy, token_bucket
 from crossdock.model import Fulfillment
 
@@ -174,9 +174,9 @@ class EbayConnector:
                     return
                 offset = next_offset
         finally:
-            if ahead is not None:  # the caller stopped reading: the next page is not needed
-                ahead.cancel()
-                await asyncio.gather(ahead, return_exceptions=True)
+            await discard(
+                ahead
+            )  # the caller stopped reading (or this page failed): the next page is not needed
 
     @staticmethod
     def _mapped(raw: Any) -> Mapped:

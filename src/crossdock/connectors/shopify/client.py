@@ -22,7 +22,7 @@ from crossdock.connectors.remote_json import PushError, json_object, version_of
 from crossdock.connectors.shopify.carriers import tracking_company
 from crossdock.connectors.shopify.mapping import fulfillment_request, map_order
 from crossdock.engine.errors import ConfigurationError, PermanentError, RateLimited, RetryableError
-from crossdock.engine.http import RemotePermanentError
+from crossdock.engine.http import RemotePermanentError, discard
 from crossdock.engine.ratelimit import SHOPIFY_REST
 from crossdock.model import Fulfillment, StockLevel
 
@@ -199,10 +199,9 @@ class ShopifyConnector:
                 if next_info is None:
                     return
         finally:
-            # The caller stopped reading (or this page failed): the next page's request is not needed.
-            if ahead is not None:
-                ahead.cancel()
-                await asyncio.gather(ahead, return_exceptions=True)
+            await discard(
+                ahead
+            )  # the caller stopped reading (or this page failed): the next page is not needed
 
     # -- webhook subscriptions ----------------------------------------------------------------------------
 
