@@ -73,14 +73,20 @@ async def _orders_entered(
     session: AsyncSession, tenant: Tenant, entered: Sequence[tuple[EnteredOrder, m.OrderStatus]]
 ) -> None:
     moving = session.info.get(_MOVING, ())
+    ships: list[uuid.UUID] = []  # paid: shipped automatically, in the order they came
     ended: dict[uuid.UUID, int] = {}  # cancelled or refunded: order id -> its place in `entered`
     for place, (row, status) in enumerate(entered):
         if row.id in moving:
             continue
         if status in (S.PAID, S.READY_TO_SHIP):
-            await _ship_automatically(session, tenant, row)
+            if await _ships_automatically(session, tenant, row):
+                ships.append(row.id)
         elif status in (S.CANCELLED, S.REFUNDED):
             ended.setdefault(row.id, place)
+    if ships:
+        await session.flush()  # the orders' rows, before the jobs that name them
+        for order_id in ships:
+            await enqueue_ship(session, tenant.account_id, order_id, requested_by="automatic shipping")
     if ended:
         # One read for all of them: a backfill's page brings its cancelled orders together.
         bought = (
@@ -94,16 +100,14 @@ async def _orders_entered(
             await enqueue_void(session, shipment)
 
 
-async def _ship_automatically(session: AsyncSession, tenant: Tenant, row: EnteredOrder) -> None:
+async def _ships_automatically(session: AsyncSession, tenant: Tenant, row: EnteredOrder) -> bool:
+    """Whether the policy ships this paid order by itself; one too old for that gets an event saying so."""
     policy = await policy_in_transaction(session, tenant.account_id)
     if not policy.auto_ship:
-        return
-    if await left_as_too_old(
+        return False
+    return not await left_as_too_old(
         tenant, policy, row, kind="shipping.not_automatic", not_done="Not shipped automatically"
-    ):
-        return
-    await session.flush()  # the order row, before the job that names it
-    await enqueue_ship(session, tenant.account_id, row.id, requested_by="automatic shipping")
+    )
 
 
 async def enqueue_ship(
