@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import shutil
 import statistics
 import subprocess
@@ -58,6 +59,7 @@ sys.path.insert(0, str(REPO))
 
 from sqlalchemy import func, select  # noqa: E402
 
+from bench.procs import cpu_seconds, cpu_seconds_of  # noqa: E402
 from crossdock.store import tables as t  # noqa: E402
 from tests.rig import SHIPPED, Rig, postgres_database  # noqa: E402
 
@@ -186,6 +188,18 @@ def sample_processes(args: argparse.Namespace, rig: Rig, tag: str) -> list[subpr
     ]
 
 
+def cpu_now(rig: Rig) -> dict[str, float]:
+    """CPU seconds so far of each process of the run: the hub's, the sandboxes', this benchmark's (placing orders,
+    reading the database) and PostgreSQL's (all its processes on this machine, summed)."""
+    named = {name: proc.pid for name, proc in rig.processes().items()}
+    if rig._sandbox_proc is not None:
+        named["sandboxes"] = rig._sandbox_proc.pid
+    named["benchmark"] = os.getpid()
+    cpu = {name: cpu_seconds(pid) for name, pid in named.items()}
+    cpu["PostgreSQL"] = cpu_seconds_of("postgres")
+    return cpu
+
+
 @contextlib.asynccontextmanager
 async def database(backend: str, server_url: str) -> AsyncIterator[str | None]:
     if backend == "sqlite":
@@ -216,6 +230,7 @@ async def one_run(args: argparse.Namespace, backend: str, workers: int) -> dict[
 
             count = max(1, round(args.rate * args.seconds))
             samplers = sample_processes(args, rig, f"{backend}-{workers}")
+            cpu_before = cpu_now(rig)
             started = time.time()
             # Several clients place orders side by side: one alone, awaiting each answer, places 15 to 20 a
             # second on a loaded machine, short of the rate asked for.
@@ -235,6 +250,7 @@ async def one_run(args: argparse.Namespace, backend: str, workers: int) -> dict[
                     break
                 await asyncio.sleep(1.0)
             finished = time.time()
+            cpu_after = cpu_now(rig)
             for sampler in samplers:
                 sampler.wait(timeout=60)
             truth = await rig.truth()
@@ -277,6 +293,15 @@ async def one_run(args: argparse.Namespace, backend: str, workers: int) -> dict[
         "dead_jobs": len(truth.dead_jobs),
         "quarantined": len(truth.quarantined),
         "wall_s": finished - started,
+        # CPU ms each process spent per order done, from the first order placed to the last done (or the drain's
+        # end); with 2 cores, 2,000 / the total is the most orders a second this machine could carry.
+        "cpu_ms_per_order": {
+            name: 1000 * (cpu_after[name] - cpu_before.get(name, 0.0)) / len(completed)
+            if completed
+            else math.nan
+            for name in cpu_after
+        },
+        "cores": os.cpu_count(),
     }
 
 
@@ -335,6 +360,13 @@ def print_table(runs: list[dict[str, Any]]) -> None:
             f"{r['labels_max_per_order']} label(s) and {r['fulfillments_max_per_order']} fulfillment(s) per order; "
             f"{r['not_done']} not done; {r['dead_jobs']} dead jobs, {r['quarantined']} quarantined; mean latency "
             f"{r['mean_s']:.3f} s; run {r['wall_s']:.0f} s"
+        )
+        cpu = r["cpu_ms_per_order"]
+        total = sum(cpu.values())
+        console.print(
+            "  CPU ms per order done: "
+            + ", ".join(f"{name} {ms:.1f}" for name, ms in cpu.items())
+            + f"; total {total:.1f}, so {r['cores']} cores carry at most {1000 * r['cores'] / total:.1f} orders/s"
         )
 
 
