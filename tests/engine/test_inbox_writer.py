@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import asyncpg
 import pytest
 from sqlalchemy import event, func, select
 
 from crossdock.engine.inbox import PROCESS_JOB, Delivery, InboxResult, InboxWriter
+from crossdock.engine.jobs import JOBS_CHANNEL, add_waker, remove_waker
 from crossdock.hub import Hub
 from crossdock.logs import REDACTED
 from crossdock.store import repo
@@ -144,3 +146,71 @@ async def test_an_unknown_connection_id_fails_with_not_found(hub: Hub) -> None:
     with pytest.raises(NotFound):
         await writer.store(stray)
     assert await _rows(hub) == []
+
+
+async def test_stored_jobs_wake_this_process_workers(hub: Hub) -> None:
+    shop = await new_shop(hub)
+    writer = InboxWriter(hub.db)
+    waker = asyncio.Event()
+    add_waker(waker)
+    try:
+        await asyncio.gather(*(writer.store(_delivery(shop, f"w-{n}")) for n in range(3)))
+    finally:
+        remove_waker(waker)
+    assert waker.is_set()
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_on_postgresql_a_batch_is_one_statement_and_one_notification(hub: Hub) -> None:
+    shop = await new_shop(hub)
+    first = await InboxWriter(hub.db).store(_delivery(shop, "w-0"))
+    notified: list[str] = []
+    listener = await asyncpg.connect(hub.db.engine.url.set(drivername="postgresql").render_as_string(False))
+    await listener.add_listener(JOBS_CHANNEL, lambda *args: notified.append(args[2]))
+    statements: list[str] = []
+    event.listen(hub.db.engine.sync_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    checkouts: list[object] = []
+    event.listen(hub.db.engine.sync_engine.pool, "checkout", lambda *args: checkouts.append(args))
+    try:
+        writer = InboxWriter(hub.db, max_batch=4)
+        # Ten deliveries, one a redelivery: three batches, three statements, on one connection of the pool.
+        results = await asyncio.gather(
+            *(writer.store(_delivery(shop, f"w-{n}")) for n in range(10)), return_exceptions=True
+        )
+        assert all(isinstance(r, InboxResult) for r in results)
+        for _ in range(50):
+            if len(notified) == 3:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await listener.close()
+    assert len(statements) == 3
+    assert len(checkouts) == 1
+    assert len(notified) == 3  # one per batch that enqueued jobs, once it committed
+    redelivered = results[0]
+    assert isinstance(redelivered, InboxResult)
+    assert (redelivered.duplicate, redelivered.original_id) == (True, first.inbox_id)
+    assert len(await _jobs(hub)) == 10
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_on_postgresql_a_batch_that_fails_stores_nothing_of_it_and_the_writer_goes_on(hub: Hub) -> None:
+    kept, removed = await new_shop(hub, "Kept"), await new_shop(hub, "Removed")
+    async with hub.db.transaction() as session:
+        await repo.Tenant(session, removed.account_id).delete_connection(removed.connection_id)
+    writer = InboxWriter(hub.db, max_batch=2)
+    statements: list[str] = []
+    event.listen(hub.db.engine.sync_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    outcomes = await asyncio.gather(
+        writer.store(_delivery(removed, "w-1")),
+        writer.store(_delivery(kept, "w-2")),
+        writer.store(_delivery(kept, "w-3")),
+        writer.store(_delivery(kept, "w-4")),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], NotFound)
+    assert all(isinstance(outcome, InboxResult) for outcome in outcomes[1:])
+    assert sorted(row.dedup_key for row in await _rows(hub)) == ["w-2", "w-3", "w-4"]
+    assert len(await _jobs(hub)) == 3
+    # The failed batch's statement, then each of its deliveries on its own, then the next batch in one statement.
+    assert sum("WITH delivered" in statement for statement in statements) == 2
