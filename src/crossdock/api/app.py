@@ -16,7 +16,7 @@ from crossdock import __version__
 from crossdock.api import problems
 from crossdock.api.limits import BodySizeLimit
 from crossdock.api.routes_documents import router as documents
-from crossdock.api.routes_hooks import hook_ingest
+from crossdock.api.routes_hooks import HookIngress, hook_ingest
 from crossdock.api.routes_hooks import router as hooks
 from crossdock.api.routes_labels import router as labels
 from crossdock.api.routes_myparcelcom import router as myparcelcom
@@ -109,6 +109,8 @@ def create_app(hub: Hub, *, dispose_on_shutdown: bool = False, run_workers: bool
             log.warning("could not read the job queue's depth", error=f"{type(exc).__name__}")
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    # Innermost: the hooks' plain-ASGI way in is counted by the metrics and limited by the body size limit.
+    app.add_middleware(HookIngress, owner=app)
     app.add_middleware(RequestMetrics)
     app.add_middleware(BodySizeLimit, max_bytes=hub.settings.max_body_bytes)
     return app

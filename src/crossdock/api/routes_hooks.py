@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import inspect
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from crossdock.api.deps import HubDep
 from crossdock.api.problems import Problem
@@ -85,8 +92,17 @@ async def _authenticated(
     raise problem
 
 
-@router.post("/hooks/{connection_id}", include_in_schema=False)
+HOOK_PATH = "/hooks/{connection_id}"
+
+
+@router.post(HOOK_PATH, include_in_schema=False)
 async def receive_hook(connection_id: uuid.UUID, request: Request, hub: HubDep) -> JSONResponse:
+    # Only what HookIngress passes on comes here: HookIngress answers every POST whose id is a UUID as written.
+    return await answer_hook(connection_id, request, hub)
+
+
+async def answer_hook(connection_id: uuid.UUID, request: Request, hub: Hub) -> JSONResponse:
+    """A delivery's answer; a refusal is raised as a Problem."""
     ingest: HookIngest = request.app.state.hook_ingest
     keys = await ingest.keys.get(connection_id)
     if keys is None:
@@ -185,3 +201,72 @@ async def _shippo_hook(keys: HookKeys, ingest: HookIngest, request: Request, hub
         )
     )
     return JSONResponse({"stored": True, "duplicate": result.duplicate, "inbox_id": str(result.inbox_id)})
+
+
+# The plain-ASGI way in -------------------------------------------------------------------------------------------
+# A UUID as written in hook URLs (and as str(uuid) writes it). Ids written otherwise go through FastAPI's route,
+# which parses them as it always has (or answers 422).
+_HOOK_URL = re.compile(
+    r"/hooks/([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
+)
+
+
+class HookIngress:
+    """POST /hooks/{connection_id} answered as plain ASGI, ahead of FastAPI's routing and dependency injection.
+
+    FastAPI's way to the same handler (matching the path against every route, solving the dependencies, the
+    request and response wrappers) cost more of a webhook's CPU than storing it (bench/webhook_ingest.py). This
+    sits where the router would be, inside the app's other middleware (request metrics, the body size limit,
+    the server error handler), and answers exactly as the route does: the same handler (`answer_hook`), the
+    route's template in the scope for the request metrics, and an exception answered by the handler the app
+    registered for it (problem details), or left to the server error middleware as the router leaves it. Every
+    other request, and a hook URL whose id is not a UUID as written, goes on to FastAPI."""
+
+    def __init__(self, app: ASGIApp, *, owner: FastAPI) -> None:
+        self.app = app
+        self.owner = owner
+        self._route: APIRoute | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        found = _HOOK_URL.fullmatch(scope["path"]) if not scope.get("root_path") else None
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        connection_id = uuid.UUID(found.group(1))
+        scope["route"] = self._hook_route()
+        scope["path_params"] = {"connection_id": found.group(1)}
+        request = Request(scope, receive, send)
+        response: Response
+        try:
+            response = await answer_hook(connection_id, request, self.owner.state.hub)
+        except Exception as exc:
+            handler = self._handler_for(exc)
+            if handler is None:
+                raise
+            if inspect.iscoroutinefunction(handler):
+                response = await handler(request, exc)
+            else:
+                response = await run_in_threadpool(handler, request, exc)
+        await response(scope, receive, send)
+
+    def _hook_route(self) -> APIRoute:
+        if self._route is None:
+            # This module's router holds the route the app includes.
+            self._route = next(
+                route for route in router.routes if isinstance(route, APIRoute) and route.path == HOOK_PATH
+            )
+        return self._route
+
+    def _handler_for(self, exc: Exception) -> Callable[[Request, Any], Any] | None:
+        # As Starlette's ExceptionMiddleware looks them up (the exception's classes in order); the handler for
+        # Exception itself is the server error middleware's, which the exception reaches by being raised.
+        for cls in type(exc).__mro__:
+            if cls is Exception:
+                return None
+            handler = self.owner.exception_handlers.get(cls)
+            if handler is not None:
+                return handler
+        return None
