@@ -101,3 +101,20 @@ async def test_a_connection_that_broke_unseen_fails_one_statement_then_the_pool_
     # The disconnect invalidated the whole pool: the other dead connection is not handed out again.
     for _ in range(3):
         assert await backend_pid(database) not in pids
+
+
+async def test_statements_on_an_autocommit_connection_are_each_their_own_transaction(
+    database: Database,
+) -> None:
+    # now() is the start of the current transaction: within one it does not move, across two it does.
+    async def two_nows(conn: Any) -> tuple[Any, Any]:
+        first = (await conn.execute(text("SELECT now()"))).scalar_one()
+        await asyncio.sleep(0.02)
+        return first, (await conn.execute(text("SELECT now()"))).scalar_one()
+
+    async with database.autocommit() as conn:
+        first, second = await two_nows(conn)
+    assert second > first
+    async with database.engine.begin() as conn:
+        first, second = await two_nows(conn)
+    assert second == first

@@ -2,7 +2,7 @@
 
 Every bucket is one row of `rate_limits` holding GCRA state (the generic cell rate algorithm: a theoretical
 arrival time `tat`, an emission interval and a burst). Taking a slot is ONE atomic statement
-(INSERT ... ON CONFLICT DO UPDATE ... RETURNING) in its own short transaction; the caller then sleeps until
+(INSERT ... ON CONFLICT DO UPDATE ... RETURNING), committed on its own; the caller then sleeps until
 its slot OUTSIDE any transaction, so a worker waiting for budget holds no database connection and never blocks
 another connection's work. Slots are handed out in order, so concurrent workers queue up instead of
 stampeding the remote.
@@ -31,15 +31,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from sqlalchemy import case, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import case, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crossdock.engine.errors import RateLimited
 from crossdock.logs import get_logger
 from crossdock.store import tables as t
 from crossdock.store.db import Database
 from crossdock.store.types import utcnow
-from crossdock.store.upsert import insert_for
+from crossdock.store.upsert import insert_for_dialect
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -152,14 +152,15 @@ class RateLimiter:
         bucket = self.bucket_for(operation)
         if bucket is None:
             return 0.0
-        # A cheap look first: a wait we would not sleep through anyway must not use up a slot.
-        predicted = await self.predicted_wait(operation)
-        if predicted > self.max_wait_s:
-            raise RateLimited(
-                f"the rate limit of '{bucket}' has no room for {predicted:.0f} s; the call will be retried then",
-                retry_after=predicted,
-            )
         wait = await self.reserve(operation)
+        if wait > self.max_wait_s:
+            # A wait we will not sleep through must not use up a slot: it goes back at once. Rare, so this
+            # costs less than a look at the bucket before every call would.
+            await self._update(bucket, tat=t.RateLimit.tat - t.RateLimit.interval_s)
+            raise RateLimited(
+                f"the rate limit of '{bucket}' has no room for {wait:.0f} s; the call will be retried then",
+                retry_after=wait,
+            )
         if wait > 0:
             await self.sleep(wait)  # outside any transaction: reserve() has committed
         return wait
@@ -171,31 +172,13 @@ class RateLimiter:
             return 0.0
         plan = self.policy.buckets[bucket]
         now = self.clock()
-        async with self.db.transaction() as session:
+        async with self.db.autocommit() as conn:
             tat, interval_s, burst = await _take_slot(
-                session, self.account_id, self.connection_id, bucket, plan, now
+                conn, self.account_id, self.connection_id, bucket, plan, now
             )
         self._seen[bucket] = _Seen(interval_s, burst)
         slot = max(now, tat - interval_s * burst)
         return slot - now
-
-    async def predicted_wait(self, operation: str | None = None) -> float:
-        bucket = self.bucket_for(operation)
-        if bucket is None:
-            return 0.0
-        async with self.db.session() as session:
-            row = (
-                await session.execute(
-                    select(t.RateLimit.tat, t.RateLimit.interval_s, t.RateLimit.burst).where(
-                        t.RateLimit.connection_id == self.connection_id, t.RateLimit.bucket == bucket
-                    )
-                )
-            ).first()
-        if row is None:
-            return 0.0
-        now = self.clock()
-        tat, interval_s, burst = row
-        return max(0.0, max(tat, now) + interval_s - interval_s * burst - now)
 
     async def observe(self, operation: str | None, response: httpx.Response) -> None:
         """Follow what the remote says about its own limits."""
@@ -252,8 +235,8 @@ class RateLimiter:
         self._seen[bucket] = _Seen(interval_s, seen.burst if seen else self.policy.buckets[bucket].burst)
 
     async def _update(self, bucket: str, **values: object) -> None:
-        async with self.db.transaction() as session:
-            await session.execute(
+        async with self.db.autocommit() as conn:
+            await conn.execute(
                 update(t.RateLimit)
                 .where(t.RateLimit.connection_id == self.connection_id, t.RateLimit.bucket == bucket)
                 .values(updated_at=utcnow(), **values)
@@ -261,7 +244,7 @@ class RateLimiter:
 
 
 async def _take_slot(
-    session: AsyncSession,
+    conn: AsyncConnection,
     account_id: uuid.UUID,
     connection_id: uuid.UUID,
     bucket: str,
@@ -274,7 +257,7 @@ async def _take_slot(
     ones unless the remote's headers set them (`adjusted`): the remote knows its current limits best.
     """
     rl = t.RateLimit
-    stmt: Any = insert_for(session, rl).values(
+    stmt: Any = insert_for_dialect(conn.dialect.name, rl).values(
         connection_id=connection_id,
         bucket=bucket,
         account_id=account_id,
@@ -295,7 +278,7 @@ async def _take_slot(
             "updated_at": excluded.updated_at,
         },
     ).returning(rl.tat, rl.interval_s, rl.burst)
-    row = (await session.execute(stmt)).one()
+    row = (await conn.execute(stmt)).one()
     return float(row[0]), float(row[1]), int(row[2])
 
 

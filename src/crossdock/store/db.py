@@ -8,7 +8,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event, exc
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from crossdock.config import Settings
 
@@ -96,6 +102,22 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session whose work commits on success and rolls back on any exception."""
         async with self.sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A connection on which every statement commits on its own: a write of one statement is one round trip
+        to PostgreSQL, where a transaction makes it three (BEGIN, the statement, COMMIT). Only for work that is
+        one statement, or whose statements need not stand or fall together."""
+        async with self.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
+
+    @asynccontextmanager
+    async def autocommit_session(self) -> AsyncIterator[AsyncSession]:
+        """A session on an autocommit connection (see `autocommit`): each of its statements, and each flush,
+        commits as it runs."""
+        async with self.autocommit() as conn, AsyncSession(bind=conn, expire_on_commit=False) as session:
             yield session
 
     async def dispose(self) -> None:

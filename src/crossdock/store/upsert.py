@@ -12,7 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 
 def insert_for(session: AsyncSession, table: Any) -> Insert:
-    dialect = session.get_bind().dialect.name
+    return insert_for_dialect(session.get_bind().dialect.name, table)
+
+
+def insert_for_dialect(dialect: str, table: Any) -> Insert:
     return pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
 
 
