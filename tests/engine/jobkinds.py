@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import delete
 
 from crossdock.engine.errors import ConfigurationError, PermanentError, RateLimited
 from crossdock.engine.jobs import JobContext, RetryPolicy, job
+from crossdock.store import tables as t
 
 # Tiny backoff so retries happen within a test; two attempts so both "will retry" and "dead" are seen.
 QUICK = RetryPolicy(max_attempts=2, base_s=0.01, cap_s=0.05)
@@ -23,6 +25,12 @@ EVENTS: dict[str, asyncio.Event] = {}
 @job("test.ok", retry=QUICK)
 async def ok(ctx: JobContext, payload: dict[str, Any]) -> None:
     return None
+
+
+@job("test.deletes_its_order", retry=QUICK)
+async def deletes_its_order(ctx: JobContext, payload: dict[str, Any]) -> None:
+    async with ctx.session() as session:
+        await session.execute(delete(t.Order).where(t.Order.id == ctx.order_id))
 
 
 @job("test.boom", retry=QUICK)

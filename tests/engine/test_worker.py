@@ -47,6 +47,29 @@ async def test_a_job_succeeds_once_and_lands_on_the_orders_timeline(hub: Hub) ->
     assert events[0].summary == "Attempt 1 of test.ok succeeded"
 
 
+async def test_a_success_stands_when_its_event_cannot_go_on_the_timeline(hub: Hub) -> None:
+    # The job deletes its own order: the success is recorded, its timeline event has no order to go on.
+    shop = await new_shop(fast(hub))
+    async with hub.db.transaction() as session:
+        job_id = await enqueue(
+            session,
+            account_id=shop.account_id,
+            kind="test.deletes_its_order",
+            payload={},
+            order_id=shop.order_id,
+        )
+    async with running_worker(hub):
+        await eventually(lambda: status_is(hub, job_id, "succeeded"))
+        async with hub.db.transaction() as session:
+            after = await enqueue(session, account_id=shop.account_id, kind="test.ok", payload={})
+        await eventually(lambda: status_is(hub, after, "succeeded"))
+    row = await job_row(hub, job_id)
+    assert row.attempts == 1 and row.order_id is None
+    async with hub.db.session() as session:
+        events = await session.scalar(select(func.count()).select_from(t.TimelineEvent))
+    assert events == 0
+
+
 async def test_faults_inside_jobs_never_stop_the_worker_and_are_explained_on_the_timeline(hub: Hub) -> None:
     shop = await new_shop(fast(hub))
     remote = IdempotentRemote()
