@@ -10,7 +10,7 @@ import time
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from crossdock.engine.errors import RateLimited
 from crossdock.engine.http import RemoteClient, Target
@@ -173,6 +173,31 @@ async def test_shopify_call_limit_header_fills_our_bucket_to_the_remotes_level(
     async with hub.db.session() as session:
         row = (await session.scalars(select(t.RateLimit))).one()
     assert row.burst == 78 and row.adjusted
+
+
+async def test_a_call_limit_header_that_counts_only_our_calls_costs_no_update(hub: Hub, owner: Owner) -> None:
+    updates: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.startswith("UPDATE rate_limits"):
+            updates.append(statement)
+
+    clock = FakeClock()
+    lim = limiter(hub, owner, SHOPIFY_REST, clock)
+    for _ in range(10):
+        await lim.reserve(None)
+    event.listen(hub.db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        # The remote holds our ten calls (or one more): nothing to learn from it.
+        await lim.observe(None, httpx.Response(200, headers={"X-Shopify-Shop-Api-Call-Limit": "10/40"}))
+        await lim.observe(None, httpx.Response(200, headers={"X-Shopify-Shop-Api-Call-Limit": "11/40"}))
+        assert updates == []
+        # Two calls more than ours: someone else uses the shop's bucket, and ours follows.
+        await lim.observe(None, httpx.Response(200, headers={"X-Shopify-Shop-Api-Call-Limit": "12/40"}))
+        assert len(updates) == 1
+    finally:
+        event.remove(hub.db.engine.sync_engine, "before_cursor_execute", seen)
+    assert await lim.reserve(None) == 0.0  # 13 of a burst of 38: no wait yet
 
 
 async def test_retry_after_on_a_429_pushes_the_next_slot_back(hub: Hub, owner: Owner) -> None:

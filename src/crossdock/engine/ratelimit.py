@@ -128,6 +128,9 @@ def shippo(*, live: bool) -> RatePolicy:
 class _Seen:
     interval_s: float
     burst: int
+    # The bucket's tat as this limiter last read it. Others only move it later (a slot handed back moves it one
+    # interval earlier), so the stored tat is at least this, give or take an interval.
+    tat: float = 0.0
 
 
 @dataclass
@@ -176,7 +179,7 @@ class RateLimiter:
             tat, interval_s, burst = await _take_slot(
                 conn, self.account_id, self.connection_id, bucket, plan, now
             )
-        self._seen[bucket] = _Seen(interval_s, burst)
+        self._seen[bucket] = _Seen(interval_s, burst, tat)
         slot = max(now, tat - interval_s * burst)
         return slot - now
 
@@ -213,6 +216,11 @@ class RateLimiter:
         seen = self._seen.get(bucket)
         if seen is None or seen.burst != burst:
             values.update(burst=burst, adjusted=True)
+        elif seen.tat + seen.interval_s >= self.clock() + level * seen.interval_s:
+            # The remote counts no more than one call beyond what our own reservations account for (the calls
+            # we reserved are the ones it counts, and one call of difference is within the plan's headroom):
+            # the update is not worth a round trip on every call.
+            return
         await self._update(bucket, **values)
 
     async def _follow_rate(self, bucket: str, rate_per_s: float) -> None:
