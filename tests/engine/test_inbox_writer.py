@@ -214,3 +214,12 @@ async def test_on_postgresql_a_batch_that_fails_stores_nothing_of_it_and_the_wri
     assert len(await _jobs(hub)) == 3
     # The failed batch's statement, then each of its deliveries on its own, then the next batch in one statement.
     assert sum("WITH delivered" in statement for statement in statements) == 2
+
+
+async def test_a_delivery_queued_while_the_writer_gives_its_connection_back_is_stored(hub: Hub) -> None:
+    shop = await new_shop(hub)
+    writer = InboxWriter(hub.db)
+    # Each delivery comes as soon as the one before is answered, while its writer is still ending.
+    for n in range(5):
+        await asyncio.wait_for(writer.store(_delivery(shop, f"w-{n}")), timeout=10)
+    assert len(await _rows(hub)) == 5

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Table, delete, select, update
 from sqlalchemy import insert as sqlalchemy_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from crossdock.engine.errors import JobError, PermanentError
@@ -27,7 +28,6 @@ from crossdock.engine.jobs import (
     JobContext,
     RetryPolicy,
     enqueue,
-    enqueue_many,
     job,
     job_values,
     wake_workers,
@@ -57,6 +57,7 @@ _SENSITIVE_HEADER = re.compile(
 
 
 _INBOX: Table = t.InboxMessage.__table__  # type: ignore[assignment]
+_JOBS: Table = t.Job.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -162,21 +163,30 @@ class InboxWriter:
         return await answer
 
     async def _write_all(self) -> None:
-        # Runs until nothing waits, then ends: a writer exists only while deliveries arrive. On PostgreSQL it keeps
-        # one connection while it runs (a batch is one statement on it), so the pool's pre-ping is paid once per
-        # run rather than once per batch; a batch that fails gives the connection back.
+        # Runs until nothing waits, then ends: a writer exists only while deliveries arrive. Nothing is awaited
+        # between the last look at the queue and the end, or a delivery queued meanwhile would wait for nobody
+        # (`store` starts a writer only when none runs); hence a look again once the connection is given back.
+        while self._waiting:
+            await self._write_run()
+
+    async def _write_run(self) -> None:
+        # One connection for all the batches that come one after the other, so the pool's checkout (and on
+        # PostgreSQL its pre-ping) is paid once per run rather than once per batch; a batch that fails gives the
+        # connection back.
         connection: AsyncConnection | None = None
+        postgresql = self.db.dialect == "postgresql"
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
                 try:
-                    if self.db.dialect == "postgresql":
-                        if connection is None:
-                            connection = await self.db.engine.connect()
+                    if connection is None:
+                        connection = await self.db.engine.connect()
+                        if postgresql:
                             await connection.execution_options(isolation_level="AUTOCOMMIT")
+                    if postgresql:
                         stored = await self._write_statement(connection, batch)
                     else:
-                        stored = await self._write(batch)
+                        stored = await self._write(connection, batch)
                 except Exception as exc:
                     # The error's type only: a database error's text carries the statement's parameters (the
                     # bodies).
@@ -208,7 +218,7 @@ class InboxWriter:
     async def _write_statement(
         self, connection: AsyncConnection, batch: list[tuple[Delivery, asyncio.Future[InboxResult]]]
     ) -> dict[int, InboxResult]:
-        """The batch in one statement on PostgreSQL (engine/inbox_pg.py), what `_write` does in a session."""
+        """The batch in one statement on PostgreSQL (engine/inbox_pg.py): what `_write` does in a transaction."""
         now = utcnow()
         rows = [{"id": uuid.uuid4(), **_row_values(d, now)} for d, _ in batch]
         jobs = [
@@ -235,17 +245,17 @@ class InboxWriter:
         return results
 
     async def _write(
-        self, batch: list[tuple[Delivery, asyncio.Future[InboxResult]]]
+        self, connection: AsyncConnection, batch: list[tuple[Delivery, asyncio.Future[InboxResult]]]
     ) -> dict[int, InboxResult]:
+        """The batch in one transaction of a few statements (SQLite; PostgreSQL has `_write_statement`). Core on
+        the connection, not a session and the ORM's bulk insert: those cost more than the statements."""
         now = utcnow()
         rows = [{"id": uuid.uuid4(), "status": "received", **_row_values(d, now)} for d, _ in batch]
         results: dict[int, InboxResult] = {}
-        async with self.db.transaction() as session:
-            # The unique index decides which delivery is an original, as in `receive`. Core on the table, not the
-            # ORM entity: the ORM's bulk insert cost more than the statement itself.
-            insert: Any = insert_for(session, _INBOX)
-            stmt = insert.on_conflict_do_nothing().returning(_INBOX.c.id)
-            inserted = set((await session.execute(stmt, rows)).scalars())
+        async with connection.begin():
+            # The unique index decides which delivery is an original, as in `receive`.
+            insert: Any = sqlite_insert(_INBOX).on_conflict_do_nothing().returning(_INBOX.c.id)
+            inserted = set((await connection.execute(insert, rows)).scalars())
             for (delivery, _), row in zip(batch, rows, strict=True):
                 if row["id"] in inserted:
                     results[id(delivery)] = InboxResult(True, False, row["id"], row["id"])
@@ -257,7 +267,7 @@ class InboxWriter:
             if refused:
                 # Redeliveries, and twins of a delivery in this batch: stored here as duplicates of their original,
                 # found in one read (this transaction sees the originals it has just inserted).
-                originals = await _originals(session, [row for _, row in refused])
+                originals = await _originals(connection, [row for _, row in refused])
                 duplicates = []
                 for delivery, row in refused:
                     original = originals.get((row["connection_id"], row["kind"], row["dedup_key"]))
@@ -265,16 +275,21 @@ class InboxWriter:
                         duplicates.append({**row, "status": "duplicate", "duplicate_of": original})
                         results[id(delivery)] = InboxResult(True, True, row["id"], original)
                 if duplicates:
-                    await session.execute(sqlalchemy_insert(_INBOX), duplicates)
-            await enqueue_many(
-                session,
-                kind=PROCESS_JOB,
-                jobs=[
-                    (row["account_id"], {"inbox_id": str(row["id"]), "replay": False}, f"inbox:{row['id']}")
-                    for row in rows
-                    if row["id"] in inserted
-                ],
-            )
+                    await connection.execute(sqlalchemy_insert(_INBOX), duplicates)
+            jobs = [
+                job_values(
+                    account_id=row["account_id"],
+                    kind=PROCESS_JOB,
+                    payload={"inbox_id": str(row["id"]), "replay": False},
+                    queueing_key=f"inbox:{row['id']}",
+                )
+                for row in rows
+                if row["id"] in inserted
+            ]
+            if jobs:
+                await connection.execute(sqlite_insert(_JOBS).on_conflict_do_nothing(), jobs)
+        if jobs:
+            wake_workers()
         # A delivery left out (its original was neither stored nor found: rolled back meanwhile) goes through
         # `receive` on its own.
         return results
@@ -305,11 +320,11 @@ def _row_values(delivery: Delivery, now: datetime) -> dict[str, Any]:
 
 
 async def _originals(
-    session: AsyncSession, rows: list[dict[str, Any]]
+    connection: AsyncConnection, rows: list[dict[str, Any]]
 ) -> dict[tuple[uuid.UUID, str, str], uuid.UUID]:
     """The stored originals of these rows' (connection, kind, dedup key), read at once."""
     keys = {(row["connection_id"], row["kind"], row["dedup_key"]) for row in rows}
-    found = await session.execute(
+    found = await connection.execute(
         select(
             t.InboxMessage.id, t.InboxMessage.connection_id, t.InboxMessage.kind, t.InboxMessage.dedup_key
         ).where(
