@@ -16,7 +16,10 @@ hub), then the benchmark waits until each is done: shipped in the hub with all i
   --drain seconds counts as infinitely late);
 - throughput: orders done / (last done - first placed); scale-out: throughput / that of 1 worker (same backend);
 - duplicates, counted at the sandboxes: Shippo purchases beyond one per shipment, Shopify fulfillments beyond one
-  per tracking number; and that every order's tracking numbers on Shopify are its labels' (checked per order).
+  per tracking number; and that every order's tracking numbers on Shopify are its labels' (checked per order);
+- CPU per order done, for each process of the run (the server, each worker, the sandboxes, this benchmark and
+  all of PostgreSQL's processes, from /proc), and the most orders a second the machine's cores could carry at
+  that cost: the bound the run's own figures set, whatever the hub's speed.
 Goals: p50 <= 0.5 s, p99 <= 2 s, 0 duplicates; scale-out reported as measured.
 
 As bench/backfill.py does, the hub's rate limiter is told the sandboxes' limits (`fast_limits`: 100 x the real
