@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from datetime import UTC, datetime
 
+import asyncpg
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from crossdock.engine.errors import JobError, PermanentError, RateLimited, RetryableError
-from crossdock.engine.jobs import REGISTRY, JobContext, RetryPolicy, enqueue, job
+from crossdock.engine.jobs import JOBS_CHANNEL, REGISTRY, JobContext, RetryPolicy, enqueue, job
 from crossdock.hub import Hub
 from crossdock.store import repo
 from crossdock.store import tables as t
@@ -65,6 +67,45 @@ async def test_the_same_queueing_key_waits_only_once(hub: Hub) -> None:
             session, account_id=account_id, kind="test.sync", payload={}, queueing_key="sync:1"
         )
     assert await _count(hub, queueing_key="sync:1") == 2
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_on_postgresql_enqueueing_notifies_other_workers_once_per_commit_in_its_own_statement(
+    hub: Hub,
+) -> None:
+    account_id = await _account(hub)
+    notified: list[str] = []
+    listener = await asyncpg.connect(hub.db.engine.url.set(drivername="postgresql").render_as_string(False))
+    await listener.add_listener(JOBS_CHANNEL, lambda *args: notified.append(args[2]))
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    event.listen(hub.db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        async with hub.db.transaction() as session:  # three jobs, one of them the same work twice
+            for key in ("sync:1", "sync:1", "sync:2"):
+                await enqueue(session, account_id=account_id, kind="test.sync", payload={}, queueing_key=key)
+        assert len(statements) == 3  # the inserts alone: the notification rides on the first
+        with pytest.raises(RuntimeError):
+            async with hub.db.transaction() as session:
+                await enqueue(session, account_id=account_id, kind="test.noop", payload={})
+                raise RuntimeError("rolled back")
+        async with hub.db.transaction() as session:  # adds nothing: the same work already waits
+            await enqueue(session, account_id=account_id, kind="test.sync", payload={}, queueing_key="sync:1")
+        async with hub.db.transaction() as session:
+            await enqueue(session, account_id=account_id, kind="test.noop", payload={})
+        for _ in range(50):
+            if len(notified) >= 2:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)
+    finally:
+        event.remove(hub.db.engine.sync_engine, "before_cursor_execute", seen)
+        await listener.close()
+    assert notified == [JOBS_CHANNEL, JOBS_CHANNEL]  # the first transaction's and the last one's
+    assert await _count(hub) == 3
 
 
 async def test_a_periodic_tick_is_enqueued_once(hub: Hub) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, func, literal, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crossdock.store import tables as t
@@ -175,11 +175,18 @@ async def enqueue(
     )
     # No conflict target: whichever partial unique index objects (waiting queueing key, periodic tick), the
     # database decides and the insert does nothing. Never check-then-insert: two enqueuers would both pass.
-    stmt = stmt.on_conflict_do_nothing().returning(t.Job.id)
+    stmt = stmt.on_conflict_do_nothing()
+    notify = _notify_due(session)
+    if notify:
+        # The NOTIFY rides on the insert (run for the row it returns, so not at all when nothing is added): one
+        # round trip instead of two.
+        stmt = stmt.returning(t.Job.id, func.pg_notify(JOBS_CHANNEL, literal("")))
+    else:
+        stmt = stmt.returning(t.Job.id)
     job_id = (await session.execute(stmt)).scalar_one_or_none()
     if job_id is None:
         return None
-    await _wake_on_commit(session)
+    await _wake_on_commit(session, notified=notify)
     return job_id
 
 
@@ -242,16 +249,26 @@ def job_values(
     }
 
 
-async def _wake_on_commit(session: AsyncSession) -> None:
-    """Wake this process's workers when the transaction commits, and on PostgreSQL notify the others'."""
+def _notify_due(session: AsyncSession) -> bool:
+    """Whether this transaction has yet to notify the other processes' workers (PostgreSQL only)."""
+    return (
+        session.get_bind().dialect.name == "postgresql"
+        and session.info.get(_NOTIFIED) is not session.get_transaction()
+    )
+
+
+async def _wake_on_commit(session: AsyncSession, *, notified: bool = False) -> None:
+    """Wake this process's workers when the transaction commits, and on PostgreSQL notify the others' (unless
+    the caller's statement has just done so)."""
     if not event.contains(session.sync_session, "after_commit", _wake_workers):
         event.listen(session.sync_session, "after_commit", _wake_workers)
-    transaction = session.get_transaction()
-    if session.get_bind().dialect.name == "postgresql" and session.info.get(_NOTIFIED) is not transaction:
+    if notified:
+        session.info[_NOTIFIED] = session.get_transaction()
+    elif _notify_due(session):
         # Delivered when the transaction commits, and not at all if it rolls back (PostgreSQL NOTIFY): once per
         # transaction, however many jobs it enqueues.
         await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": JOBS_CHANNEL})
-        session.info[_NOTIFIED] = transaction
+        session.info[_NOTIFIED] = session.get_transaction()
 
 
 # Workers in this process wait on these between polls; a commit that enqueued a job wakes them at once, so work
