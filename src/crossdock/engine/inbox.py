@@ -384,22 +384,19 @@ def processor(kind: str) -> Callable[[Processor], Processor]:
 @job(PROCESS_JOB, retry=RetryPolicy(max_attempts=8, base_s=5.0, cap_s=3600.0), timeout_s=300)
 async def process_job(ctx: JobContext, payload: dict[str, Any]) -> None:
     inbox_id = uuid.UUID(payload["inbox_id"])
-    async with ctx.session() as session:
-        row = await session.get(t.InboxMessage, inbox_id)
-    if row is None:
-        log.info("inbox payload was purged before processing", inbox_id=str(inbox_id))
-        return
-    fn = PROCESSORS.get(row.kind)
     try:
-        if fn is None:
-            raise PermanentError(
-                f"crossdock does not know how to process inbound '{row.kind}' payloads; "
-                "is the connector installed and up to date?"
-            )
+        # One read of the row (its payload is the bulk of it), locked for the processing.
         async with ctx.session() as session:
             row = await session.get(t.InboxMessage, inbox_id, with_for_update=_pg(session))
             if row is None:
+                log.info("inbox payload was purged before processing", inbox_id=str(inbox_id))
                 return
+            fn = PROCESSORS.get(row.kind)
+            if fn is None:
+                raise PermanentError(
+                    f"crossdock does not know how to process inbound '{row.kind}' payloads; "
+                    "is the connector installed and up to date?"
+                )
             result = await fn(session, ctx, row)
             row.status, row.error, row.processed_at = "processed", None, utcnow()
             if result.quarantined is not None:
