@@ -221,15 +221,7 @@ class InboxWriter:
         """The batch in one statement on PostgreSQL (engine/inbox_pg.py): what `_write` does in a transaction."""
         now = utcnow()
         rows = [{"id": uuid.uuid4(), **_row_values(d, now)} for d, _ in batch]
-        jobs = [
-            job_values(
-                account_id=row["account_id"],
-                kind=PROCESS_JOB,
-                payload={"inbox_id": str(row["id"]), "replay": False},
-                queueing_key=f"inbox:{row['id']}",
-            )
-            for row in rows
-        ]
+        jobs = [_process_job_values(row) for row in rows]
         if self._statement is None:
             self._statement = BatchStatement(connection.dialect, list(rows[0]), list(jobs[0]))
         originals = await self._statement.execute(connection, rows, jobs)
@@ -276,16 +268,7 @@ class InboxWriter:
                         results[id(delivery)] = InboxResult(True, True, row["id"], original)
                 if duplicates:
                     await connection.execute(sqlalchemy_insert(_INBOX), duplicates)
-            jobs = [
-                job_values(
-                    account_id=row["account_id"],
-                    kind=PROCESS_JOB,
-                    payload={"inbox_id": str(row["id"]), "replay": False},
-                    queueing_key=f"inbox:{row['id']}",
-                )
-                for row in rows
-                if row["id"] in inserted
-            ]
+            jobs = [_process_job_values(row) for row in rows if row["id"] in inserted]
             if jobs:
                 await connection.execute(sqlite_insert(_JOBS).on_conflict_do_nothing(), jobs)
         if jobs:
@@ -305,6 +288,16 @@ class InboxWriter:
                 headers=delivery.headers,
                 body=delivery.body,
             )
+
+
+def _process_job_values(row: dict[str, Any]) -> dict[str, Any]:
+    """The processing job's row for a stored delivery's inbox row."""
+    return job_values(
+        account_id=row["account_id"],
+        kind=PROCESS_JOB,
+        payload={"inbox_id": str(row["id"]), "replay": False},
+        queueing_key=f"inbox:{row['id']}",
+    )
 
 
 def _row_values(delivery: Delivery, now: datetime) -> dict[str, Any]:
