@@ -352,6 +352,47 @@ async def test_a_failing_job_is_not_requeued_beside_the_same_work_already_waitin
     assert (await job_row(hub, second)).status == "queued"
 
 
+async def test_a_claim_takes_only_due_jobs_of_its_kinds_most_urgent_first(hub: Hub) -> None:
+    # The claim's statement is built once per database and set of kinds: claims with other kinds, at other
+    # times and by other workers must each get their own answer from it.
+    shop = await new_shop(hub)
+    later = utcnow() + timedelta(hours=1)
+    async with hub.db.transaction() as session:
+        low = await enqueue(session, account_id=shop.account_id, kind="test.ok", payload={"n": 1})
+        high = await enqueue(
+            session, account_id=shop.account_id, kind="test.ok", payload={"n": 2}, priority=5
+        )
+        boom = await enqueue(session, account_id=shop.account_id, kind="test.boom", payload={})
+        due_later = await enqueue(
+            session, account_id=shop.account_id, kind="test.wait", payload={}, run_at=later
+        )
+
+    async def claim(worker_id: str, kinds: list[str], **at: object) -> t.Job | None:
+        async with hub.db.autocommit_session() as session:
+            return await queue.claim(session, worker_id=worker_id, kinds=kinds, **at)  # type: ignore[arg-type]
+
+    first = await claim("a", ["test.ok"])
+    assert first is not None and first.id == high and first.payload == {"n": 2}
+    assert (first.status, first.worker_id, first.attempts) == ("running", "a", 1)
+    assert await claim("b", ["test.wait"]) is None  # not due yet
+    other = await claim("b", ["test.boom", "test.wait"])
+    assert other is not None and other.id == boom and other.worker_id == "b"
+    second = await claim("c", ["test.ok", "test.boom"])
+    assert second is not None and second.id == low and second.worker_id == "c"
+    assert await claim("a", ["test.ok", "test.boom"]) is None
+    waited = await claim("d", ["test.wait"], now=later + timedelta(seconds=1))
+    assert waited is not None and waited.id == due_later and waited.started_at is not None
+    async with hub.db.session() as session:
+        rows = (
+            await session.execute(select(t.Job.id, t.Job.worker_id).where(t.Job.status == "running"))
+        ).all()
+    assert dict(rows) == {high: "a", boom: "b", low: "c", due_later: "d"}
+    async with hub.db.autocommit_session() as session:
+        assert (await queue.succeed(session, first, worker_id="a")).lost is False
+        assert (await queue.succeed(session, second, worker_id="a")).lost is True  # not a's: c claimed it
+    assert (await job_row(hub, high)).status == "succeeded" and (await job_row(hub, low)).status == "running"
+
+
 async def test_two_claims_of_one_lock_key_at_the_same_moment_give_it_to_one_worker(hub: Hub) -> None:
     shop = await new_shop(hub)
     async with hub.db.transaction() as session:
