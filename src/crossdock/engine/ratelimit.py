@@ -23,6 +23,7 @@ Time is wall-clock unix seconds because the state is shared across processes and
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
 import uuid
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from sqlalchemy import case, update
+from sqlalchemy import bindparam, case, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crossdock.engine.errors import RateLimited
@@ -264,30 +265,51 @@ async def _take_slot(
     The row is created on first use with the plan's numbers. Later, the plan's numbers replace the stored
     ones unless the remote's headers set them (`adjusted`): the remote knows its current limits best.
     """
-    rl = t.RateLimit
-    stmt: Any = insert_for_dialect(conn.dialect.name, rl).values(
-        connection_id=connection_id,
-        bucket=bucket,
-        account_id=account_id,
-        interval_s=plan.interval_s,
-        burst=plan.burst,
-        tat=now + plan.interval_s,
+    params = {
+        "b_connection_id": connection_id,
+        "b_bucket": bucket,
+        "b_account_id": account_id,
+        "b_interval_s": plan.interval_s,
+        "b_burst": plan.burst,
+        "b_first_tat": now + plan.interval_s,
+        "b_now": now,
+        "b_updated_at": utcnow(),
+    }
+    row = (await conn.execute(_take_slot_statement(conn.dialect.name), params)).one()
+    return float(row[0]), float(row[1]), int(row[2])
+
+
+@functools.cache
+def _take_slot_statement(dialect: str) -> Any:
+    """`_take_slot`'s statement, built once per dialect (a remote call takes a slot; building the upsert and its
+    cache key each time cost more than running it). Its values are bound at each execution."""
+    rl = t.RateLimit.__table__
+
+    def param(name: str, column: Any) -> Any:
+        return bindparam(f"b_{name}", type_=column.type)
+
+    now = param("now", rl.c.tat)
+    stmt: Any = insert_for_dialect(dialect, rl).values(
+        connection_id=param("connection_id", rl.c.connection_id),
+        bucket=param("bucket", rl.c.bucket),
+        account_id=param("account_id", rl.c.account_id),
+        interval_s=param("interval_s", rl.c.interval_s),
+        burst=param("burst", rl.c.burst),
+        tat=param("first_tat", rl.c.tat),
         adjusted=False,
-        updated_at=utcnow(),
+        updated_at=param("updated_at", rl.c.updated_at),
     )
     excluded = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[rl.connection_id, rl.bucket],
+    return stmt.on_conflict_do_update(
+        index_elements=[rl.c.connection_id, rl.c.bucket],
         set_={
             # Right-hand sides see the row as it was before this statement (both databases).
-            "tat": case((rl.tat > now, rl.tat), else_=now) + rl.interval_s,
-            "interval_s": case((rl.adjusted, rl.interval_s), else_=excluded.interval_s),
-            "burst": case((rl.adjusted, rl.burst), else_=excluded.burst),
+            "tat": case((rl.c.tat > now, rl.c.tat), else_=now) + rl.c.interval_s,
+            "interval_s": case((rl.c.adjusted, rl.c.interval_s), else_=excluded.interval_s),
+            "burst": case((rl.c.adjusted, rl.c.burst), else_=excluded.burst),
             "updated_at": excluded.updated_at,
         },
-    ).returning(rl.tat, rl.interval_s, rl.burst)
-    row = (await conn.execute(stmt)).one()
-    return float(row[0]), float(row[1]), int(row[2])
+    ).returning(rl.c.tat, rl.c.interval_s, rl.c.burst)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
