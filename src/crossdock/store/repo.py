@@ -28,6 +28,29 @@ Row = TypeVar("Row", bound=t.Base)
 SEVERITIES = ("info", "warning", "error")
 
 
+def event_row(
+    account_id: uuid.UUID,
+    order_id: uuid.UUID,
+    kind: str,
+    summary: str,
+    detail: dict[str, Any] | None = None,
+    severity: str = "info",
+) -> dict[str, Any]:
+    """A timeline event's column values, redacted (see Tenant.add_event), for an insert of its own."""
+    if severity not in SEVERITIES:
+        raise ValueError(f"severity must be one of {SEVERITIES}, not {severity!r}")
+    return {
+        "id": uuid.uuid4(),
+        "at": utcnow(),
+        "account_id": account_id,
+        "order_id": order_id,
+        "kind": kind,
+        "summary": redact_text(summary),
+        "detail": redact(detail or {}),
+        "severity": severity,
+    }
+
+
 class NotFound(LookupError):
     def __init__(self, what: str, ident: object) -> None:
         super().__init__(f"{what} {ident} does not exist in this account")
@@ -497,18 +520,7 @@ class Tenant:
         `summary` is what a user reads; `detail` carries ids and numbers. Both are redacted on the way in,
         because a remote's error text may echo a token back.
         """
-        if severity not in SEVERITIES:
-            raise ValueError(f"severity must be one of {SEVERITIES}, not {severity!r}")
-        event = t.TimelineEvent(
-            id=uuid.uuid4(),
-            at=utcnow(),
-            account_id=self.account_id,
-            order_id=order_id,
-            kind=kind,
-            summary=redact_text(summary),
-            detail=redact(detail or {}),
-            severity=severity,
-        )
+        event = t.TimelineEvent(**event_row(self.account_id, order_id, kind, summary, detail, severity))
         self.session.add(event)  # flushed with the rest of the transaction's work
         return event
 
