@@ -50,11 +50,10 @@ from crossdock.logs import REDACTED, get_logger, is_sensitive_name, redact_text,
 from crossdock.security.urls import UnsafeURL, check_outbound_url, pin_outbound_url, resolve_host
 from crossdock.store import tables as t
 from crossdock.store.db import Database
-from crossdock.store.repo import event_row
+from crossdock.store.repo import INSERT_EVENT, event_row
 from crossdock.store.types import utcnow
 
 _INSERT_CALL = insert(cast(Table, t.RemoteCall.__table__))
-_INSERT_EVENT = insert(cast(Table, t.TimelineEvent.__table__))
 
 REMOTE_CALLS = Counter(
     "crossdock_remote_calls_total",
@@ -702,7 +701,7 @@ class RemoteClient:
                         },
                         severity="info" if outcome.action is Action.OK else "warning",
                     )
-                    await conn.execute(_INSERT_EVENT, event)
+                    await conn.execute(INSERT_EVENT, event)
         except Exception as exc:  # the call's outcome matters more than its record: never mask it
             log.warning("could not record a remote call", error=f"{type(exc).__name__}: {exc}")
 

@@ -29,7 +29,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
 from crossdock.engine.jobs import policy_for
@@ -179,7 +179,7 @@ _SUCCEED = (
 )
 
 
-async def succeed(session: AsyncSession, job: t.Job, *, worker_id: str) -> Outcome:
+async def succeed(session: AsyncSession | AsyncConnection, job: t.Job, *, worker_id: str) -> Outcome:
     params = {"job_id": job.id, "claimer": worker_id, "attempt": job.attempts, "now": utcnow()}
     result = await session.execute(_SUCCEED, params)
     return Outcome("succeeded") if _rowcount(result) else Outcome("succeeded", lost=True)

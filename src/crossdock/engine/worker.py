@@ -28,11 +28,11 @@ from crossdock.engine import metrics, queue
 from crossdock.engine.errors import ConfigurationError, JobError, PermanentError, RetryableError
 from crossdock.engine.jobs import JOBS_CHANNEL, REGISTRY, JobContext, JobKind, add_waker, remove_waker
 from crossdock.engine.periodic import PERIODIC, enqueue_tick
-from crossdock.engine.timeline import add_event
 from crossdock.engine.tuning import tune_long_running_process
 from crossdock.hub import Hub
 from crossdock.logs import get_logger, redact_text
 from crossdock.store import tables as t
+from crossdock.store.repo import INSERT_EVENT, event_row
 from crossdock.store.types import utcnow
 
 log = get_logger(__name__)
@@ -363,13 +363,13 @@ class Worker:
         """A success is one guarded UPDATE, committed on its own, then its event on the order's timeline, also
         on its own: two round trips where a transaction takes four, for the outcome most jobs have. The event
         is a record of the outcome, not part of it: if it cannot be written, the success stands."""
-        async with self.hub.db.autocommit_session() as session:
-            outcome = await queue.succeed(session, job, worker_id=self.worker_id)
-            if outcome.lost:
+        async with self.hub.db.autocommit() as conn:
+            outcome = await queue.succeed(conn, job, worker_id=self.worker_id)
+            event = None if outcome.lost else job_event_row(job, outcome)
+            if event is None:
                 return outcome
             try:
-                await self._on_timeline(session, job, outcome)
-                await session.flush()
+                await conn.execute(INSERT_EVENT, event)
             except (DBAPIError, OSError) as exc:
                 log.warning(
                     "could not put a job's success on the order's timeline",
@@ -444,8 +444,15 @@ class Worker:
 
 async def job_timeline_event(session: AsyncSession, job: t.Job, outcome: queue.Outcome) -> None:
     """Put one attempt's outcome on the order's timeline, when the job concerns an order."""
+    row = job_event_row(job, outcome)
+    if row is not None:
+        session.add(t.TimelineEvent(**row))
+
+
+def job_event_row(job: t.Job, outcome: queue.Outcome) -> dict[str, Any] | None:
+    """The timeline event of one attempt's outcome (repo.event_row), or None when the job concerns no order."""
     if job.order_id is None or job.account_id is None:
-        return
+        return None
     attempt = f"attempt {job.attempts} of {job.kind}"
     detail: dict[str, Any] = {"job_id": str(job.id), "kind": job.kind, "attempt": job.attempts}
     if outcome.status == "succeeded":
@@ -465,15 +472,7 @@ async def job_timeline_event(session: AsyncSession, job: t.Job, outcome: queue.O
     detail["status"] = outcome.status
     if outcome.message:
         detail["error"] = outcome.message
-    await add_event(
-        session,
-        account_id=job.account_id,
-        order_id=job.order_id,
-        kind=f"job.{outcome.status}",
-        summary=summary,
-        detail=detail,
-        severity=severity,
-    )
+    return event_row(job.account_id, job.order_id, f"job.{outcome.status}", summary, detail, severity)
 
 
 async def _needs_reauth(session: AsyncSession, job: t.Job, reason: str) -> None:

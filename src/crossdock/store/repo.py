@@ -9,9 +9,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
-from sqlalchemy import Select, and_, delete, event, func, or_, select, update
+from sqlalchemy import Select, Table, and_, delete, event, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -36,7 +36,7 @@ def event_row(
     detail: dict[str, Any] | None = None,
     severity: str = "info",
 ) -> dict[str, Any]:
-    """A timeline event's column values, redacted (see Tenant.add_event), for an insert of its own."""
+    """A timeline event's column values, redacted (see Tenant.add_event), for INSERT_EVENT."""
     if severity not in SEVERITIES:
         raise ValueError(f"severity must be one of {SEVERITIES}, not {severity!r}")
     return {
@@ -49,6 +49,10 @@ def event_row(
         "detail": redact(detail or {}),
         "severity": severity,
     }
+
+
+# A timeline event inserted without the ORM's unit of work (on an autocommit connection, say), with event_row.
+INSERT_EVENT = insert(cast(Table, t.TimelineEvent.__table__))
 
 
 class NotFound(LookupError):
