@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -143,16 +145,39 @@ def serve(
     workers: Annotated[
         bool, typer.Option("--workers/--no-workers", help="Also run a job worker in this process.")
     ] = True,
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes sharing the port, one core each at most (each with its own job worker "
+            "unless --no-workers). /metrics then sums what every process counted.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the hub's HTTP server (runs migrations first), and a job worker unless --no-workers."""
     import uvicorn
 
-    from crossdock.api.app import create_app
+    from crossdock.api.app import MULTIPROCESS_DIR_ENV, SERVE_WORKERS_ENV, create_app, server_process_app
     from crossdock.engine.tuning import tune_long_running_process
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     _run(lambda hub: asyncio.sleep(0), migrate=True)
+    if processes > 1:
+        # uvicorn starts the processes and starts a new one for any that dies; each builds its own app (and
+        # database pool, hook-key cache, inbox writer) from the environment, which carries what they share.
+        with tempfile.TemporaryDirectory(prefix="crossdock-metrics-") as metrics_dir:
+            os.environ.setdefault(MULTIPROCESS_DIR_ENV, metrics_dir)
+            os.environ[SERVE_WORKERS_ENV] = "1" if workers else "0"
+            uvicorn.run(
+                f"{server_process_app.__module__}:{server_process_app.__name__}",
+                factory=True,
+                workers=processes,
+                host=host,
+                port=port,
+                log_level=settings.log_level.lower(),
+            )
+        return
     hub = Hub.from_settings(settings)
     server = create_app(hub, dispose_on_shutdown=True, run_workers=workers)
     # The app is built: what lives as long as the server leaves the garbage collector's sight. Otherwise a full

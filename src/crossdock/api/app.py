@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
 
 from fastapi import Depends, FastAPI, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -107,12 +109,47 @@ def create_app(hub: Hub, *, dispose_on_shutdown: bool = False, run_workers: bool
             await refresh_queue_depth(hub.db)
         except Exception as exc:  # an unreachable database must not hide the other metrics
             log.warning("could not read the job queue's depth", error=f"{type(exc).__name__}")
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(_exposition(), media_type=CONTENT_TYPE_LATEST)
 
     # Innermost: the hooks' plain-ASGI way in is counted by the metrics and limited by the body size limit.
     app.add_middleware(HookIngress, owner=app)
     app.add_middleware(RequestMetrics)
     app.add_middleware(BodySizeLimit, max_bytes=hub.settings.max_body_bytes)
+    return app
+
+
+# The environment variable prometheus_client reads for its multiprocess mode (prometheus.github.io/client_python,
+# "Multiprocess Mode"): set by `crossdock serve --processes N`, each process then writes its metrics to files there.
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Whether each process of `crossdock serve --processes N` also runs a job worker ("1") or not ("0").
+SERVE_WORKERS_ENV = "CROSSDOCK_SERVE_PROCESS_WORKERS"
+
+
+def _exposition() -> bytes:
+    """The metrics in Prometheus's text format: this process's, or, with several server processes, all of
+    theirs (whichever of them a scrape reaches)."""
+    if os.environ.get(MULTIPROCESS_DIR_ENV):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest()
+
+
+def server_process_app() -> FastAPI:
+    """The app of one of `crossdock serve --processes N`'s processes: uvicorn calls this in each process it starts
+    (settings and logging from the environment, as the parent had them; migrations already run by the parent)."""
+    from crossdock.config import Settings
+    from crossdock.engine.tuning import tune_long_running_process
+    from crossdock.logs import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    app = create_app(
+        Hub.from_settings(settings),
+        dispose_on_shutdown=True,
+        run_workers=os.environ.get(SERVE_WORKERS_ENV) == "1",
+    )
+    tune_long_running_process()
     return app
 
 

@@ -13,9 +13,13 @@ from crossdock.store import tables as t
 from crossdock.store.db import Database
 from crossdock.store.types import utcnow
 
-JOBS = Gauge("crossdock_jobs", "Jobs in the database by status", ["status"])
+# Read from the database by whichever process is scraped: with several server processes (prometheus_client's
+# multiprocess mode) the value last read is the one to show, not a sum over the processes.
+JOBS = Gauge("crossdock_jobs", "Jobs in the database by status", ["status"], multiprocess_mode="mostrecent")
 OLDEST_DUE = Gauge(
-    "crossdock_jobs_oldest_due_seconds", "Age of the longest-waiting due job (queued or failed), 0 when none"
+    "crossdock_jobs_oldest_due_seconds",
+    "Age of the longest-waiting due job (queued or failed), 0 when none",
+    multiprocess_mode="mostrecent",
 )
 JOB_ATTEMPTS = Counter(
     "crossdock_job_attempts_total", "Job attempts by kind and outcome", ["kind", "outcome"]
