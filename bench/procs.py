@@ -30,3 +30,22 @@ def cpu_seconds_of(command: str) -> float:
         if name == command:
             total += cpu_seconds(int(entry.name))
     return total
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time so far of a process and of every process under it (a server and the processes it started), from
+    /proc/PID/task/TID/children; a process that has gone counts 0.0."""
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += cpu_seconds(current)
+        try:
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        for task in tasks:
+            try:
+                todo.extend(int(child) for child in (task / "children").read_text().split())
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    return total

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import backfill  # bench/backfill.py: recreate_postgres, the benchmark database's drop and create
+from procs import tree_cpu_seconds
 
 SHOP = "ingest-bench.myshopify.com"
 API_SECRET = "ingest-bench-client-secret-0000000000"
@@ -154,10 +155,21 @@ async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b'{"stored":true}'})
 
 
-def serve_bare(port: int, log_level: str) -> None:
+def serve_bare(port: int, log_level: str, processes: int) -> None:
     import uvicorn
 
-    # The options `crossdock serve` gives uvicorn.run (crossdock/cli.py).
+    # The options `crossdock serve` gives uvicorn.run (crossdock/cli.py); with several processes, as
+    # `crossdock serve --processes N` starts them (uvicorn's workers, the app named by an import string).
+    if processes > 1:
+        uvicorn.run(
+            f"{Path(__file__).stem}:bare_app",
+            app_dir=str(Path(__file__).parent),
+            workers=processes,
+            host="127.0.0.1",
+            port=port,
+            log_level=log_level,
+        )
+        return
     uvicorn.run(bare_app, host="127.0.0.1", port=port, log_level=log_level)
 
 
@@ -301,12 +313,6 @@ def server(
             proc.wait(timeout=10)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc/PID/stat, fields 14 and 15, in clock ticks)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _tail(path: Path) -> str:
     return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
@@ -350,12 +356,15 @@ def run_wrk(
 
 def measure_bare(wrk: str, work: Path, data: Path, args: argparse.Namespace, tag: str) -> dict[str, Any]:
     port = _free_port()
-    command = [sys.executable, __file__, "--role", "bare", "--port", str(port), "--log-level", args.log_level]
+    command = [
+        *(sys.executable, __file__, "--role", "bare", "--port", str(port), "--log-level", args.log_level),
+        *("--processes", str(args.processes)),
+    ]
     with server(command, dict(os.environ), port, work / f"{tag}.log", args.start_timeout) as (base_url, pid):
         run_wrk(wrk, f"{base_url}/hooks/warmup", data, f"{tag}-warmup", args, args.warmup)
-        cpu = cpu_seconds(pid)
+        cpu = tree_cpu_seconds(pid)
         result = run_wrk(wrk, f"{base_url}/hooks/bench", data, tag, args, args.seconds)
-        result["server_cpu_s"] = cpu_seconds(pid) - cpu
+        result["server_cpu_s"] = tree_cpu_seconds(pid) - cpu
     del result["acked_ids"]
     return {"target": "bare ASGI", "tag": tag, **result}
 
@@ -380,6 +389,7 @@ def measure_hub(
         env["CROSSDOCK_DATABASE_URL"] = database_url
     crossdock = str(Path(sys.executable).with_name("crossdock"))
     command = [crossdock, "serve", "--no-workers", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--processes", str(args.processes)]
     tag = backend.lower()
     spy = shutil.which("py-spy") if args.profile else None
     if args.profile:
@@ -390,19 +400,20 @@ def measure_hub(
     with server(command, env, port, work / f"{tag}.log", args.start_timeout) as (base_url, pid):
         hook = f"{base_url}/hooks/{connection_id}"
         run_wrk(wrk, hook, data, f"{tag}-warmup", args, args.warmup)
-        cpu = cpu_seconds(pid)
+        cpu = tree_cpu_seconds(pid)
         sampler = None
         if spy is not None:
             # py-spy samples the server's stacks through the measured run (collapsed stacks, one per line).
             out = f"{args.profile}/serve-{tag}.txt"
             duration = str(max(1, round(args.seconds)))
+            record = [spy, "record", "--pid", str(pid), "--subprocesses", "--duration", duration]
             sampler = subprocess.Popen(
-                [spy, "record", "--pid", str(pid), "--duration", duration, "--format", "raw", "-o", out],
+                [*record, "--format", "raw", "-o", out],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
         result = run_wrk(wrk, hook, data, tag, args, args.seconds)
-        result["server_cpu_s"] = cpu_seconds(pid) - cpu
+        result["server_cpu_s"] = tree_cpu_seconds(pid) - cpu
         if sampler is not None:
             sampler.wait(timeout=60)
     # The server has stopped: whatever it acknowledged has committed or is lost.
@@ -448,6 +459,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": args.seconds,
         "connections": args.connections,
         "threads": args.threads,
+        "processes": args.processes,
         "log_level": args.log_level,
         "bare_rate": bare_rate,
         "runs": runs,
@@ -461,7 +473,8 @@ def print_table(result: dict[str, Any]) -> None:
     table = Table(
         title=(
             f"Signed Shopify webhooks into crossdock serve against a bare ASGI endpoint: wrk, "
-            f"{result['connections']} connections, {result['seconds']:g} s per target (same run)"
+            f"{result['connections']} connections, {result['seconds']:g} s per target (same run), "
+            f"{result['processes']} server process(es) each"
         ),
         caption=f"goals: hub / bare >= {GOAL_RATIO}, p99 <= {GOAL_P99_MS:g} ms, 0 lost",
     )
@@ -501,7 +514,7 @@ def print_table(result: dict[str, Any]) -> None:
     console.print(
         f"/ bare: against the bare endpoint's mean rate, {result['bare_rate']:,.0f}/s; other: answers that were "
         "not 2xx, and connect errors and timeouts; stored: acknowledged deliveries found in the inbox after "
-        f"the server stopped; CPU ms: the server process's CPU time per 2xx answer; uvicorn log level {result['log_level']}."
+        f"the server stopped; CPU ms: the server's CPU time (all its processes) per 2xx answer; uvicorn log level {result['log_level']}."
     )
 
 
@@ -514,6 +527,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8, help="connections wrk keeps open (concurrency)")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--seed", type=int, default=1, help="seed of the sandbox orders used as bodies")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="server processes of each target (crossdock serve --processes N, and as many for the bare endpoint)",
+    )
     parser.add_argument(
         "--database-url",
         default=DEFAULT_POSTGRES,
@@ -537,7 +556,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.role == "bare":
-        serve_bare(args.port, args.log_level)
+        serve_bare(args.port, args.log_level, args.processes)
         return
     if args.no_postgres:
         args.database_url = None

@@ -67,10 +67,14 @@ def _check_ingest(result: dict[str, Any], hubs: int) -> None:
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
-def test_webhook_ingest_acknowledges_only_what_it_stored() -> None:
+@pytest.mark.parametrize("processes", [1, 2])
+def test_webhook_ingest_acknowledges_only_what_it_stored(processes: int) -> None:
+    # With two server processes, two inbox writers share the SQLite file.
     result = run_bench(
-        "webhook_ingest.py", "--seconds", "1", "--warmup", "1", "--connections", "4", "--no-postgres"
+        *("webhook_ingest.py", "--seconds", "1", "--warmup", "1", "--connections", "4", "--no-postgres"),
+        *("--processes", str(processes)),
     )
+    assert result["processes"] == processes
     _check_ingest(result, hubs=1)
 
 
