@@ -217,10 +217,11 @@ class RateLimiter:
         seen = self._seen.get(bucket)
         if seen is None or seen.burst != burst:
             values.update(burst=burst, adjusted=True)
-        elif seen.tat + seen.interval_s >= self.clock() + level * seen.interval_s:
+        elif max(seen.tat, now := self.clock()) + seen.interval_s >= now + level * seen.interval_s:
             # The remote counts no more than one call beyond what our own reservations account for (the calls
             # we reserved are the ones it counts, and one call of difference is within the plan's headroom):
-            # the update is not worth a round trip on every call.
+            # the update is not worth a round trip on every call. Our bucket is never below empty: a call that
+            # took longer than one interval finds it empty while the remote still counts that call.
             return
         await self._update(bucket, **values)
 
