@@ -87,6 +87,19 @@ def test_webhook_ingest_on_postgres() -> None:
     _check_ingest(result, hubs=2)
 
 
+def test_statements_times_each_against_its_baseline() -> None:
+    result = run_bench("statements.py", "--loops", "30")
+    assert result["database"] == "SQLite" and result["loops"] == 30
+    names = {"baseline: SELECT 1", "claim + success", "empty claim", "rate-limit slot", "remote-call record"}
+    assert set(result["ms"]) == set(result["ratio"]) == names
+    assert all(ms > 0 for ms in result["ms"].values())
+    assert result["ratio"]["baseline: SELECT 1"] == 1.0
+    assert (
+        result["ratio"]["claim + success"]
+        == result["ms"]["claim + success"] / result["ms"]["baseline: SELECT 1"]
+    )
+
+
 def test_incremental_sync_stores_every_edit() -> None:
     result = run_bench("incremental_sync.py", "--orders", "300", "--changes", "20")
     full, incremental = result["full"], result["incremental"]
