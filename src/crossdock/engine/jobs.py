@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -188,27 +188,6 @@ async def enqueue(
         return None
     await _wake_on_commit(session, notified=notify)
     return job_id
-
-
-async def enqueue_many(
-    session: AsyncSession, *, kind: str, jobs: Sequence[tuple[uuid.UUID | None, dict[str, Any], str | None]]
-) -> set[uuid.UUID]:
-    """Add jobs of one kind in one statement, in the caller's transaction: each is (account_id, payload,
-    queueing_key), enqueued as `enqueue` would. Returns the ids of the jobs added (a job whose queueing key is
-    already waiting is not)."""
-    if not jobs:
-        return set()
-    rows = [
-        job_values(account_id=account_id, kind=kind, payload=payload, queueing_key=queueing_key)
-        for account_id, payload, queueing_key in jobs
-    ]
-    # Core on the table, not the ORM entity: the ORM's bulk insert costs more than the statement (webhook ingest).
-    insert: Any = insert_for(session, t.Job.__table__)
-    stmt = insert.on_conflict_do_nothing().returning(t.Job.__table__.c.id)
-    added = set((await session.execute(stmt, rows)).scalars())
-    if added:
-        await _wake_on_commit(session)
-    return added
 
 
 # The columns a job takes from its enqueuer, with their values when not given.

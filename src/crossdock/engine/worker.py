@@ -380,8 +380,7 @@ class Worker:
         return outcome
 
     async def _store_outcome(self, session: AsyncSession, job: t.Job, attempt: Attempt) -> queue.Outcome:
-        if attempt.outcome == "succeeded":
-            return await queue.succeed(session, job, worker_id=self.worker_id)
+        """A failed, dead or cancelled attempt (a success is `_record_success`)."""
         return await queue.fail(
             session,
             job,
