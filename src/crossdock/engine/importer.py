@@ -32,7 +32,7 @@ from crossdock.engine.timeline import add_event
 from crossdock.logs import redact_text
 from crossdock.store import tables as t
 from crossdock.store.convert import line_values, order_row, order_values
-from crossdock.store.repo import Tenant
+from crossdock.store.repo import INSERT_EVENT, Tenant
 from crossdock.store.types import utcnow
 from crossdock.store.upsert import insert_for
 
@@ -42,7 +42,6 @@ ORDER = "order"
 _BINDINGS = cast(Table, t.Binding.__table__)
 _ORDERS = cast(Table, t.Order.__table__)
 _LINES = cast(Table, t.OrderLine.__table__)
-_EVENTS = cast(Table, t.TimelineEvent.__table__)
 
 # How far along crossdock's own flow an order is. A channel that reports an earlier state (paid, while we are
 # ready to ship) is behind us, not a reason to move back; cancelled and refunded are reached from anywhere the
@@ -395,7 +394,7 @@ class _Page:
         await self.session.execute(insert(_ORDERS), self.orders)
         if self.lines:
             await self.session.execute(insert(_LINES), self.lines)
-        await self.session.execute(insert(_EVENTS), self.events)
+        await self.session.execute(INSERT_EVENT, self.events)
         orders, entered = self.orders, self.entered
         self.written.update((values["id"], values) for values in orders)
         self.written_lines.extend(self.lines)
