@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -157,38 +158,24 @@ def serve(
     """Run the hub's HTTP server (runs migrations first), and a job worker unless --no-workers."""
     import uvicorn
 
-    from crossdock.api.app import MULTIPROCESS_DIR_ENV, SERVE_WORKERS_ENV, create_app, server_process_app
-    from crossdock.engine.tuning import tune_long_running_process
+    from crossdock.api.app import MULTIPROCESS_DIR_ENV, SERVE_WORKERS_ENV, server_app, server_process_app
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     _run(lambda hub: asyncio.sleep(0), migrate=True)
-    if processes > 1:
-        # uvicorn starts the processes and starts a new one for any that dies; each builds its own app (and
-        # database pool, hook-key cache, inbox writer) from the environment, which carries what they share.
-        with tempfile.TemporaryDirectory(prefix="crossdock-metrics-") as metrics_dir:
+    with contextlib.ExitStack() as stack:
+        target: Any
+        if processes > 1:
+            # uvicorn starts the processes and starts a new one for any that dies; each builds its own app (and
+            # database pool, hook-key cache, inbox writer) from the environment, which carries what they share.
+            metrics_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="crossdock-metrics-"))
             os.environ.setdefault(MULTIPROCESS_DIR_ENV, metrics_dir)
             os.environ[SERVE_WORKERS_ENV] = "1" if workers else "0"
-            uvicorn.run(
-                f"{server_process_app.__module__}:{server_process_app.__name__}",
-                factory=True,
-                workers=processes,
-                host=host,
-                port=port,
-                log_level=settings.log_level.lower(),
-            )
-        return
-    hub = Hub.from_settings(settings)
-    server = create_app(hub, dispose_on_shutdown=True, run_workers=workers)
-    # The app is built: what lives as long as the server leaves the garbage collector's sight. Otherwise a full
-    # collection walks the whole application now and then and holds every request meanwhile (engine/tuning.py).
-    tune_long_running_process()
-    uvicorn.run(
-        server,
-        host=host,
-        port=port,
-        log_level=settings.log_level.lower(),
-    )
+            target = f"{server_process_app.__module__}:{server_process_app.__name__}"
+            options: dict[str, Any] = {"factory": True, "workers": processes}
+        else:
+            target, options = server_app(settings, run_workers=workers), {}
+        uvicorn.run(target, host=host, port=port, log_level=settings.log_level.lower(), **options)
 
 
 @app.command()

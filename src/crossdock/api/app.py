@@ -28,10 +28,12 @@ from crossdock.api.routes_rates import router as rates
 from crossdock.api.routes_shipping import router as shipping
 from crossdock.api.routes_v1 import router as v1
 from crossdock.api.routes_webhooks import router as webhook_endpoints
+from crossdock.config import Settings
 from crossdock.engine.metrics import refresh_queue_depth
+from crossdock.engine.tuning import tune_long_running_process
 from crossdock.engine.worker import run_worker
 from crossdock.hub import Hub
-from crossdock.logs import get_logger
+from crossdock.logs import configure_logging, get_logger
 from crossdock.store.migrate import current_revision, head_revision
 from crossdock.web.app import install as install_panel
 
@@ -135,22 +137,21 @@ def _exposition() -> bytes:
     return generate_latest()
 
 
+def server_app(settings: Settings, *, run_workers: bool) -> FastAPI:
+    """The app `crossdock serve` runs, in its one process or in each of its processes."""
+    app = create_app(Hub.from_settings(settings), dispose_on_shutdown=True, run_workers=run_workers)
+    # The app is built: what lives as long as the server leaves the garbage collector's sight. Otherwise a full
+    # collection walks the whole application now and then and holds every request meanwhile (engine/tuning.py).
+    tune_long_running_process()
+    return app
+
+
 def server_process_app() -> FastAPI:
     """The app of one of `crossdock serve --processes N`'s processes: uvicorn calls this in each process it starts
     (settings and logging from the environment, as the parent had them; migrations already run by the parent)."""
-    from crossdock.config import Settings
-    from crossdock.engine.tuning import tune_long_running_process
-    from crossdock.logs import configure_logging
-
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    app = create_app(
-        Hub.from_settings(settings),
-        dispose_on_shutdown=True,
-        run_workers=os.environ.get(SERVE_WORKERS_ENV) == "1",
-    )
-    tune_long_running_process()
-    return app
+    return server_app(settings, run_workers=os.environ.get(SERVE_WORKERS_ENV) == "1")
 
 
 class RequestMetrics:
