@@ -17,6 +17,7 @@ import httpx
 import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from tests.engine.processes import stop_all
 from tests.support import free_port
 
 CROSSDOCK = str(Path(sys.executable).with_name("crossdock"))
@@ -55,12 +56,7 @@ def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]
     try:
         yield proc, f"http://127.0.0.1:{port}", metrics_dir
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_all([proc], timeout_s=30)
         log.close()
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -175,19 +177,28 @@ async def test_shopify_call_limit_header_fills_our_bucket_to_the_remotes_level(
     assert row.burst == 78 and row.adjusted
 
 
-async def test_a_call_limit_header_that_counts_only_our_calls_costs_no_update(hub: Hub, owner: Owner) -> None:
+@contextlib.contextmanager
+def bucket_updates(hub: Hub) -> Iterator[list[str]]:
+    """The UPDATEs of rate_limits the hub sends meanwhile."""
     updates: list[str] = []
 
     def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
         if statement.startswith("UPDATE rate_limits"):
             updates.append(statement)
 
+    event.listen(hub.db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        yield updates
+    finally:
+        event.remove(hub.db.engine.sync_engine, "before_cursor_execute", seen)
+
+
+async def test_a_call_limit_header_that_counts_only_our_calls_costs_no_update(hub: Hub, owner: Owner) -> None:
     clock = FakeClock()
     lim = limiter(hub, owner, SHOPIFY_REST, clock)
     for _ in range(10):
         await lim.reserve(None)
-    event.listen(hub.db.engine.sync_engine, "before_cursor_execute", seen)
-    try:
+    with bucket_updates(hub) as updates:
         # The remote holds our ten calls (or one more): nothing to learn from it.
         await lim.observe(None, httpx.Response(200, headers={"X-Shopify-Shop-Api-Call-Limit": "10/40"}))
         await lim.observe(None, httpx.Response(200, headers={"X-Shopify-Shop-Api-Call-Limit": "11/40"}))
@@ -195,32 +206,21 @@ async def test_a_call_limit_header_that_counts_only_our_calls_costs_no_update(hu
         # Two calls more than ours: someone else uses the shop's bucket, and ours follows.
         await lim.observe(None, httpx.Response(200, headers={"X-Shopify-Shop-Api-Call-Limit": "12/40"}))
         assert len(updates) == 1
-    finally:
-        event.remove(hub.db.engine.sync_engine, "before_cursor_execute", seen)
     assert await lim.reserve(None) == 0.0  # 13 of a burst of 38: no wait yet
 
 
 async def test_a_call_slower_than_the_leak_is_not_taken_for_someone_elses(hub: Hub, owner: Owner) -> None:
-    updates: list[str] = []
-
-    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        if statement.startswith("UPDATE rate_limits"):
-            updates.append(statement)
-
     clock = FakeClock()
     lim = limiter(hub, owner, SHOPIFY_REST, clock)
     await lim.reserve(None)
     # The call took three leak intervals: our bucket is empty again, the remote still counts the call.
     clock.now += 3 * SHOPIFY_REST.buckets["rest"].interval_s
-    event.listen(hub.db.engine.sync_engine, "before_cursor_execute", seen)
-    try:
+    with bucket_updates(hub) as updates:
         await lim.observe(None, httpx.Response(200, headers={"X-Shopify-Shop-Api-Call-Limit": "1/40"}))
         assert updates == []
         # Two calls in the remote's bucket where ours holds none: one is someone else's.
         await lim.observe(None, httpx.Response(200, headers={"X-Shopify-Shop-Api-Call-Limit": "2/40"}))
         assert len(updates) == 1
-    finally:
-        event.remove(hub.db.engine.sync_engine, "before_cursor_execute", seen)
 
 
 async def test_retry_after_on_a_429_pushes_the_next_slot_back(hub: Hub, owner: Owner) -> None:
