@@ -211,13 +211,14 @@ class RateLimiter:
     async def _follow_bucket_level(self, bucket: str, level: int, capacity: int) -> None:
         plan = self.policy.buckets[bucket]
         burst = max(1, capacity - plan.headroom)
+        now = self.clock()
         # The remote's bucket holds `level` calls that leak one per interval: our tat is at least that far out.
-        floor = self.clock() + level * t.RateLimit.interval_s
+        floor = now + level * t.RateLimit.interval_s
         values: dict[str, object] = {"tat": case((t.RateLimit.tat > floor, t.RateLimit.tat), else_=floor)}
         seen = self._seen.get(bucket)
         if seen is None or seen.burst != burst:
             values.update(burst=burst, adjusted=True)
-        elif max(seen.tat, now := self.clock()) + seen.interval_s >= now + level * seen.interval_s:
+        elif max(seen.tat, now) + seen.interval_s >= now + level * seen.interval_s:
             # The remote counts no more than one call beyond what our own reservations account for (the calls
             # we reserved are the ones it counts, and one call of difference is within the plan's headroom):
             # the update is not worth a round trip on every call. Our bucket is never below empty: a call that
