@@ -10,13 +10,15 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+import asyncpg
+from sqlalchemy import event, select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from crossdock import model as m
+from crossdock.engine.jobs import JOBS_CHANNEL
 from crossdock.engine.worker import Worker
 from crossdock.hub import Hub
 from crossdock.sandbox.common.server import run_in_thread
@@ -77,6 +79,33 @@ async def eventually(check: Callable[[], Awaitable[bool]], *, within_s: float = 
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {within_s} s")
         await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def jobs_notifications(hub: Hub) -> AsyncIterator[list[str]]:
+    """The NOTIFYs on the workers' channel meanwhile (PostgreSQL), heard on a connection of their own."""
+    notified: list[str] = []
+    listener = await asyncpg.connect(hub.db.engine.url.set(drivername="postgresql").render_as_string(False))
+    await listener.add_listener(JOBS_CHANNEL, lambda *args: notified.append(args[2]))
+    try:
+        yield notified
+    finally:
+        await listener.close()
+
+
+@contextmanager
+def statements_sent(hub: Hub) -> Iterator[list[str]]:
+    """The SQL statements the hub's engine sends meanwhile."""
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    event.listen(hub.db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        yield statements
+    finally:
+        event.remove(hub.db.engine.sync_engine, "before_cursor_execute", seen)
 
 
 async def job_row(hub: Hub, job_id: uuid.UUID | None) -> t.Job:

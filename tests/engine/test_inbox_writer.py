@@ -7,18 +7,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import asyncpg
 import pytest
 from sqlalchemy import event, func, select
 
 from crossdock.engine.inbox import PROCESS_JOB, Delivery, InboxResult, InboxWriter
-from crossdock.engine.jobs import JOBS_CHANNEL, add_waker, remove_waker
+from crossdock.engine.jobs import add_waker, remove_waker
 from crossdock.hub import Hub
 from crossdock.logs import REDACTED
 from crossdock.store import repo
 from crossdock.store import tables as t
 from crossdock.store.repo import NotFound
-from tests.engine.support import Shop, new_shop
+from tests.engine.support import Shop, jobs_notifications, new_shop, statements_sent
 
 KIND = "test.orders_create"
 
@@ -164,26 +163,20 @@ async def test_stored_jobs_wake_this_process_workers(hub: Hub) -> None:
 async def test_on_postgresql_a_batch_is_one_statement_and_one_notification(hub: Hub) -> None:
     shop = await new_shop(hub)
     first = await InboxWriter(hub.db).store(_delivery(shop, "w-0"))
-    notified: list[str] = []
-    listener = await asyncpg.connect(hub.db.engine.url.set(drivername="postgresql").render_as_string(False))
-    await listener.add_listener(JOBS_CHANNEL, lambda *args: notified.append(args[2]))
-    statements: list[str] = []
-    event.listen(hub.db.engine.sync_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
     checkouts: list[object] = []
     event.listen(hub.db.engine.sync_engine.pool, "checkout", lambda *args: checkouts.append(args))
-    try:
-        writer = InboxWriter(hub.db, max_batch=4)
-        # Ten deliveries, one a redelivery: three batches, three statements, on one connection of the pool.
-        results = await asyncio.gather(
-            *(writer.store(_delivery(shop, f"w-{n}")) for n in range(10)), return_exceptions=True
-        )
+    async with jobs_notifications(hub) as notified:
+        with statements_sent(hub) as statements:
+            writer = InboxWriter(hub.db, max_batch=4)
+            # Ten deliveries, one a redelivery: three batches, three statements, on one connection of the pool.
+            results = await asyncio.gather(
+                *(writer.store(_delivery(shop, f"w-{n}")) for n in range(10)), return_exceptions=True
+            )
         assert all(isinstance(r, InboxResult) for r in results)
         for _ in range(50):
             if len(notified) == 3:
                 break
             await asyncio.sleep(0.02)
-    finally:
-        await listener.close()
     assert len(statements) == 3
     assert len(checkouts) == 1
     assert len(notified) == 3  # one per batch that enqueued jobs, once it committed
@@ -199,15 +192,14 @@ async def test_on_postgresql_a_batch_that_fails_stores_nothing_of_it_and_the_wri
     async with hub.db.transaction() as session:
         await repo.Tenant(session, removed.account_id).delete_connection(removed.connection_id)
     writer = InboxWriter(hub.db, max_batch=2)
-    statements: list[str] = []
-    event.listen(hub.db.engine.sync_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
-    outcomes = await asyncio.gather(
-        writer.store(_delivery(removed, "w-1")),
-        writer.store(_delivery(kept, "w-2")),
-        writer.store(_delivery(kept, "w-3")),
-        writer.store(_delivery(kept, "w-4")),
-        return_exceptions=True,
-    )
+    with statements_sent(hub) as statements:
+        outcomes = await asyncio.gather(
+            writer.store(_delivery(removed, "w-1")),
+            writer.store(_delivery(kept, "w-2")),
+            writer.store(_delivery(kept, "w-3")),
+            writer.store(_delivery(kept, "w-4")),
+            return_exceptions=True,
+        )
     assert isinstance(outcomes[0], NotFound)
     assert all(isinstance(outcome, InboxResult) for outcome in outcomes[1:])
     assert sorted(row.dedup_key for row in await _rows(hub)) == ["w-2", "w-3", "w-4"]

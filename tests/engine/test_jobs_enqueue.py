@@ -7,15 +7,15 @@ import random
 import uuid
 from datetime import UTC, datetime
 
-import asyncpg
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from crossdock.engine.errors import JobError, PermanentError, RateLimited, RetryableError
 from crossdock.engine.jobs import JOBS_CHANNEL, REGISTRY, JobContext, RetryPolicy, enqueue, job
 from crossdock.hub import Hub
 from crossdock.store import repo
 from crossdock.store import tables as t
+from tests.engine.support import jobs_notifications, statements_sent
 
 
 async def _account(hub: Hub) -> uuid.UUID:
@@ -74,19 +74,13 @@ async def test_on_postgresql_enqueueing_notifies_other_workers_once_per_commit_i
     hub: Hub,
 ) -> None:
     account_id = await _account(hub)
-    notified: list[str] = []
-    listener = await asyncpg.connect(hub.db.engine.url.set(drivername="postgresql").render_as_string(False))
-    await listener.add_listener(JOBS_CHANNEL, lambda *args: notified.append(args[2]))
-    statements: list[str] = []
-
-    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
-    event.listen(hub.db.engine.sync_engine, "before_cursor_execute", seen)
-    try:
-        async with hub.db.transaction() as session:  # three jobs, one of them the same work twice
-            for key in ("sync:1", "sync:1", "sync:2"):
-                await enqueue(session, account_id=account_id, kind="test.sync", payload={}, queueing_key=key)
+    async with jobs_notifications(hub) as notified:
+        with statements_sent(hub) as statements:
+            async with hub.db.transaction() as session:  # three jobs, one of them the same work twice
+                for key in ("sync:1", "sync:1", "sync:2"):
+                    await enqueue(
+                        session, account_id=account_id, kind="test.sync", payload={}, queueing_key=key
+                    )
         assert len(statements) == 3  # the inserts alone: the notification rides on the first
         with pytest.raises(RuntimeError):
             async with hub.db.transaction() as session:
@@ -101,9 +95,6 @@ async def test_on_postgresql_enqueueing_notifies_other_workers_once_per_commit_i
                 break
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.1)
-    finally:
-        event.remove(hub.db.engine.sync_engine, "before_cursor_execute", seen)
-        await listener.close()
     assert notified == [JOBS_CHANNEL, JOBS_CHANNEL]  # the first transaction's and the last one's
     assert await _count(hub) == 3
 
