@@ -94,12 +94,13 @@ async def jobs_notifications(hub: Hub) -> AsyncIterator[list[str]]:
 
 
 @contextmanager
-def statements_sent(hub: Hub) -> Iterator[list[str]]:
-    """The SQL statements the hub's engine sends meanwhile."""
+def statements_sent(hub: Hub, starting: str = "") -> Iterator[list[str]]:
+    """The SQL statements the hub's engine sends meanwhile (those that start with `starting`)."""
     statements: list[str] = []
 
     def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        statements.append(statement)
+        if statement.startswith(starting):
+            statements.append(statement)
 
     event.listen(hub.db.engine.sync_engine, "before_cursor_execute", seen)
     try:

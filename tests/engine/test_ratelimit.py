@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import math
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from crossdock.engine.errors import RateLimited
 from crossdock.engine.http import RemoteClient, Target
@@ -31,6 +29,7 @@ from crossdock.engine.ratelimit import (
 from crossdock.hub import Hub
 from crossdock.store import tables as t
 from tests.engine.remote_support import Owner, new_owner
+from tests.engine.support import statements_sent
 
 T0 = 1_800_000_000.0
 
@@ -177,28 +176,12 @@ async def test_shopify_call_limit_header_fills_our_bucket_to_the_remotes_level(
     assert row.burst == 78 and row.adjusted
 
 
-@contextlib.contextmanager
-def bucket_updates(hub: Hub) -> Iterator[list[str]]:
-    """The UPDATEs of rate_limits the hub sends meanwhile."""
-    updates: list[str] = []
-
-    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        if statement.startswith("UPDATE rate_limits"):
-            updates.append(statement)
-
-    event.listen(hub.db.engine.sync_engine, "before_cursor_execute", seen)
-    try:
-        yield updates
-    finally:
-        event.remove(hub.db.engine.sync_engine, "before_cursor_execute", seen)
-
-
 async def test_a_call_limit_header_that_counts_only_our_calls_costs_no_update(hub: Hub, owner: Owner) -> None:
     clock = FakeClock()
     lim = limiter(hub, owner, SHOPIFY_REST, clock)
     for _ in range(10):
         await lim.reserve(None)
-    with bucket_updates(hub) as updates:
+    with statements_sent(hub, "UPDATE rate_limits") as updates:
         # The remote holds our ten calls (or one more): nothing to learn from it.
         await lim.observe(None, httpx.Response(200, headers={"X-Shopify-Shop-Api-Call-Limit": "10/40"}))
         await lim.observe(None, httpx.Response(200, headers={"X-Shopify-Shop-Api-Call-Limit": "11/40"}))
@@ -215,7 +198,7 @@ async def test_a_call_slower_than_the_leak_is_not_taken_for_someone_elses(hub: H
     await lim.reserve(None)
     # The call took three leak intervals: our bucket is empty again, the remote still counts the call.
     clock.now += 3 * SHOPIFY_REST.buckets["rest"].interval_s
-    with bucket_updates(hub) as updates:
+    with statements_sent(hub, "UPDATE rate_limits") as updates:
         await lim.observe(None, httpx.Response(200, headers={"X-Shopify-Shop-Api-Call-Limit": "1/40"}))
         assert updates == []
         # Two calls in the remote's bucket where ours holds none: one is someone else's.
