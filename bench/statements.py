@@ -81,10 +81,10 @@ async def measure(database_url: str | None, loops: int, home: Path) -> dict[str,
 
     async def claim_and_succeed() -> None:
         async with hub.db.autocommit_session() as session:
-            job = await queue.claim(session, worker_id="bench", kinds=kinds)
-        assert job is not None, "the queue ran dry"
+            claimed = await queue.claim(session, worker_id="bench", kinds=kinds)
+        assert claimed is not None, "the queue ran dry"
         async with hub.db.autocommit_session() as session:
-            assert not (await queue.succeed(session, job, worker_id="bench")).lost
+            assert not (await queue.succeed(session, claimed.job, worker_id="bench")).lost
 
     async def empty_claim() -> None:
         async with hub.db.autocommit_session() as session:

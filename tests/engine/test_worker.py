@@ -27,6 +27,7 @@ from tests.engine.support import (
     new_shop,
     running_worker,
     serve,
+    statements_sent,
     status_is,
     timeline,
 )
@@ -180,8 +181,8 @@ async def test_a_job_of_a_silent_worker_is_claimed_again_with_its_attempt_counte
         )
     # A worker on another machine claimed it and went silent (power cut): its heartbeat is long past.
     async with hub.db.transaction() as session:
-        job = await queue.claim(session, worker_id="gone:1:abc", kinds=["test.ok"])
-        assert job is not None and job.id == job_id
+        claimed = await queue.claim(session, worker_id="gone:1:abc", kinds=["test.ok"])
+        assert claimed is not None and claimed.job.id == job_id
         await session.execute(
             update(t.Job).where(t.Job.id == job_id).values(heartbeat_at=utcnow() - timedelta(minutes=5))
         )
@@ -338,8 +339,9 @@ async def test_a_failing_job_is_not_requeued_beside_the_same_work_already_waitin
             session, account_id=shop.account_id, kind="test.boom", payload={}, queueing_key="sync:x"
         )
     async with hub.db.transaction() as session:
-        job = await queue.claim(session, worker_id="w", kinds=["test.boom"])
-        assert job is not None
+        claimed = await queue.claim(session, worker_id="w", kinds=["test.boom"])
+        assert claimed is not None
+        job = claimed.job
     async with hub.db.transaction() as session:
         second = await enqueue(
             session, account_id=shop.account_id, kind="test.boom", payload={}, queueing_key="sync:x"
@@ -367,30 +369,90 @@ async def test_a_claim_takes_only_due_jobs_of_its_kinds_most_urgent_first(hub: H
             session, account_id=shop.account_id, kind="test.wait", payload={}, run_at=later
         )
 
-    async def claim(worker_id: str, kinds: list[str], **at: object) -> t.Job | None:
+    async def claim(worker_id: str, kinds: list[str], **at: object) -> queue.Claimed | None:
         async with hub.db.autocommit_session() as session:
             return await queue.claim(session, worker_id=worker_id, kinds=kinds, **at)  # type: ignore[arg-type]
 
+    # `more`: whether another job of the kinds asked for is due beside the one taken. PostgreSQL reads it in the
+    # claim; SQLite always says yes (its claimer then claims again).
+    on_postgres = hub.db.dialect == "postgresql"
     first = await claim("a", ["test.ok"])
-    assert first is not None and first.id == high and first.payload == {"n": 2}
-    assert (first.status, first.worker_id, first.attempts) == ("running", "a", 1)
+    assert first is not None and first.job.id == high and first.job.payload == {"n": 2}
+    assert (first.job.status, first.job.worker_id, first.job.attempts) == ("running", "a", 1)
+    assert first.more is True  # `low` is due too
     assert await claim("b", ["test.wait"]) is None  # not due yet
     other = await claim("b", ["test.boom", "test.wait"])
-    assert other is not None and other.id == boom and other.worker_id == "b"
+    assert other is not None and other.job.id == boom and other.job.worker_id == "b"
+    assert other.more is not on_postgres  # test.wait is not due yet
     second = await claim("c", ["test.ok", "test.boom"])
-    assert second is not None and second.id == low and second.worker_id == "c"
+    assert second is not None and second.job.id == low and second.job.worker_id == "c"
+    assert second.more is not on_postgres
     assert await claim("a", ["test.ok", "test.boom"]) is None
     waited = await claim("d", ["test.wait"], now=later + timedelta(seconds=1))
-    assert waited is not None and waited.id == due_later and waited.started_at is not None
+    assert waited is not None and waited.job.id == due_later and waited.job.started_at is not None
     async with hub.db.session() as session:
         rows = (
             await session.execute(select(t.Job.id, t.Job.worker_id).where(t.Job.status == "running"))
         ).all()
     assert dict(rows) == {high: "a", boom: "b", low: "c", due_later: "d"}
     async with hub.db.autocommit_session() as session:
-        assert (await queue.succeed(session, first, worker_id="a")).lost is False
-        assert (await queue.succeed(session, second, worker_id="a")).lost is True  # not a's: c claimed it
+        assert (await queue.succeed(session, first.job, worker_id="a")).lost is False
+        assert (await queue.succeed(session, second.job, worker_id="a")).lost is True  # not a's: c claimed it
     assert (await job_row(hub, high)).status == "succeeded" and (await job_row(hub, low)).status == "running"
+
+
+async def test_a_job_committed_while_the_worker_claims_runs_without_waiting_for_the_next_poll(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop = await new_shop(fast(hub))
+    hub.settings.worker_poll_s = 60.0  # only a wake can start the job within the test's bound
+    real_claim, enqueued = queue.claim, []
+
+    async def claim_then_enqueue(session: object, **kwargs: object) -> queue.Claimed | None:
+        claimed = await real_claim(session, **kwargs)  # type: ignore[arg-type]
+        if claimed is None and not enqueued:
+            # Committed after the claim looked and before the claimer waits: its wake must not be lost.
+            async with hub.db.transaction() as other:
+                enqueued.append(await enqueue(other, account_id=shop.account_id, kind="test.ok", payload={}))
+        return claimed
+
+    monkeypatch.setattr(queue, "claim", claim_then_enqueue)
+    async with running_worker(hub, run_periodic=False):
+        await eventually(lambda: _enqueued(enqueued))
+        await eventually(lambda: status_is(hub, enqueued[0], "succeeded"), within_s=10)
+
+
+async def _enqueued(ids: list[object]) -> bool:
+    return bool(ids)
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_on_postgresql_a_worker_claims_once_for_the_last_due_job_and_not_again(hub: Hub) -> None:
+    # The claim says whether more is due: without that, the worker would claim once more and find nothing.
+    shop = await new_shop(fast(hub))
+    hub.settings.worker_poll_s = 60.0
+    async with running_worker(hub, run_periodic=False):
+        await eventually(lambda: _listening(hub))
+        await asyncio.sleep(0.3)  # the claim the listener's start triggers
+        with statements_sent(hub, "UPDATE jobs SET status") as claims:
+            async with hub.db.transaction() as session:
+                job_ids = [
+                    await enqueue(session, account_id=shop.account_id, kind="test.ok", payload={"n": n})
+                    for n in range(2)
+                ]
+            for job_id in job_ids:
+                assert job_id is not None
+                await eventually(lambda job_id=job_id: status_is(hub, job_id, "succeeded"))
+            await asyncio.sleep(0.5)  # for a claim that would follow
+    assert len([sql for sql in claims if "attempts=(jobs.attempts +" in sql]) == 2
+
+
+async def _listening(hub: Hub) -> bool:
+    async with hub.db.session() as session:
+        stmt = text(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND datname = current_database()"
+        )
+        return int((await session.execute(stmt)).scalar_one()) > 0
 
 
 async def test_two_claims_of_one_lock_key_at_the_same_moment_give_it_to_one_worker(hub: Hub) -> None:
@@ -401,8 +463,9 @@ async def test_two_claims_of_one_lock_key_at_the_same_moment_give_it_to_one_work
                 session, account_id=shop.account_id, kind="test.ok", payload={"n": n}, lock_key="order:1"
             )
     async with hub.db.transaction() as first:
-        mine = await queue.claim(first, worker_id="a", kinds=["test.ok"])
-        assert mine is not None
+        claimed = await queue.claim(first, worker_id="a", kinds=["test.ok"])
+        assert claimed is not None
+        mine = claimed.job
         # The second claimer starts before the first commits: on PostgreSQL it skips the locked row, takes the
         # other job of the same lock key and then meets the unique index; on SQLite it waits for the write lock.
         second = asyncio.create_task(_claim_in_own_transaction(hub, "b"))
@@ -434,10 +497,10 @@ async def _blocked_on_a_lock(hub: Hub) -> None:
 async def _claim_in_own_transaction(hub: Hub, worker_id: str) -> str | None:
     try:
         async with hub.db.transaction() as session:
-            job = await queue.claim(session, worker_id=worker_id, kinds=["test.ok"])
+            claimed = await queue.claim(session, worker_id=worker_id, kinds=["test.ok"])
     except queue.ClaimContended:
         return "contended"
-    return None if job is None else str(job.id)
+    return None if claimed is None else str(claimed.job.id)
 
 
 async def test_a_worker_whose_job_was_taken_over_stops_it_and_records_nothing(hub: Hub) -> None:

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     ARRAY,
+    Boolean,
     ColumnElement,
     String,
     Table,
@@ -23,9 +24,11 @@ from sqlalchemy import (
     any_,
     bindparam,
     case,
+    column,
     exists,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -53,31 +56,56 @@ _WAITING = aliased(t.Job, name="waiting")
 _JOBS = cast(Table, t.Job.__table__)
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """A claimed job, and whether other jobs of the kinds asked for were due beside it."""
+
+    job: t.Job
+    # False when no other due job of these kinds had a free lock key as the claim ran: the claimer may wait to
+    # be woken (or for its next poll) instead of claiming again only to find nothing. True can be wrong the
+    # other way only (a job another claimer was taking at that moment): one claim too many, never one too few.
+    more: bool
+
+
 @functools.cache
 def _claim_statement(dialect: str, kinds: tuple[str, ...]) -> Any:
     """The claim for one dialect and set of kinds, built once: building the expression, its cache key and its
     ORM bookkeeping cost more than the statement's own round trip, and a worker claims for every job it runs
     (and more often when idle). `now` and `claimer` are bound at each execution."""
-    candidate, running = _JOBS.alias("candidate"), _JOBS.alias("running")
     now = bindparam("now", type_=_JOBS.c.run_at.type)
-    if dialect == "postgresql":
-        # One array parameter: an IN list is rendered again for every execution.
-        of_kinds = candidate.c.kind == any_(bindparam("kinds", list(kinds), type_=ARRAY(String)))
-    else:
-        of_kinds = candidate.c.kind.in_(kinds)
-    lock_is_free = or_(
-        candidate.c.lock_key.is_(None),
-        ~exists().where(running.c.status == "running", running.c.lock_key == candidate.c.lock_key),
-    )
-    waiting = or_(*(candidate.c.status == status for status in WAITING))
+    kinds_param = bindparam("kinds", list(kinds), type_=ARRAY(String)) if dialect == "postgresql" else None
+
+    def due(candidate: Any) -> ColumnElement[bool]:
+        """`candidate` (an alias of jobs) is waiting, due, of one of the kinds, and its lock key is free."""
+        running = _JOBS.alias()
+        # PostgreSQL: one array parameter, since an IN list is rendered again for every execution.
+        of_kinds = (
+            candidate.c.kind == any_(kinds_param) if kinds_param is not None else candidate.c.kind.in_(kinds)
+        )
+        lock_is_free = or_(
+            candidate.c.lock_key.is_(None),
+            ~exists().where(running.c.status == "running", running.c.lock_key == candidate.c.lock_key),
+        )
+        waiting = or_(*(candidate.c.status == status for status in WAITING))
+        return and_(waiting, candidate.c.run_at <= now, of_kinds, lock_is_free)
+
+    candidate, other = _JOBS.alias("candidate"), _JOBS.alias("other")
     pick = (
         select(candidate.c.id)
-        .where(waiting, candidate.c.run_at <= now, of_kinds, lock_is_free)
+        .where(due(candidate))
         .order_by(candidate.c.priority.desc(), candidate.c.run_at, candidate.c.created_at)
         .limit(1)
     )
     if dialect == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
+    if dialect == "postgresql":
+        # Read in the same statement: whether the claimer should claim again at once. It is evaluated on the
+        # statement's snapshot, in which the claimed row still waits, hence the id test.
+        more: Any = exists().where(due(other), other.c.id != _JOBS.c.id).correlate(_JOBS).label("more")
+    else:
+        # SQLite renders RETURNING's columns without their tables, which a subquery on the same table cannot
+        # survive; its one claimer per process claims again, and an empty claim there is in-process and cheap.
+        more = true().label("more")
     stmt = (
         update(_JOBS)
         .where(_JOBS.c.id == pick.scalar_subquery(), or_(*(_JOBS.c.status == status for status in WAITING)))
@@ -89,15 +117,15 @@ def _claim_statement(dialect: str, kinds: tuple[str, ...]) -> Any:
             started_at=now,
             finished_at=None,
         )
-        .returning(*_JOBS.c)
+        .returning(*_JOBS.c, more)
     )
-    # The row comes back as a Job, as the ORM would load it.
-    return select(t.Job).from_statement(stmt)
+    # The row comes back as a Job, as the ORM would load it, beside the flag.
+    return select(t.Job, column("more", Boolean)).from_statement(stmt)
 
 
 async def claim(
     session: AsyncSession, *, worker_id: str, kinds: Sequence[str], now: datetime | None = None
-) -> t.Job | None:
+) -> Claimed | None:
     """Take the most urgent due job of one of `kinds` whose lock key is free, in one statement.
 
     On PostgreSQL the candidate row is locked with FOR UPDATE SKIP LOCKED, so concurrent claimers pass over
@@ -110,11 +138,12 @@ async def claim(
         return None
     stmt = _claim_statement(session.get_bind().dialect.name, tuple(kinds))
     try:
-        result = await session.scalars(stmt, {"now": now or utcnow(), "claimer": worker_id})
-        return result.one_or_none()
+        result = await session.execute(stmt, {"now": now or utcnow(), "claimer": worker_id})
+        row = result.one_or_none()
     except IntegrityError:
         await session.rollback()
         raise ClaimContended from None
+    return None if row is None else Claimed(row[0], bool(row[1]))
 
 
 async def heartbeat(

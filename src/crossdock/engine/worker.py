@@ -174,13 +174,19 @@ class Worker:
                 self._slot_freed.clear()
                 await self._until(self._slot_freed, None)
                 continue
-            job = await self._claim()
-            if job is None:
-                self._wake.clear()
-                await self._until(self._wake, self.poll_s)
-                continue
-            running = _Running(job, asyncio.create_task(self._execute(job), name=f"job {job.id}"))
-            self._running[job.id] = running
+            # Cleared before claiming, not after: a job committed while the claim runs sets it again (its NOTIFY or
+            # the in-process waker), and the wait below returns at once instead of at the next poll.
+            self._wake.clear()
+            claimed = await self._claim()
+            if claimed is not None:
+                job = claimed.job
+                self._running[job.id] = _Running(
+                    job, asyncio.create_task(self._execute(job), name=f"job {job.id}")
+                )
+                if claimed.more:
+                    continue
+            # Nothing else is due: a claim now would find nothing.
+            await self._until(self._wake, self.poll_s)
 
     async def _listen(self) -> None:
         """PostgreSQL: wake the claim loop as soon as any process commits a new job (jobs.JOBS_CHANNEL), rather
@@ -244,22 +250,22 @@ class Worker:
                 pass
 
     # Claiming ----------------------------------------------------------------------------------------------
-    async def _claim(self) -> t.Job | None:
+    async def _claim(self) -> queue.Claimed | None:
         for _ in range(5):
             try:
                 # The claim is one statement: committed on its own, without a transaction around it.
                 async with self.hub.db.autocommit_session() as session:
-                    job = await queue.claim(session, worker_id=self.worker_id, kinds=list(REGISTRY))
+                    claimed = await queue.claim(session, worker_id=self.worker_id, kinds=list(REGISTRY))
             except queue.ClaimContended:
                 continue  # another worker took a job with the same lock key at the same moment
             except (DBAPIError, OSError) as exc:
                 log.warning("claim failed", error=_describe(exc))
                 await asyncio.sleep(self.poll_s)
                 return None
-            if job is not None:
-                delay = (utcnow() - job.run_at).total_seconds()
-                metrics.JOB_QUEUE_DELAY.labels(job.kind).observe(max(delay, 0.0))
-            return job
+            if claimed is not None:
+                delay = (utcnow() - claimed.job.run_at).total_seconds()
+                metrics.JOB_QUEUE_DELAY.labels(claimed.job.kind).observe(max(delay, 0.0))
+            return claimed
         return None
 
     # Running one job ---------------------------------------------------------------------------------------
