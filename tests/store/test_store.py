@@ -12,6 +12,7 @@ from crossdock import model as m
 from crossdock.hub import Hub
 from crossdock.store import repo
 from crossdock.store import tables as t
+from tests.engine.support import statements_sent
 from tests.support import new_account
 
 
@@ -102,3 +103,35 @@ async def test_stock_upsert_is_one_row_per_sku_and_location(hub: Hub) -> None:
         rows = await repo.Tenant(session, account_id).list_stock()
     assert [(r.sku, r.available) for r in rows] == [("A", 3)]
     assert rows[0].updated_at <= datetime.now(UTC)
+
+
+async def test_a_connection_and_its_secrets_come_in_one_read_and_only_for_its_account(hub: Hub) -> None:
+    async with hub.db.transaction() as session:
+        mine = repo.Tenant(session, (await repo.create_account(session, "mine")).id)
+        theirs = (await repo.create_account(session, "theirs")).id
+        shop = await mine.create_connection(
+            connector="shopify",
+            name="shop",
+            vault=hub.vault,
+            secrets={"access_token": "shpat_one", "api_secret": "two"},
+        )
+        # Another connection's secrets, and a connection with none.
+        await mine.create_connection(
+            connector="shopify", name="b", vault=hub.vault, secrets={"access_token": "x"}
+        )
+        bare = await mine.create_connection(connector="shippo", name="bare", vault=hub.vault)
+    with statements_sent(hub) as sent:
+        async with hub.db.autocommit_session() as session:
+            row, secrets = await repo.Tenant(session, mine.account_id).connection_and_secrets(
+                shop.id, hub.vault
+            )
+    assert len(sent) == 1
+    assert (row.id, row.name, row.connector) == (shop.id, "shop", "shopify")
+    assert secrets == {"access_token": "shpat_one", "api_secret": "two"}
+    async with hub.db.session() as session:
+        tenant = repo.Tenant(session, mine.account_id)
+        assert await tenant.get_secrets(shop.id, hub.vault) == secrets
+        row, secrets = await tenant.connection_and_secrets(bare.id, hub.vault)
+        assert (row.id, secrets) == (bare.id, {})
+        with pytest.raises(repo.NotFound):
+            await repo.Tenant(session, theirs).connection_and_secrets(shop.id, hub.vault)

@@ -56,12 +56,12 @@ async def load_context(
     """The connection row and the context its connector is built from. Raises repo.NotFound for a connection
     of another account, ConnectionUnavailable for a paused or unauthorised one (unless allowed: disconnecting
     still needs the credentials)."""
-    # Two reads, no transaction around them (each its own round trip, without a BEGIN and a COMMIT besides):
-    # every job that calls a remote starts here.
+    # One read, with no transaction around it (a round trip, without a BEGIN and a COMMIT besides): every job
+    # that calls a remote starts here.
     async with hub.db.autocommit_session() as session:
-        tenant = Tenant(session, account_id)
-        connection = await tenant.get_connection(connection_id)
-        secrets = await tenant.get_secrets(connection_id, hub.vault)
+        connection, secrets = await Tenant(session, account_id).connection_and_secrets(
+            connection_id, hub.vault
+        )
         session.expunge(connection)
     problem = unavailable_message(connection)
     if problem is not None and not allow_unavailable:
