@@ -48,6 +48,26 @@ async def test_a_job_succeeds_once_and_lands_on_the_orders_timeline(hub: Hub) ->
     assert events[0].summary == "Attempt 1 of test.ok succeeded"
 
 
+async def test_a_success_and_its_event_are_one_statement_on_postgresql(hub: Hub) -> None:
+    shop = await new_shop(fast(hub))
+    async with hub.db.transaction() as session:
+        job_id = await enqueue(
+            session, account_id=shop.account_id, kind="test.ok", payload={}, order_id=shop.order_id
+        )
+    with statements_sent(hub) as sent:
+        async with running_worker(hub, run_periodic=False):
+            await eventually(lambda: status_is(hub, job_id, "succeeded"))
+    claim = "attempts=(jobs.attempts +"
+    recorded = [
+        sql
+        for sql in sent
+        if ("UPDATE jobs SET status" in sql and claim not in sql) or "timeline_events" in sql
+    ]
+    assert len(recorded) == (1 if hub.db.dialect == "postgresql" else 2)
+    events = [e for e in await timeline(hub, shop.order_id) if e.kind.startswith("job.")]
+    assert [(e.kind, e.summary) for e in events] == [("job.succeeded", "Attempt 1 of test.ok succeeded")]
+
+
 async def test_a_success_stands_when_its_event_cannot_go_on_the_timeline(hub: Hub) -> None:
     # The job deletes its own order: the success is recorded, its timeline event has no order to go on.
     shop = await new_shop(fast(hub))

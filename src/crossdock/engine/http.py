@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client import Counter, Histogram
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 
 from crossdock.engine.errors import (
     ConfigurationError,
@@ -50,10 +50,22 @@ from crossdock.logs import REDACTED, get_logger, is_sensitive_name, redact_text,
 from crossdock.security.urls import UnsafeURL, check_outbound_url, pin_outbound_url, resolve_host
 from crossdock.store import tables as t
 from crossdock.store.db import Database
-from crossdock.store.repo import INSERT_EVENT, event_row
+from crossdock.store.repo import INSERT_EVENT, event_params, event_row, event_values, insert_event_from
 from crossdock.store.types import utcnow
 
-_INSERT_CALL = insert(cast(Table, t.RemoteCall.__table__))
+_CALLS = cast(Table, t.RemoteCall.__table__)
+_INSERT_CALL = insert(_CALLS)
+# PostgreSQL: a call's record and its event on the order's timeline in one statement (one round trip, one commit).
+_INSERT_CALL_AND_EVENT = insert_event_from(select(*event_values())).add_cte(
+    insert(_CALLS)
+    .values({column.name: bindparam(f"call_{column.name}", type_=column.type) for column in _CALLS.c})
+    .cte("call")
+)
+
+
+def _call_params(call: dict[str, Any]) -> dict[str, Any]:
+    return {f"call_{column.name}": call.get(column.name) for column in _CALLS.c}
+
 
 REMOTE_CALLS = Counter(
     "crossdock_remote_calls_total",
@@ -655,30 +667,30 @@ class RemoteClient:
             error_kind=outcome.error_kind,
         )
         try:
-            # A record of what happened needs no transaction around it: each row commits as it is written, one
-            # round trip each instead of a BEGIN and a COMMIT besides. Core inserts of statements built once:
-            # the ORM's unit of work cost twice the statement's own CPU, and every remote call is recorded.
+            # A record of what happened needs no transaction around it: it commits as it is written, without a
+            # BEGIN and a COMMIT besides; on PostgreSQL the call and its timeline event are one statement. Core
+            # inserts of statements built once: the ORM's unit of work cost twice the statement's own CPU, and
+            # every remote call is recorded.
             async with self.hub.db.autocommit() as conn:
-                await conn.execute(
-                    _INSERT_CALL,
-                    {
-                        "id": uuid.uuid4(),
-                        "at": utcnow(),
-                        "account_id": self.target.account_id,
-                        "connection_id": self.target.connection_id,
-                        "order_id": order_id,
-                        "connector": self.target.connector,
-                        "operation": operation,
-                        "method": method,
-                        "url": shown_url[:2000],
-                        "status": status,
-                        "duration_ms": duration_ms,
-                        "attempt": attempt,
-                        "error_kind": outcome.error_kind,
-                        "error": (outcome.message or None) and outcome.message[:2000],
-                    },
-                )
-                if order_id is not None:
+                call = {
+                    "id": uuid.uuid4(),
+                    "at": utcnow(),
+                    "account_id": self.target.account_id,
+                    "connection_id": self.target.connection_id,
+                    "order_id": order_id,
+                    "connector": self.target.connector,
+                    "operation": operation,
+                    "method": method,
+                    "url": shown_url[:2000],
+                    "status": status,
+                    "duration_ms": duration_ms,
+                    "attempt": attempt,
+                    "error_kind": outcome.error_kind,
+                    "error": (outcome.message or None) and outcome.message[:2000],
+                }
+                if order_id is None:
+                    await conn.execute(_INSERT_CALL, call)
+                else:
                     code = str(status) if status is not None else outcome.error_kind
                     summary = (
                         f"{self.target.connector}: {method} {_path(shown_url)} -> {code} in {duration_ms} ms"
@@ -701,7 +713,13 @@ class RemoteClient:
                         },
                         severity="info" if outcome.action is Action.OK else "warning",
                     )
-                    await conn.execute(INSERT_EVENT, event)
+                    if conn.dialect.name == "postgresql":  # one statement: the call in a WITH query
+                        await conn.execute(
+                            _INSERT_CALL_AND_EVENT, {**_call_params(call), **event_params(event)}
+                        )
+                    else:
+                        await conn.execute(_INSERT_CALL, call)
+                        await conn.execute(INSERT_EVENT, event)
         except Exception as exc:  # the call's outcome matters more than its record: never mask it
             log.warning("could not record a remote call", error=f"{type(exc).__name__}: {exc}")
 

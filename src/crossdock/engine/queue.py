@@ -26,6 +26,7 @@ from sqlalchemy import (
     case,
     column,
     exists,
+    func,
     or_,
     select,
     true,
@@ -38,7 +39,7 @@ from sqlalchemy.orm import aliased
 from crossdock.engine.jobs import policy_for
 from crossdock.logs import redact_text
 from crossdock.store import tables as t
-from crossdock.store.repo import Conflict, NotFound
+from crossdock.store.repo import Conflict, NotFound, event_params, event_values, insert_event_from
 from crossdock.store.types import utcnow
 
 WAITING = t.JOB_WAITING
@@ -203,6 +204,30 @@ _SUCCEED = (
         cancel_requested=False,
     )
 )
+
+
+@functools.cache
+def _succeed_with_event() -> Any:
+    """PostgreSQL: a job's success and its timeline event in one statement, the event inserted only if the
+    success matched (the claimer still holds the job) and the job still names an order (deleting an order
+    clears its jobs' order_id). Returns 1 when the success matched, 0 when the job was taken over."""
+    done = _SUCCEED.returning(_JOBS.c.order_id).cte("done")
+    event = insert_event_from(
+        select(*event_values(order_id=done.c.order_id)).where(done.c.order_id.is_not(None))
+    ).cte("event")
+    return select(func.count()).select_from(done).add_cte(event)
+
+
+async def succeed_with_event(
+    connection: AsyncConnection, job: t.Job, *, worker_id: str, event: dict[str, Any]
+) -> Outcome:
+    """`succeed`, and the success's timeline event (repo.event_row) with it, in one statement: PostgreSQL only,
+    where a WITH query may write."""
+    params = {"job_id": job.id, "claimer": worker_id, "attempt": job.attempts, "now": utcnow()}
+    matched = (
+        await connection.execute(_succeed_with_event(), {**params, **event_params(event)})
+    ).scalar_one()
+    return Outcome("succeeded") if matched else Outcome("succeeded", lost=True)
 
 
 async def succeed(session: AsyncSession | AsyncConnection, job: t.Job, *, worker_id: str) -> Outcome:

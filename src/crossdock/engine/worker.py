@@ -366,24 +366,33 @@ class Worker:
         )
 
     async def _record_success(self, job: t.Job) -> queue.Outcome:
-        """A success is one guarded UPDATE, committed on its own, then its event on the order's timeline, also
-        on its own: two round trips where a transaction takes four, for the outcome most jobs have. The event
-        is a record of the outcome, not part of it: if it cannot be written, the success stands."""
+        """A success is one guarded UPDATE, committed on its own, and its event on the order's timeline: on
+        PostgreSQL in the same statement, elsewhere on its own after it. One or two round trips where a
+        transaction takes four, for the outcome most jobs have. The event is a record of the outcome, not part
+        of it: if it cannot be written, the success stands."""
+        event = job_event_row(job, queue.Outcome("succeeded"))
         async with self.hub.db.autocommit() as conn:
+            if event is not None and conn.dialect.name == "postgresql":
+                try:
+                    return await queue.succeed_with_event(conn, job, worker_id=self.worker_id, event=event)
+                except IntegrityError as exc:  # the order was deleted meanwhile: the success alone, below
+                    self._event_lost(job, exc)
             outcome = await queue.succeed(conn, job, worker_id=self.worker_id)
-            event = None if outcome.lost else job_event_row(job, outcome)
-            if event is None:
+            if event is None or outcome.lost or conn.dialect.name == "postgresql":
                 return outcome
             try:
                 await conn.execute(INSERT_EVENT, event)
             except (DBAPIError, OSError) as exc:
-                log.warning(
-                    "could not put a job's success on the order's timeline",
-                    job_id=str(job.id),
-                    kind=job.kind,
-                    error=_describe(exc),
-                )
+                self._event_lost(job, exc)
         return outcome
+
+    def _event_lost(self, job: t.Job, exc: Exception) -> None:
+        log.warning(
+            "could not put a job's success on the order's timeline",
+            job_id=str(job.id),
+            kind=job.kind,
+            error=_describe(exc),
+        )
 
     async def _store_outcome(self, session: AsyncSession, job: t.Job, attempt: Attempt) -> queue.Outcome:
         """A failed, dead or cancelled attempt (a success is `_record_success`)."""
