@@ -47,3 +47,31 @@ def test_the_servers_access_log_shows_the_callback_without_its_code(caplog: pyte
     message = caplog.records[-1].getMessage()
     assert "/oauth/ebay/callback?code=" in message
     assert "v%5E1.1" not in message and "n0nce" not in message
+
+
+@pytest.mark.parametrize(
+    ("line", "secret"),
+    [
+        ("Authorization: BEARER abc.def", "abc.def"),
+        ("authorization: bearer abc.def", "abc.def"),
+        ("ShippoToken shippo_live_abc", "shippo_live_abc"),
+        ("Basic dXNlcjpwdw==", "dXNlcjpwdw"),
+        ("postgresql://crossdock:pw@db.internal/crossdock", "crossdock:pw"),
+        # Not ASCII: U+017F, the long s, is an "s" to the pattern's case-insensitive match, not to str.lower().
+        ("Ba\u017fic c2VjcmV0", "c2VjcmV0"),
+        ("héllo, bearer abc.def", "abc.def"),
+    ],
+)
+def test_tokens_and_passwords_in_any_text_are_redacted(line: str, secret: str) -> None:
+    shown = redact_text(line)
+    assert secret not in shown and "[redacted]" in shown
+
+
+def test_text_with_nothing_to_hide_comes_back_as_it_was() -> None:
+    for text in (
+        "application/json",
+        "orders/create",
+        "Shopify-Captain-Hook",
+        '127.0.0.1:5000 - "POST /hooks/1"',
+    ):
+        assert redact_text(text) is text
