@@ -65,6 +65,7 @@ class Claimed:
     # False when no other due job of these kinds had a free lock key as the claim ran: the claimer may wait to
     # be woken (or for its next poll) instead of claiming again only to find nothing. True can be wrong the
     # other way only (a job another claimer was taking at that moment): one claim too many, never one too few.
+    # Always True on SQLite (see _claim_statement).
     more: bool
 
 
@@ -99,7 +100,6 @@ def _claim_statement(dialect: str, kinds: tuple[str, ...]) -> Any:
     )
     if dialect == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
-    if dialect == "postgresql":
         # Read in the same statement: whether the claimer should claim again at once. It is evaluated on the
         # statement's snapshot, in which the claimed row still waits, hence the id test.
         more: Any = exists().where(due(other), other.c.id != _JOBS.c.id).correlate(_JOBS).label("more")

@@ -52,14 +52,14 @@ def event_row(
 
 
 # A timeline event inserted without the ORM's unit of work (on an autocommit connection, say), with event_row.
-INSERT_EVENT = insert(cast(Table, t.TimelineEvent.__table__))
 _EVENTS = cast(Table, t.TimelineEvent.__table__)
+INSERT_EVENT = insert(_EVENTS)
 _EVENT_COLUMNS = ("id", "at", "account_id", "order_id", "kind", "summary", "detail", "severity")
 
 
 def event_values(order_id: Any = None) -> list[Any]:
     """An event_row's values as bound parameters named `event_<column>` (see event_params), in the order of
-    EVENT_COLUMNS, for an event inserted by a larger statement: `order_id`, if given, takes the order's place
+    _EVENT_COLUMNS, for an event inserted by a larger statement: `order_id`, if given, takes the order's place
     (a column of that statement's WITH query, say)."""
     return [
         order_id
