@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client import Counter, Histogram
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, delete, insert, select, update
 
 from crossdock.engine.errors import (
     ConfigurationError,
@@ -50,22 +50,15 @@ from crossdock.logs import REDACTED, get_logger, is_sensitive_name, redact_text,
 from crossdock.security.urls import UnsafeURL, check_outbound_url, pin_outbound_url, resolve_host
 from crossdock.store import tables as t
 from crossdock.store.db import Database
-from crossdock.store.repo import INSERT_EVENT, event_params, event_row, event_values, insert_event_from
+from crossdock.store.repo import EVENTS, INSERT_EVENT, bound_columns, event_row, prefixed
 from crossdock.store.types import utcnow
 
 _CALLS = cast(Table, t.RemoteCall.__table__)
 _INSERT_CALL = insert(_CALLS)
 # PostgreSQL: a call's record and its event on the order's timeline in one statement (one round trip, one commit).
-_INSERT_CALL_AND_EVENT = insert_event_from(select(*event_values())).add_cte(
-    insert(_CALLS)
-    .values({column.name: bindparam(f"call_{column.name}", type_=column.type) for column in _CALLS.c})
-    .cte("call")
+_INSERT_CALL_AND_EVENT = INSERT_EVENT.values(bound_columns(EVENTS, "event_")).add_cte(
+    _INSERT_CALL.values(bound_columns(_CALLS, "call_")).cte("call")
 )
-
-
-def _call_params(call: dict[str, Any]) -> dict[str, Any]:
-    return {f"call_{column.name}": call.get(column.name) for column in _CALLS.c}
-
 
 REMOTE_CALLS = Counter(
     "crossdock_remote_calls_total",
@@ -715,7 +708,7 @@ class RemoteClient:
                     )
                     if conn.dialect.name == "postgresql":  # one statement: the call in a WITH query
                         await conn.execute(
-                            _INSERT_CALL_AND_EVENT, {**_call_params(call), **event_params(event)}
+                            _INSERT_CALL_AND_EVENT, {**prefixed("call_", call), **prefixed("event_", event)}
                         )
                     else:
                         await conn.execute(_INSERT_CALL, call)

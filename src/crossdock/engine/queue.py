@@ -27,6 +27,7 @@ from sqlalchemy import (
     column,
     exists,
     func,
+    insert,
     or_,
     select,
     true,
@@ -39,7 +40,7 @@ from sqlalchemy.orm import aliased
 from crossdock.engine.jobs import policy_for
 from crossdock.logs import redact_text
 from crossdock.store import tables as t
-from crossdock.store.repo import Conflict, NotFound, event_params, event_values, insert_event_from
+from crossdock.store.repo import EVENTS, Conflict, NotFound, bound_columns, prefixed
 from crossdock.store.types import utcnow
 
 WAITING = t.JOB_WAITING
@@ -212,9 +213,12 @@ def _succeed_with_event() -> Any:
     success matched (the claimer still holds the job) and the job still names an order (deleting an order
     clears its jobs' order_id). Returns 1 when the success matched, 0 when the job was taken over."""
     done = _SUCCEED.returning(_JOBS.c.order_id).cte("done")
-    event = insert_event_from(
-        select(*event_values(order_id=done.c.order_id)).where(done.c.order_id.is_not(None))
-    ).cte("event")
+    values = bound_columns(EVENTS, "event_", order_id=done.c.order_id)
+    event = (
+        insert(EVENTS)
+        .from_select(list(values), select(*values.values()).where(done.c.order_id.is_not(None)))
+        .cte("event")
+    )
     return select(func.count()).select_from(done).add_cte(event)
 
 
@@ -225,7 +229,7 @@ async def succeed_with_event(
     where a WITH query may write."""
     params = {"job_id": job.id, "claimer": worker_id, "attempt": job.attempts, "now": utcnow()}
     matched = (
-        await connection.execute(_succeed_with_event(), {**params, **event_params(event)})
+        await connection.execute(_succeed_with_event(), {**params, **prefixed("event_", event)})
     ).scalar_one()
     return Outcome("succeeded") if matched else Outcome("succeeded", lost=True)
 

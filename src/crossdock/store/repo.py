@@ -52,31 +52,24 @@ def event_row(
 
 
 # A timeline event inserted without the ORM's unit of work (on an autocommit connection, say), with event_row.
-_EVENTS = cast(Table, t.TimelineEvent.__table__)
-INSERT_EVENT = insert(_EVENTS)
-_EVENT_COLUMNS = ("id", "at", "account_id", "order_id", "kind", "summary", "detail", "severity")
+EVENTS = cast(Table, t.TimelineEvent.__table__)
+INSERT_EVENT = insert(EVENTS)
 
 
-def event_values(order_id: Any = None) -> list[Any]:
-    """An event_row's values as bound parameters named `event_<column>` (see event_params), in the order of
-    _EVENT_COLUMNS, for an event inserted by a larger statement: `order_id`, if given, takes the order's place
-    (a column of that statement's WITH query, say)."""
-    return [
-        order_id
-        if name == "order_id" and order_id is not None
-        else bindparam(f"event_{name}", type_=_EVENTS.c[name].type)
-        for name in _EVENT_COLUMNS
-    ]
+def bound_columns(table: Table, prefix: str, **instead: Any) -> dict[str, Any]:
+    """A row of `table` as bound parameters named `<prefix><column>` (see `prefixed`), for a statement that
+    writes it beside another (a WITH query's): a column named in `instead` takes that expression."""
+    return {
+        column.name: instead[column.name]
+        if column.name in instead
+        else bindparam(f"{prefix}{column.name}", type_=column.type)
+        for column in table.c
+    }
 
 
-def insert_event_from(values: Any) -> Any:
-    """INSERT INTO timeline_events ... SELECT: `values` is a select of event_values()."""
-    return insert(_EVENTS).from_select(list(_EVENT_COLUMNS), values)
-
-
-def event_params(row: dict[str, Any]) -> dict[str, Any]:
-    """An event_row as the parameters of event_values."""
-    return {f"event_{name}": row[name] for name in _EVENT_COLUMNS}
+def prefixed(prefix: str, row: dict[str, Any]) -> dict[str, Any]:
+    """A row's values (event_row's, say) as the parameters of bound_columns(table, prefix)."""
+    return {f"{prefix}{name}": value for name, value in row.items()}
 
 
 class NotFound(LookupError):
