@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text, update
@@ -48,7 +50,11 @@ async def test_a_job_succeeds_once_and_lands_on_the_orders_timeline(hub: Hub) ->
     assert events[0].summary == "Attempt 1 of test.ok succeeded"
 
 
-async def test_a_success_and_its_event_are_one_statement_on_postgresql(hub: Hub) -> None:
+# What only a claim's statement says: it counts the attempt.
+_CLAIM = "attempts=(jobs.attempts +"
+
+
+async def test_a_success_and_its_event_are_one_statement_on_postgresql_and_two_on_sqlite(hub: Hub) -> None:
     shop = await new_shop(fast(hub))
     async with hub.db.transaction() as session:
         job_id = await enqueue(
@@ -57,15 +63,38 @@ async def test_a_success_and_its_event_are_one_statement_on_postgresql(hub: Hub)
     with statements_sent(hub) as sent:
         async with running_worker(hub, run_periodic=False):
             await eventually(lambda: status_is(hub, job_id, "succeeded"))
-    claim = "attempts=(jobs.attempts +"
     recorded = [
         sql
         for sql in sent
-        if ("UPDATE jobs SET status" in sql and claim not in sql) or "timeline_events" in sql
+        if ("UPDATE jobs SET status" in sql and _CLAIM not in sql) or "timeline_events" in sql
     ]
     assert len(recorded) == (1 if hub.db.dialect == "postgresql" else 2)
     events = [e for e in await timeline(hub, shop.order_id) if e.kind.startswith("job.")]
     assert [(e.kind, e.summary) for e in events] == [("job.succeeded", "Attempt 1 of test.ok succeeded")]
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_on_postgresql_a_success_whose_event_is_refused_is_recorded_alone(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The one statement fails on the event's foreign key (as when the order is deleted between the statement's
+    # snapshot and its check): the success is recorded on its own, once, and not retried.
+    shop = await new_shop(fast(hub))
+    real = queue.succeed_with_event
+
+    async def with_an_unknown_account(connection: Any, job: t.Job, **kwargs: Any) -> queue.Outcome:
+        kwargs["event"] = {**kwargs["event"], "account_id": uuid.uuid4()}
+        return await real(connection, job, **kwargs)
+
+    monkeypatch.setattr(queue, "succeed_with_event", with_an_unknown_account)
+    async with hub.db.transaction() as session:
+        job_id = await enqueue(
+            session, account_id=shop.account_id, kind="test.ok", payload={}, order_id=shop.order_id
+        )
+    async with running_worker(hub, run_periodic=False):
+        await eventually(lambda: status_is(hub, job_id, "succeeded"))
+    assert (await job_row(hub, job_id)).attempts == 1
+    assert not [e for e in await timeline(hub, shop.order_id) if e.kind.startswith("job.")]
 
 
 async def test_a_success_stands_when_its_event_cannot_go_on_the_timeline(hub: Hub) -> None:
@@ -452,7 +481,7 @@ async def test_on_postgresql_a_worker_claims_once_for_the_last_due_job_and_not_a
     shop = await new_shop(fast(hub))
     hub.settings.worker_poll_s = 60.0
     async with running_worker(hub, run_periodic=False):
-        await eventually(lambda: _listening(hub))
+        await eventually(lambda: _a_session(hub, "query LIKE 'LISTEN%'"))
         await asyncio.sleep(0.3)  # the claim the listener's start triggers
         with statements_sent(hub, "UPDATE jobs SET status") as claims:
             async with hub.db.transaction() as session:
@@ -464,15 +493,7 @@ async def test_on_postgresql_a_worker_claims_once_for_the_last_due_job_and_not_a
                 assert job_id is not None
                 await eventually(lambda job_id=job_id: status_is(hub, job_id, "succeeded"))
             await asyncio.sleep(0.5)  # for a claim that would follow
-    assert len([sql for sql in claims if "attempts=(jobs.attempts +" in sql]) == 2
-
-
-async def _listening(hub: Hub) -> bool:
-    async with hub.db.session() as session:
-        stmt = text(
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND datname = current_database()"
-        )
-        return int((await session.execute(stmt)).scalar_one()) > 0
+    assert len([sql for sql in claims if _CLAIM in sql]) == 2
 
 
 async def test_two_claims_of_one_lock_key_at_the_same_moment_give_it_to_one_worker(hub: Hub) -> None:
@@ -504,14 +525,17 @@ async def _blocked_on_a_lock(hub: Hub) -> None:
         await asyncio.sleep(0.2)
         return
 
-    async def waiting() -> bool:
-        async with hub.db.session() as session:
-            stmt = text(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            )
-            return int((await session.execute(stmt)).scalar_one()) > 0
+    await eventually(lambda: _a_session(hub, "wait_event_type = 'Lock'"), within_s=10)
 
-    await eventually(waiting, within_s=10)
+
+async def _a_session(hub: Hub, condition: str) -> bool:
+    """Whether a session of the test's database meets `condition` (a constant SQL condition on
+    pg_stat_activity)."""
+    async with hub.db.session() as session:
+        stmt = text(
+            f"SELECT count(*) FROM pg_stat_activity WHERE {condition} AND datname = current_database()"
+        )
+        return int((await session.execute(stmt)).scalar_one()) > 0
 
 
 async def _claim_in_own_transaction(hub: Hub, worker_id: str) -> str | None:

@@ -375,15 +375,15 @@ class Worker:
             if event is not None and conn.dialect.name == "postgresql":
                 try:
                     return await queue.succeed_with_event(conn, job, worker_id=self.worker_id, event=event)
-                except IntegrityError as exc:  # the order was deleted meanwhile: the success alone, below
+                except IntegrityError as exc:  # the order was deleted meanwhile: the success alone
                     self._event_lost(job, exc)
+                    return await queue.succeed(conn, job, worker_id=self.worker_id)
             outcome = await queue.succeed(conn, job, worker_id=self.worker_id)
-            if event is None or outcome.lost or conn.dialect.name == "postgresql":
-                return outcome
-            try:
-                await conn.execute(INSERT_EVENT, event)
-            except (DBAPIError, OSError) as exc:
-                self._event_lost(job, exc)
+            if event is not None and not outcome.lost:
+                try:
+                    await conn.execute(INSERT_EVENT, event)
+                except (DBAPIError, OSError) as exc:
+                    self._event_lost(job, exc)
         return outcome
 
     def _event_lost(self, job: t.Job, exc: Exception) -> None:
