@@ -109,6 +109,35 @@ def statements_sent(hub: Hub, starting: str = "") -> Iterator[list[str]]:
         event.remove(hub.db.engine.sync_engine, "before_cursor_execute", seen)
 
 
+@contextmanager
+def transactions_sent(hub: Hub) -> Iterator[list[str]]:
+    """PostgreSQL: the transaction control (BEGIN, COMMIT, ROLLBACK) the driver sends meanwhile, on the
+    connections the hub's engine hands out meanwhile: each a round trip of its own. asyncpg sends these as plain
+    queries, which its query loggers hear (as they hear an executemany, but not a prepared statement's run:
+    `statements_sent` has the statements)."""
+    sent: list[str] = []
+    attached: list[Any] = []
+
+    def heard(query: Any) -> None:
+        text = query.query.strip().rstrip(";")
+        if text.startswith(("BEGIN", "COMMIT", "ROLLBACK")):
+            sent.append(text)
+
+    def checkout(dbapi_connection: Any, _record: object, _proxy: object) -> None:
+        driver = dbapi_connection.driver_connection
+        if driver not in attached:
+            driver.add_query_logger(heard)
+            attached.append(driver)
+
+    event.listen(hub.db.engine.sync_engine, "checkout", checkout)
+    try:
+        yield sent
+    finally:
+        event.remove(hub.db.engine.sync_engine, "checkout", checkout)
+        for driver in attached:
+            driver.remove_query_logger(heard)
+
+
 async def job_row(hub: Hub, job_id: uuid.UUID | None) -> t.Job:
     assert job_id is not None
     async with hub.db.session() as session:

@@ -23,12 +23,20 @@ import pytest
 from sqlalchemy import or_, select, update
 
 from crossdock.engine import sync
-from crossdock.engine.fulfillments import PUSH_JOB, enqueue_push
+from crossdock.engine.fulfillments import PUSH_JOB, enqueue_push, push_job
+from crossdock.engine.jobs import JobContext
 from crossdock.hub import Hub
 from crossdock.store import tables as t
 from crossdock.store.types import utcnow
 from tests.engine.fulfil_support import Channel, RemoteShipment, serve_channel
-from tests.engine.support import eventually, fast, running_worker, timeline
+from tests.engine.support import (
+    eventually,
+    fast,
+    running_worker,
+    statements_sent,
+    timeline,
+    transactions_sent,
+)
 from tests.support import Tenant, new_account
 
 CHANNELS = ["shopify", "ebay", "amazon"]
@@ -373,3 +381,39 @@ async def test_a_tracking_change_while_a_push_outcome_is_unknown_leaves_one_ship
         f"{TITLE[channel.name]} already had this fulfillment ({row.external_id}) with tracking {TRACKING}; "
         f"updated its tracking to {NEW_TRACKING}"
     ]
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_on_postgresql_a_push_reads_and_marks_outside_a_transaction_and_commits_its_outcome_in_one(
+    hub: Hub, client: httpx.AsyncClient
+) -> None:
+    # The push's read (the fulfillment with its order's channel id, one statement) and its mark before sending
+    # (one UPDATE) each commit on their own: a transaction around either would cost a BEGIN and a COMMIT more.
+    async with serve_channel("shopify") as channel:
+        pulled = await pulled_order(hub, channel)
+        recorded = await record(client, pulled)
+        ctx = JobContext(
+            hub=hub,
+            job_id=uuid.uuid4(),
+            kind=PUSH_JOB,
+            account_id=uuid.UUID(pulled.account.id),
+            attempt=1,
+            order_id=pulled.order_id,
+            worker_id="test",
+        )
+        with transactions_sent(hub) as control, statements_sent(hub) as statements:
+            await push_job(ctx, {"fulfillment_id": recorded["id"]})
+        [shipped] = await channel.shipments(pulled.external_id)
+
+    expected_first(channel, shipped)
+    row = await fulfillment_row(hub, recorded["id"])
+    assert (row.status, row.external_id, row.pushed_tracking_number) == (
+        "pushed",
+        shipped.external_id,
+        TRACKING,
+    )
+    assert control == ["BEGIN ISOLATION LEVEL READ COMMITTED", "COMMIT"]  # the outcome's
+    reads = [sql for sql in statements if sql.startswith("SELECT") and "FROM fulfillments" in sql]
+    assert len(reads) == 1 and "JOIN orders" in reads[0]
+    marks = [sql for sql in statements if sql.startswith("UPDATE fulfillments")]
+    assert len(marks) == 2  # pushing, then pushed

@@ -28,9 +28,9 @@ from sqlalchemy import select
 from crossdock import model as m
 from crossdock.connectors.shippo.mapping import metadata_for
 from crossdock.engine import sync
-from crossdock.engine.jobs import enqueue
+from crossdock.engine.jobs import JobContext, enqueue
 from crossdock.engine.queue import retry_job
-from crossdock.flows.labels import BUY_JOB, SHIP_JOB
+from crossdock.flows.labels import BUY_JOB, SHIP_JOB, buy_job, ship_job
 from crossdock.hub import Hub
 from crossdock.sandbox.common import run_in_thread
 from crossdock.store import tables as t
@@ -39,7 +39,7 @@ from crossdock.store.types import utcnow
 from tests.connectors.test_shippo_client import LIVE_TOKEN, ORIGIN, Front, Shippo, an_order, sandbox_app
 from tests.engine.fulfil_support import Channel, serve_channel
 from tests.engine.processes import start_worker, stop_all, worker_env
-from tests.engine.support import eventually, timeline
+from tests.engine.support import eventually, statements_sent, timeline, transactions_sent
 from tests.flows.support import PACKING, jobs_of, put_policy, run_all, shipments_of
 from tests.support import Tenant as Account
 from tests.support import new_account
@@ -432,3 +432,49 @@ async def test_a_worker_killed_during_the_label_purchase_leaves_one_label(
 
 async def _exited(process: subprocess.Popen[bytes]) -> bool:
     return process.poll() is not None
+
+
+def _job_context(hub: Hub, setup: Setup, kind: str, order_id: uuid.UUID) -> JobContext:
+    account_id = uuid.UUID(setup.account.id)
+    return JobContext(hub, uuid.uuid4(), kind, account_id, attempt=1, order_id=order_id, worker_id="test")
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_on_postgresql_planning_and_buying_a_label_read_outside_transactions_and_read_the_order_once_to_store(
+    hub: Hub, client: httpx.AsyncClient, shopify: Channel, shippo_sandbox: Shippo
+) -> None:
+    setup = await set_up(hub, client, shopify, shippo_sandbox, auto_ship=False)
+    order_id, _ = await new_shopify_order(hub, shopify, setup)
+
+    # Planning: the connections the rules name and those to ask for rates are read without a transaction
+    # around either; the order is read, then its shipments written, in a transaction each.
+    with transactions_sent(hub) as control:
+        await ship_job(_job_context(hub, setup, SHIP_JOB, order_id), {"order_id": str(order_id)})
+    (shipment,) = await shipments_of(hub, order_id)
+    assert shipment.status == "label_pending"
+    assert control.count("BEGIN ISOLATION LEVEL READ COMMITTED") == 2 and "ROLLBACK" not in control
+
+    # Buying: the mark before the purchase is sent is a statement of its own. Storing the label reads the
+    # order once (found by its shipment, locked, with its lines) and records the fulfillment against it,
+    # without a savepoint and without reading the fulfillment back after its INSERT.
+    with transactions_sent(hub) as control, statements_sent(hub) as statements:
+        await buy_job(_job_context(hub, setup, BUY_JOB, order_id), {"shipment_id": str(shipment.id)})
+    (shipment,) = await shipments_of(hub, order_id)
+    [purchase] = await purchases_for(shippo_sandbox, hub, order_id)
+    assert shipment.status == "label_purchased" and shipment.tracking_number == purchase["tracking_number"]
+    assert control.count("BEGIN ISOLATION LEVEL READ COMMITTED") == 2  # the read before buying; the storing
+    order_reads = [sql for sql in statements if sql.startswith("SELECT orders.")]
+    assert len(order_reads) == 2, order_reads  # the read before buying; the lock to store
+    assert "FOR UPDATE" in order_reads[1] and "FROM shipments" in order_reads[1]
+    assert not [sql for sql in statements if sql.startswith(("SAVEPOINT", "SELECT fulfillments."))]
+    async with hub.db.session() as session:
+        order = await session.get(t.Order, order_id)
+        [fulfillment] = (
+            await session.scalars(select(t.Fulfillment).where(t.Fulfillment.order_id == order_id))
+        ).all()
+    assert order is not None and order.status == "shipped"
+    assert (fulfillment.shipment_id, fulfillment.tracking_number) == (
+        shipment.id,
+        purchase["tracking_number"],
+    )
+    assert fulfillment.status == "pending"  # its push is queued

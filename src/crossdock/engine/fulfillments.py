@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -111,29 +111,37 @@ async def record_fulfillment(
     tracking_number: str | None = None,
     tracking_url: str | None = None,
     shipment_id: uuid.UUID | None = None,
+    locked: t.Order | None = None,
 ) -> Recorded:
     """Store a fulfillment and enqueue its push (see the module doc). For a shipment already recorded, the
-    existing fulfillment is returned and nothing changes. Raises repo.Conflict naming the field at fault."""
-    order = (
-        await session.scalars(
-            tenant.scoped(t.Order)
-            .options(selectinload(t.Order.lines))
-            .where(t.Order.id == order_id)
-            .with_for_update()
-        )
-    ).first()
+    existing fulfillment is returned and nothing changes. Raises repo.Conflict naming the field at fault, and
+    raises it before writing anything. `locked` is the order when the caller has read it already in this
+    transaction, FOR UPDATE and with its lines; else it is read so here."""
+    order = locked
     if order is None:
-        raise NotFound("order", order_id)
-    if shipment_id is not None:
-        existing = await session.scalar(
-            tenant.scoped(t.Fulfillment).where(t.Fulfillment.shipment_id == shipment_id)
-        )
+        order = (
+            await session.scalars(
+                tenant.scoped(t.Order)
+                .options(selectinload(t.Order.lines))
+                .where(t.Order.id == order_id)
+                .with_for_update()
+            )
+        ).first()
+        if order is None:
+            raise NotFound("order", order_id)
+    assert order.id == order_id and order.account_id == tenant.account_id
+    try:
+        status = S(order.status)
+        if status in (S.CANCELLED, S.REFUNDED, S.PENDING):
+            raise Conflict(f"a {status} order cannot be shipped", field="order")
+        stored_lines = _lines_for(order, lines)
+    except Conflict:
+        # A shipment recorded before is no conflict: its lines are the ones now shipped, its order may have
+        # moved on since.
+        existing = await _recorded(session, tenant, shipment_id)
         if existing is not None:
             return Recorded(existing, created=False, push_job_id=None)
-    status = S(order.status)
-    if status in (S.CANCELLED, S.REFUNDED, S.PENDING):
-        raise Conflict(f"a {status} order cannot be shipped", field="order")
-    stored_lines = _lines_for(order, lines)
+        raise
     pushes = False
     if order.connection_id is not None and order.external_id is not None:
         connection = await session.get(t.Connection, order.connection_id)
@@ -154,16 +162,15 @@ async def record_fulfillment(
         "tracking_url": tracking_url,
         "created_at": utcnow(),
     }
+    # The row comes back from the INSERT itself (an ORM INSERT .. RETURNING), not from a read after it. A
+    # shipment has one fulfillment (fulfillments.shipment_id is unique): one recorded already, or at the same
+    # moment by another transaction, is returned as it is.
     stmt: Any = insert_for(session, t.Fulfillment).values(**values)
-    inserted = (await session.execute(stmt.on_conflict_do_nothing().returning(t.Fulfillment.id))).scalar()
-    if inserted is None:  # the same shipment, recorded concurrently
-        existing = await session.scalar(
-            tenant.scoped(t.Fulfillment).where(t.Fulfillment.shipment_id == shipment_id)
-        )
+    row = (await session.scalars(stmt.on_conflict_do_nothing().returning(t.Fulfillment))).first()
+    if row is None:
+        existing = await _recorded(session, tenant, shipment_id)
         assert existing is not None
         return Recorded(existing, created=False, push_job_id=None)
-    row = await session.get(t.Fulfillment, inserted)
-    assert row is not None
 
     by_id = {line.external_id: line for line in order.lines if line.external_id}
     by_sku = {line.sku: line for line in order.lines if line.sku}
@@ -188,6 +195,15 @@ async def record_fulfillment(
     )
     job_id = await enqueue_push(session, row) if pushes else None
     return Recorded(row, created=True, push_job_id=job_id)
+
+
+async def _recorded(
+    session: AsyncSession, tenant: Tenant, shipment_id: uuid.UUID | None
+) -> t.Fulfillment | None:
+    """The fulfillment recorded for this shipment, if any."""
+    if shipment_id is None:
+        return None
+    return await session.scalar(tenant.scoped(t.Fulfillment).where(t.Fulfillment.shipment_id == shipment_id))
 
 
 async def enqueue_push(session: AsyncSession, row: t.Fulfillment) -> uuid.UUID | None:
@@ -262,7 +278,7 @@ def _canonical(row: t.Fulfillment) -> m.Fulfillment:
 
 
 async def _set(ctx: JobContext, fulfillment_id: uuid.UUID, **values: Any) -> None:
-    async with ctx.session() as session:
+    async with ctx.autocommit() as session:  # one statement
         await session.execute(
             update(t.Fulfillment).where(t.Fulfillment.id == fulfillment_id).values(**values)
         )
@@ -276,7 +292,7 @@ async def _carrier_of_shipment(ctx: JobContext, row: t.Fulfillment) -> str | Non
     if row.carrier or not row.tracking_number or row.shipment_id is None:
         return row.carrier
     assert ctx.account_id is not None
-    async with ctx.session() as session:
+    async with ctx.autocommit() as session:
         shipment = await session.get(t.Shipment, row.shipment_id)
         if shipment is None or shipment.account_id != ctx.account_id:
             return None
@@ -328,22 +344,26 @@ async def _carrier_of_shipment(ctx: JobContext, row: t.Fulfillment) -> str | Non
 @job(PUSH_JOB, retry=RetryPolicy(max_attempts=10, base_s=10.0, cap_s=3600.0), timeout_s=300)
 async def push_job(ctx: JobContext, payload: dict[str, Any]) -> None:
     fulfillment_id = uuid.UUID(payload["fulfillment_id"])
-    async with ctx.session() as session:
-        row = await session.get(t.Fulfillment, fulfillment_id)
-        if row is None or row.account_id != ctx.account_id or row.connection_id is None:
-            return  # deleted with its order or connection: nothing left to tell
-        order = await session.get(t.Order, row.order_id)
-        if order is None or order.external_id is None:
-            return
+    async with ctx.autocommit() as session:  # one read: the fulfillment and its order's id at the channel
+        read = (
+            await session.execute(
+                select(t.Fulfillment, t.Order.external_id)
+                .join(t.Order, t.Order.id == t.Fulfillment.order_id)
+                .where(t.Fulfillment.id == fulfillment_id, t.Fulfillment.account_id == ctx.account_id)
+            )
+        ).first()
+        if read is None:
+            return  # deleted with its order: nothing left to tell
+        row, external_order = read
         session.expunge_all()
+    if row.connection_id is None or external_order is None:
+        return  # its connection was removed, or the order is not the channel's
     if row.status == PUSHED and _sent(row) == _tracking(row):
         return
     assert ctx.account_id is not None and row.connection_id is not None
     row.carrier = await _carrier_of_shipment(ctx, row)
     fulfillment = _canonical(row)
     wanted = _tracking(row)
-    external_order = order.external_id
-    assert external_order is not None
     try:
         async with open_connector(ctx.hub, ctx.account_id, row.connection_id) as (connection, connector):
             spec = get_spec(connection.connector)

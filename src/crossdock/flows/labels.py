@@ -369,7 +369,7 @@ async def _labels_only(ctx: JobContext, rules: list[ShippingRule]) -> dict[uuid.
     named = {rule.connection_id for rule in rules if rule.connection_id is not None}
     if not named:
         return {}
-    async with ctx.session() as session:
+    async with ctx.autocommit() as session:
         rows = (
             await session.execute(
                 select(t.Connection.id, t.Connection.connector).where(
@@ -554,7 +554,9 @@ async def buy_job(ctx: JobContext, payload: dict[str, Any]) -> None:
                 label = await connector.find_label(key)
                 found = label is not None
             if label is None:
-                async with ctx.session() as session:
+                async with (
+                    ctx.autocommit() as session
+                ):  # one statement, committed before the purchase is sent
                     await session.execute(
                         update(t.Shipment)
                         .where(t.Shipment.id == shipment_id)
@@ -588,13 +590,18 @@ async def _store(
         # stored by jobs that may run at once, and each ends by recording a fulfillment, which locks the order.
         # Taken late, after rows referring to the order were inserted (which share-lock it), the two jobs would
         # each wait for the other (a deadlock, seen on PostgreSQL).
-        order_id = await session.scalar(
-            select(t.Shipment.order_id).where(
-                t.Shipment.id == shipment_id, t.Shipment.account_id == ctx.account_id
-            )
+        # One read finds the order by its shipment, locks it and loads its lines, which the fulfillment below
+        # is recorded against (record_fulfillment is handed the locked order rather than reading it again).
+        order_of_shipment = select(t.Shipment.order_id).where(
+            t.Shipment.id == shipment_id, t.Shipment.account_id == ctx.account_id
         )
         order = (
-            await session.scalars(tenant.scoped(t.Order).where(t.Order.id == order_id).with_for_update())
+            await session.scalars(
+                tenant.scoped(t.Order)
+                .options(selectinload(t.Order.lines))
+                .where(t.Order.id == order_of_shipment.scalar_subquery())
+                .with_for_update()
+            )
         ).first()
         row = (
             await session.scalars(
@@ -662,17 +669,18 @@ async def _store(
             return
         session.info.setdefault(_MOVING, set()).add(row.order_id)
         try:
-            async with session.begin_nested():
-                await record_fulfillment(
-                    session,
-                    tenant,
-                    row.order_id,
-                    lines=[m.FulfillmentLine(**line) for line in row.lines] or None,
-                    carrier=label.carrier,
-                    tracking_number=label.tracking_number,
-                    tracking_url=label.tracking_url,
-                    shipment_id=row.id,
-                )
+            # No savepoint around it: record_fulfillment raises Conflict before it writes anything.
+            await record_fulfillment(
+                session,
+                tenant,
+                row.order_id,
+                lines=[m.FulfillmentLine(**line) for line in row.lines] or None,
+                carrier=label.carrier,
+                tracking_number=label.tracking_number,
+                tracking_url=label.tracking_url,
+                shipment_id=row.id,
+                locked=order,
+            )
         except Conflict as exc:
             await tenant.add_event(
                 row.order_id,

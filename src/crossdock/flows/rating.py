@@ -172,7 +172,7 @@ async def _candidates(
     hub: Hub, account_id: uuid.UUID, connection_ids: Sequence[uuid.UUID] | None
 ) -> tuple[list[_Candidate], dict[uuid.UUID, str]]:
     """The connections to ask, in a stable order, and those named or found that cannot be asked, with why."""
-    async with hub.db.session() as session:
+    async with hub.db.autocommit_session() as session:  # one read, without a transaction around it
         stmt = Tenant(session, account_id).scoped(t.Connection)
         if connection_ids is not None:
             if not connection_ids:
