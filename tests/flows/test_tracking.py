@@ -20,6 +20,7 @@ from crossdock.flows.tracking import TRACKING_UPDATED, Applied, apply_tracking, 
 from crossdock.hub import Hub
 from crossdock.store import repo
 from crossdock.store import tables as t
+from tests.engine.support import statements_sent
 
 T0 = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)
 
@@ -355,6 +356,37 @@ async def test_find_shipment_by_remote_id_then_tracking_number_on_its_connection
     assert by_key is not None and by_key.id == shipped.shipment_ids[0]
     assert elsewhere is not None and elsewhere.id == other.shipment_ids[0]
     assert missing is None and nothing is None
+
+
+async def test_find_shipment_prefers_the_remote_id_then_the_newest_with_the_number_then_the_key_in_one_read(
+    hub: Hub,
+) -> None:
+    now = T0
+    shipped = await shipped_order(
+        hub,
+        parcels=[
+            {"external_id": "txn-A", "created_at": now - timedelta(minutes=3)},
+            {"tracking_number": "TRK-1", "created_at": now - timedelta(minutes=2)},
+            # The same number bought again (a label voided and bought anew): the newer shipment is the one.
+            {"tracking_number": "TRK-1", "created_at": now - timedelta(minutes=1)},
+            {"idempotency_key": "k-D", "created_at": now},
+        ],
+    )
+    a, _older, newer, d = shipped.shipment_ids
+    with statements_sent(hub, "SELECT shipments.") as reads:
+        async with hub.db.session() as session:
+            found = [
+                await find_shipment(session, shipped.connection_id, **asked)
+                for asked in (
+                    {"external_id": "txn-A", "tracking_number": "TRK-1", "idempotency_key": "k-D"},
+                    {"external_id": "txn-X", "tracking_number": "TRK-1", "idempotency_key": "k-D"},
+                    {"idempotency_key": "k-D", "tracking_number": "TRK-1"},
+                    {"external_id": "txn-X", "tracking_number": "TRK-X", "idempotency_key": "k-D"},
+                    {"external_id": "txn-X", "tracking_number": "TRK-X", "idempotency_key": "k-X"},
+                )
+            ]
+    assert [None if row is None else row.id for row in found] == [a, newer, newer, d, None]
+    assert len(reads) == 5  # one read each, however many of the three are given
 
 
 async def test_events_are_stored_once_per_time_and_status(hub: Hub) -> None:

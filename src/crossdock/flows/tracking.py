@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crossdock import model as m
@@ -275,25 +275,28 @@ async def find_shipment(
 ) -> t.Shipment | None:
     """The connection's shipment that is this remote purchase (`external_id`, the remote's id of the label),
     else the one with this tracking number, else the one bought with this idempotency key. When a number was
-    bought twice (a label voided and bought again), the newest shipment is the one."""
-    for column, value in (
-        (t.Shipment.external_id, external_id),
-        (t.Shipment.tracking_number, tracking_number),
-        (t.Shipment.idempotency_key, idempotency_key),
-    ):
-        if not value:
-            continue
-        found = (
-            await session.scalars(
-                select(t.Shipment)
-                .where(t.Shipment.connection_id == connection_id, column == value)
-                .order_by(t.Shipment.created_at.desc(), t.Shipment.id)
-                .limit(1)
-            )
-        ).first()
-        if found is not None:
-            return found
-    return None
+    bought twice (a label voided and bought again), the newest shipment is the one. One read: the shipments
+    matching any of the three, best match first (each of the three columns is indexed)."""
+    wanted = [
+        column == value
+        for column, value in (
+            (t.Shipment.external_id, external_id),
+            (t.Shipment.tracking_number, tracking_number),
+            (t.Shipment.idempotency_key, idempotency_key),
+        )
+        if value
+    ]
+    if not wanted:
+        return None
+    best = case(*((match, rank) for rank, match in enumerate(wanted)), else_=len(wanted))
+    return (
+        await session.scalars(
+            select(t.Shipment)
+            .where(t.Shipment.connection_id == connection_id, or_(*wanted))
+            .order_by(best, t.Shipment.created_at.desc(), t.Shipment.id)
+            .limit(1)
+        )
+    ).first()
 
 
 # -- Shippo webhooks ---------------------------------------------------------------------------------------------

@@ -305,7 +305,8 @@ class Shipment(Base):
     service_code: Mapped[str | None] = mapped_column(String(100))
     tracking_number: Mapped[str | None] = mapped_column(String(100), index=True)
     tracking_url: Mapped[str | None] = mapped_column(String(2000))
-    external_id: Mapped[str | None] = mapped_column(String(255))
+    # The remote's id of the label: a shipping platform's webhook names its shipment by it (tracking.find_shipment).
+    external_id: Mapped[str | None] = mapped_column(String(255), index=True)
     rate_minor: Mapped[int | None] = mapped_column(BigInteger)
     rate_currency: Mapped[str | None] = mapped_column(String(3))
     created_at: Mapped[datetime] = _created()
