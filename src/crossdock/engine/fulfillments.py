@@ -26,7 +26,6 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 
 from crossdock import model as m
 from crossdock.connectors.base import Capability, FulfillmentsPush, ShipmentCarriers
@@ -119,14 +118,7 @@ async def record_fulfillment(
     transaction, FOR UPDATE and with its lines; else it is read so here."""
     order = locked
     if order is None:
-        order = (
-            await session.scalars(
-                tenant.scoped(t.Order)
-                .options(selectinload(t.Order.lines))
-                .where(t.Order.id == order_id)
-                .with_for_update()
-            )
-        ).first()
+        order = (await session.scalars(tenant.orders_locked().where(t.Order.id == order_id))).first()
         if order is None:
             raise NotFound("order", order_id)
     assert order.id == order_id and order.account_id == tenant.account_id

@@ -304,14 +304,7 @@ async def ship_job(ctx: JobContext, payload: dict[str, Any]) -> None:
 
     async with ctx.session() as session:
         tenant = Tenant(session, ctx.account_id)
-        row = (
-            await session.scalars(
-                tenant.scoped(t.Order)
-                .options(selectinload(t.Order.lines))
-                .where(t.Order.id == order_id)
-                .with_for_update()
-            )
-        ).first()
+        row = (await session.scalars(tenant.orders_locked().where(t.Order.id == order_id))).first()
         if row is None or S(row.status) not in SHIPPABLE:
             return  # cancelled while rates were asked for
         session.info.setdefault(_MOVING, set()).add(order_id)
@@ -597,10 +590,7 @@ async def _store(
         )
         order = (
             await session.scalars(
-                tenant.scoped(t.Order)
-                .options(selectinload(t.Order.lines))
-                .where(t.Order.id == order_of_shipment.scalar_subquery())
-                .with_for_update()
+                tenant.orders_locked().where(t.Order.id == order_of_shipment.scalar_subquery())
             )
         ).first()
         row = (

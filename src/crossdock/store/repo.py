@@ -430,6 +430,11 @@ class Tenant:
     def _orders(self) -> Select[t.Order]:
         return self.scoped(t.Order).options(selectinload(t.Order.lines))
 
+    def orders_locked(self) -> Select[t.Order]:
+        """This account's orders with their lines, each row locked FOR UPDATE until the transaction ends: what
+        changes an order's shipments or fulfillments takes this lock first (add the condition)."""
+        return self._orders().with_for_update()
+
     async def create_order(
         self, order: m.Order, *, source: str = "api", connection_checked: bool = False
     ) -> t.Order:
