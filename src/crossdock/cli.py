@@ -21,7 +21,7 @@ from crossdock.cli_connections import register as register_connection_commands
 from crossdock.config import Settings
 from crossdock.engine.cli_jobs import register as register_engine_commands
 from crossdock.hub import Hub
-from crossdock.logs import configure_logging
+from crossdock.logs import configure_logging, server_log_config
 from crossdock.store import repo
 from crossdock.store import tables as t
 from crossdock.store.migrate import head_revision, is_current, upgrade
@@ -175,7 +175,14 @@ def serve(
             options: dict[str, Any] = {"factory": True, "workers": processes}
         else:
             target, options = server_app(settings, run_workers=workers), {}
-        uvicorn.run(target, host=host, port=port, log_level=settings.log_level.lower(), **options)
+        uvicorn.run(
+            target,
+            host=host,
+            port=port,
+            log_level=settings.log_level.lower(),
+            log_config=server_log_config(settings.log_format),
+            **options,
+        )
 
 
 @app.command()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import http
+import json
 import logging
 import re
 import sys
 from collections.abc import MutableMapping
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import structlog
@@ -83,11 +86,26 @@ def _redact_stdlib_records() -> None:
             return record
         redacted = redact_text(message)
         if redacted != message:
-            record.msg, record.args = redacted, None
+            record.msg, record.args = _redacted_parts(record, redacted)
         return record
 
     factory._crossdock_redacts = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
+
+
+def _redacted_parts(record: logging.LogRecord, redacted: str) -> tuple[Any, Any]:
+    """The record's format and arguments once redacted: each text argument redacted on its own where that gives
+    the same message as redacting the whole (formatters that read the arguments, as uvicorn's access log does,
+    then still find them), else the redacted message with no arguments."""
+    args = record.args
+    if isinstance(args, tuple) and args:
+        parts = tuple(redact_text(arg) if isinstance(arg, str) else arg for arg in args)
+        try:
+            if str(record.msg) % parts == redacted:
+                return record.msg, parts
+        except (TypeError, ValueError):
+            pass
+    return redacted, None
 
 
 def _redactor(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -115,8 +133,115 @@ def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
     return _StderrLogger()
 
 
+# The standard library's records, and uvicorn's ---------------------------------------------------------------
+# crossdock's own events go through structlog (below); libraries and the HTTP server log through the standard
+# library. These formatters write those in the same format (CROSSDOCK_LOG_FORMAT), so that a JSON log is JSON on
+# every line.
+
+_PHRASES = {status.value: status.phrase for status in http.HTTPStatus}
+_format = "console"
+
+
+def _timestamp(created: float) -> str:
+    # As structlog's TimeStamper(fmt="iso", utc=True) writes crossdock's own events.
+    return datetime.fromtimestamp(created, UTC).isoformat().replace("+00:00", "Z")
+
+
+class JsonLogFormatter(logging.Formatter):
+    """A standard library record as one JSON object: timestamp, level, logger and event (the message), and the
+    exception's traceback, redacted, if it has one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(self.fields(record, {"event": record.getMessage()}))
+
+    def fields(self, record: logging.LogRecord, fields: dict[str, Any]) -> dict[str, Any]:
+        fields.update(
+            level=record.levelname.lower(), logger=record.name, timestamp=_timestamp(record.created)
+        )
+        if record.exc_info:
+            fields["exception"] = redact_text(self.formatException(record.exc_info))
+        return fields
+
+
+class AccessLogFormatter(JsonLogFormatter):
+    """uvicorn's access log, one line per request: uvicorn logs '%s - "%s %s HTTP/%s" %d' with the client's
+    address, the method, the path with its query, the HTTP version and the status.
+
+    Console lines read as uvicorn's own (`INFO:     127.0.0.1:5000 - "GET /healthz HTTP/1.1" 200 OK`, without
+    colours); JSON lines carry the same as fields (event "request", client, method, path, http_version, status).
+    uvicorn's own formatter copies every record and looks its status up in an enum: more than half of the
+    access log's cost per request (bench/webhook_ingest.py). A record whose arguments are not those five (another
+    caller's, or one redacted as a whole) is written with its message."""
+
+    def __init__(self, json_lines: bool = False) -> None:
+        super().__init__()
+        self.json_lines = json_lines
+
+    def format(self, record: logging.LogRecord) -> str:
+        args = record.args
+        if not (isinstance(args, tuple) and len(args) == 5):
+            if self.json_lines:
+                return super().format(record)
+            return f"{_level_prefix(record.levelname)} {record.getMessage()}"
+        client, method, path, version, status = args
+        if self.json_lines:
+            line = {
+                "event": "request",
+                "client": client,
+                "method": method,
+                "path": path,
+                "http_version": version,
+                "status": status,
+            }
+            return json.dumps(self.fields(record, line))
+        phrase = _PHRASES.get(status, "") if isinstance(status, int) else ""
+        return (
+            f'{_level_prefix(record.levelname)} {client} - "{method} {path} HTTP/{version}" {status} {phrase}'
+        )
+
+
+def _level_prefix(level: str) -> str:
+    # uvicorn's: "INFO:" and spaces to the width of the longest level name.
+    return f"{level}:".ljust(9)
+
+
+def server_log_config(fmt: str | None = None) -> dict[str, Any]:
+    """uvicorn's logging for crossdock's servers, as `logging.config.dictConfig` takes it: its messages to stderr,
+    its access log to stdout, as uvicorn has them, in `fmt` (CROSSDOCK_LOG_FORMAT; by default the format
+    configure_logging was given). In the console format uvicorn's own messages keep uvicorn's formatter."""
+    json_lines = (fmt or _format) == "json"
+    default: dict[str, Any] = (
+        {"()": JsonLogFormatter}
+        if json_lines
+        else {"()": "uvicorn.logging.DefaultFormatter", "fmt": "%(levelprefix)s %(message)s"}
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": default, "access": {"()": AccessLogFormatter, "json_lines": json_lines}},
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "stream": "ext://sys.stderr",
+            },
+            "access": {"class": "logging.StreamHandler", "formatter": "access", "stream": "ext://sys.stdout"},
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["default"], "level": "INFO", "propagate": False},
+            "uvicorn.error": {"level": "INFO"},
+            "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+        },
+    }
+
+
 def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
-    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
+    global _format
+    _format = fmt
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter() if fmt == "json" else logging.Formatter("%(message)s"))
+    # Does nothing where the root logger has handlers already (a test runner's, an embedding application's).
+    logging.basicConfig(handlers=[handler], level=level.upper())
     _redact_stdlib_records()
     # httpx narrates every request, full URL included, at INFO; crossdock records remote calls itself.
     logging.getLogger("httpx").setLevel(logging.WARNING)

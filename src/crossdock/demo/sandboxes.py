@@ -17,6 +17,7 @@ from typing import Any
 
 import uvicorn
 
+from crossdock.logs import server_log_config
 from crossdock.sandbox import create_sandbox_app
 from crossdock.sandbox.cli import build_config
 from crossdock.sandbox.common.config import SandboxConfig
@@ -154,7 +155,9 @@ class Served:
 
 async def serve(app: Any, sock: socket.socket, name: str) -> Served:
     """Serve `app` on the bound socket `sock` until stopped; returns once it accepts connections."""
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="on", log_config=server_log_config()
+    )
     server = Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"serve-{name}")
     while not server.started:
