@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crossdock.engine import inbox
-from crossdock.engine.inbox import PROCESSORS, Processed, processor, receive
+from crossdock.engine.inbox import PROCESSORS, Processed, clean_headers, processor, receive
 from crossdock.engine.jobs import JobContext
 from crossdock.hub import Hub
 from crossdock.logs import REDACTED
@@ -106,6 +106,25 @@ async def test_signatures_and_credentials_are_not_stored_with_the_headers(hub: H
         row.headers["x-shopify-webhook-id"] == "b54557e4"
         and row.headers["content-type"] == "application/json"
     )
+
+
+def test_stored_headers_have_lowercase_names_and_withhold_credentials_whatever_their_case() -> None:
+    headers = {
+        "X-Shopify-HMAC-Sha256": "c2lnbmF0dXJl",
+        "x-shopify-hmac-sha256": "c2lnbmF0dXJl",
+        "Authorization": "Bearer abc",
+        "X-Api-Key": "k",
+        "Content-Type": "application/json",
+        "X-Callback": "https://shop.example/cb?token=abc&x=1",
+    }
+    for _ in range(2):  # the second time, every name's decision is one already made
+        assert clean_headers(headers) == {
+            "x-shopify-hmac-sha256": REDACTED,
+            "authorization": REDACTED,
+            "x-api-key": REDACTED,
+            "content-type": "application/json",
+            "x-callback": f"https://shop.example/cb?token={REDACTED}&x=1",
+        }
 
 
 async def test_the_same_payload_stored_three_times_at_once_is_processed_once(hub: Hub) -> None:

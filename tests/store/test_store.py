@@ -12,6 +12,7 @@ from crossdock import model as m
 from crossdock.hub import Hub
 from crossdock.store import repo
 from crossdock.store import tables as t
+from crossdock.store import types as repo_types
 from tests.engine.support import statements_sent
 from tests.support import new_account
 
@@ -135,3 +136,12 @@ async def test_a_connection_and_its_secrets_come_in_one_read_and_only_for_its_ac
         assert (row.id, secrets) == (bare.id, {})
         with pytest.raises(repo.NotFound):
             await repo.Tenant(session, theirs).connection_and_secrets(shop.id, hub.vault)
+
+
+def test_new_ids_are_distinct_random_uuids_of_version_4_from_one_read() -> None:
+    ids = repo_types.new_ids(500)
+    assert len(ids) == 500 and len(set(ids)) == 500
+    # Version 4, RFC 4122 variant, as uuid.uuid4 makes them.
+    assert all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
+    assert repo_types.new_ids(0) == []
+    assert set(repo_types.new_ids(3)).isdisjoint(ids)

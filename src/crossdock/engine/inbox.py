@@ -10,6 +10,7 @@ mapping fix; processing goes through bindings and upserts, so running it twice c
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -38,7 +39,7 @@ from crossdock.logs import REDACTED, get_logger, redact_text
 from crossdock.store import tables as t
 from crossdock.store.db import Database
 from crossdock.store.repo import Conflict, NotFound
-from crossdock.store.types import utcnow
+from crossdock.store.types import new_ids, utcnow
 from crossdock.store.upsert import insert_for
 
 log = get_logger(__name__)
@@ -70,10 +71,18 @@ class InboxResult:
 
 
 def clean_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {
-        name.lower(): (REDACTED if _SENSITIVE_HEADER.search(name) else redact_text(str(value)))
-        for name, value in headers.items()
-    }
+    cleaned: dict[str, str] = {}
+    for name, value in headers.items():
+        stored_name, sensitive = _header_name(name)
+        cleaned[stored_name] = REDACTED if sensitive else redact_text(str(value))
+    return cleaned
+
+
+@functools.lru_cache(maxsize=1024)
+def _header_name(name: str) -> tuple[str, bool]:
+    """A header's name as stored, and whether its value is withheld. Every webhook sends the same few names, so
+    each is decided once (bounded: the names are the sender's choice)."""
+    return name.lower(), _SENSITIVE_HEADER.search(name) is not None
 
 
 async def receive(
@@ -220,8 +229,9 @@ class InboxWriter:
     ) -> dict[int, InboxResult]:
         """The batch in one statement on PostgreSQL (engine/inbox_pg.py): what `_write` does in a transaction."""
         now = utcnow()
-        rows = [{"id": uuid.uuid4(), **_row_values(d, now)} for d, _ in batch]
-        jobs = [_process_job_values(row) for row in rows]
+        ids = new_ids(2 * len(batch))
+        rows = [{"id": ids[2 * i], **_row_values(d, now)} for i, (d, _) in enumerate(batch)]
+        jobs = [_process_job_values(row, ids[2 * i + 1]) for i, row in enumerate(rows)]
         if self._statement is None:
             self._statement = BatchStatement(connection.dialect, list(rows[0]), list(jobs[0]))
         originals = await self._statement.execute(connection, rows, jobs)
@@ -242,7 +252,10 @@ class InboxWriter:
         """The batch in one transaction of a few statements (SQLite; PostgreSQL has `_write_statement`). Core on
         the connection, not a session and the ORM's bulk insert: those cost more than the statements."""
         now = utcnow()
-        rows = [{"id": uuid.uuid4(), "status": "received", **_row_values(d, now)} for d, _ in batch]
+        ids = new_ids(2 * len(batch))
+        rows = [
+            {"id": ids[2 * i], "status": "received", **_row_values(d, now)} for i, (d, _) in enumerate(batch)
+        ]
         results: dict[int, InboxResult] = {}
         async with connection.begin():
             # The unique index decides which delivery is an original, as in `receive`.
@@ -268,7 +281,11 @@ class InboxWriter:
                         results[id(delivery)] = InboxResult(True, True, row["id"], original)
                 if duplicates:
                     await connection.execute(sqlalchemy_insert(_INBOX), duplicates)
-            jobs = [_process_job_values(row) for row in rows if row["id"] in inserted]
+            jobs = [
+                _process_job_values(row, ids[2 * i + 1])
+                for i, row in enumerate(rows)
+                if row["id"] in inserted
+            ]
             if jobs:
                 await connection.execute(sqlite_insert(_JOBS).on_conflict_do_nothing(), jobs)
         if jobs:
@@ -290,9 +307,10 @@ class InboxWriter:
             )
 
 
-def _process_job_values(row: dict[str, Any]) -> dict[str, Any]:
+def _process_job_values(row: dict[str, Any], job_id: uuid.UUID | None = None) -> dict[str, Any]:
     """The processing job's row for a stored delivery's inbox row."""
     return job_values(
+        job_id=job_id,
         account_id=row["account_id"],
         kind=PROCESS_JOB,
         payload={"inbox_id": str(row["id"]), "replay": False},

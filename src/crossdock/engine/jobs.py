@@ -216,14 +216,16 @@ def job_values(
     kind: str,
     payload: dict[str, Any],
     run_at: datetime | None = None,
+    job_id: uuid.UUID | None = None,
     **options: Any,
 ) -> dict[str, Any]:
-    """A new job's row: `options` are the enqueuer's choices among _JOB_OPTIONS."""
+    """A new job's row: `options` are the enqueuer's choices among _JOB_OPTIONS; `job_id` a new id made by the
+    caller (store.types.new_ids), or None for one made here."""
     now = utcnow()
     return {
         **_JOB_OPTIONS,
         **options,
-        "id": uuid.uuid4(),
+        "id": job_id or uuid.uuid4(),
         "account_id": account_id,
         "kind": kind,
         "payload": payload,
