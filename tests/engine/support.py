@@ -110,17 +110,17 @@ def statements_sent(hub: Hub, starting: str = "") -> Iterator[list[str]]:
 
 
 @contextmanager
-def transactions_sent(hub: Hub) -> Iterator[list[str]]:
-    """PostgreSQL: the transaction control (BEGIN, COMMIT, ROLLBACK) the driver sends meanwhile, on the
-    connections the hub's engine hands out meanwhile: each a round trip of its own. asyncpg sends these as plain
-    queries, which its query loggers hear (as they hear an executemany, but not a prepared statement's run:
-    `statements_sent` has the statements)."""
+def queries_heard(hub: Hub, keep: Callable[[str], bool] = lambda _query: True) -> Iterator[list[str]]:
+    """PostgreSQL: the queries asyncpg's query loggers hear meanwhile (those `keep` keeps, stripped of spaces and
+    a final ";"), on the connections the hub's engine hands out meanwhile. They hear what is sent as a query of
+    its own (transaction control, an executemany, a statement sent with the driver's own fetch), but not a run of
+    a statement SQLAlchemy prepared: `statements_sent` has those."""
     sent: list[str] = []
     attached: list[Any] = []
 
     def heard(query: Any) -> None:
         text = query.query.strip().rstrip(";")
-        if text.startswith(("BEGIN", "COMMIT", "ROLLBACK")):
+        if keep(text):
             sent.append(text)
 
     def checkout(dbapi_connection: Any, _record: object, _proxy: object) -> None:
@@ -136,6 +136,14 @@ def transactions_sent(hub: Hub) -> Iterator[list[str]]:
         event.remove(hub.db.engine.sync_engine, "checkout", checkout)
         for driver in attached:
             driver.remove_query_logger(heard)
+
+
+@contextmanager
+def transactions_sent(hub: Hub) -> Iterator[list[str]]:
+    """PostgreSQL: the transaction control (BEGIN, COMMIT, ROLLBACK) the driver sends meanwhile, each a round trip
+    of its own (`queries_heard`)."""
+    with queries_heard(hub, lambda text: text.startswith(("BEGIN", "COMMIT", "ROLLBACK"))) as sent:
+        yield sent
 
 
 async def job_row(hub: Hub, job_id: uuid.UUID | None) -> t.Job:

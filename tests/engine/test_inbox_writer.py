@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select
 
 from crossdock.engine.inbox import PROCESS_JOB, Delivery, InboxResult, InboxWriter
+from crossdock.engine.inbox_pg import split_columns
 from crossdock.engine.jobs import add_waker, remove_waker
 from crossdock.hub import Hub
 from crossdock.logs import REDACTED
 from crossdock.store import repo
 from crossdock.store import tables as t
 from crossdock.store.repo import NotFound
-from tests.engine.support import Shop, jobs_notifications, new_shop, statements_sent
+from tests.engine.support import Shop, jobs_notifications, new_shop, queries_heard
 
 KIND = "test.orders_create"
 
@@ -43,18 +47,40 @@ async def _jobs(hub: Hub) -> list[t.Job]:
         return list((await session.scalars(select(t.Job).where(t.Job.kind == PROCESS_JOB))).all())
 
 
-def _transactions(hub: Hub) -> list[object]:
-    """Records every transaction the database begins from now on."""
-    began: list[object] = []
-    event.listen(hub.db.engine.sync_engine, "begin", began.append)
-    return began
+@contextmanager
+def _transactions(hub: Hub) -> Iterator[list[Any]]:
+    """The transactions the database runs meanwhile. SQLite: every transaction SQLAlchemy begins. PostgreSQL: a
+    batch is one statement sent through the driver outside a transaction block, which PostgreSQL runs as a
+    transaction of its own, and SQLAlchemy does not see it; what the driver sends is counted instead: the batch's
+    statements, and any BEGIN, which would start another."""
+    if hub.db.dialect == "postgresql":
+        with queries_heard(hub, lambda query: query.startswith(("BEGIN", _BATCH))) as sent:
+            yield sent
+        return
+    began: list[Any] = []
+    record = began.append
+    event.listen(hub.db.engine.sync_engine, "begin", record)
+    try:
+        yield began
+    finally:
+        event.remove(hub.db.engine.sync_engine, "begin", record)
+
+
+def _batch_statements(hub: Hub) -> AbstractContextManager[list[str]]:
+    """PostgreSQL: the batch statements the writer sends meanwhile."""
+    return queries_heard(hub, lambda query: query.startswith(_BATCH))
+
+
+_BATCH = "WITH delivered"
 
 
 async def test_concurrent_deliveries_are_stored_together_each_with_its_processing_job(hub: Hub) -> None:
     shop = await new_shop(hub)
     writer = InboxWriter(hub.db)
-    began = _transactions(hub)
-    results = await asyncio.gather(*(writer.store(_delivery(shop, f"w-{n}", b"%d" % n)) for n in range(20)))
+    with _transactions(hub) as began:
+        results = await asyncio.gather(
+            *(writer.store(_delivery(shop, f"w-{n}", b"%d" % n)) for n in range(20))
+        )
 
     assert len(began) == 1  # twenty deliveries, one transaction
     rows = {row.id: row for row in await _rows(hub)}
@@ -74,12 +100,12 @@ async def test_redeliveries_and_twins_in_one_batch_are_stored_as_duplicates_of_o
     shop = await new_shop(hub)
     writer = InboxWriter(hub.db)
     first = await writer.store(_delivery(shop, "w-1"))
-    began = _transactions(hub)
-    again, twin_a, twin_b = await asyncio.gather(
-        writer.store(_delivery(shop, "w-1")),
-        writer.store(_delivery(shop, "w-2")),
-        writer.store(_delivery(shop, "w-2")),
-    )
+    with _transactions(hub) as began:
+        again, twin_a, twin_b = await asyncio.gather(
+            writer.store(_delivery(shop, "w-1")),
+            writer.store(_delivery(shop, "w-2")),
+            writer.store(_delivery(shop, "w-2")),
+        )
     assert len(began) == 1  # the redelivery and the twin are stored with the batch, not one by one after it
     assert (first.duplicate, again.duplicate) == (False, True)
     assert again.original_id == first.inbox_id
@@ -131,8 +157,8 @@ async def test_a_sender_that_goes_away_leaves_its_delivery_stored_and_the_writer
 async def test_batches_are_capped(hub: Hub) -> None:
     shop = await new_shop(hub)
     writer = InboxWriter(hub.db, max_batch=4)
-    began = _transactions(hub)
-    await asyncio.gather(*(writer.store(_delivery(shop, f"w-{n}")) for n in range(10)))
+    with _transactions(hub) as began:
+        await asyncio.gather(*(writer.store(_delivery(shop, f"w-{n}")) for n in range(10)))
     assert len(began) == 3
     async with hub.db.session() as session:
         assert await session.scalar(select(func.count()).select_from(t.InboxMessage)) == 10
@@ -166,7 +192,7 @@ async def test_on_postgresql_a_batch_is_one_statement_and_one_notification(hub: 
     checkouts: list[object] = []
     event.listen(hub.db.engine.sync_engine.pool, "checkout", lambda *args: checkouts.append(args))
     async with jobs_notifications(hub) as notified:
-        with statements_sent(hub) as statements:
+        with _batch_statements(hub) as statements:
             writer = InboxWriter(hub.db, max_batch=4)
             # Ten deliveries, one a redelivery: three batches, three statements, on one connection of the pool.
             results = await asyncio.gather(
@@ -192,7 +218,7 @@ async def test_on_postgresql_a_batch_that_fails_stores_nothing_of_it_and_the_wri
     async with hub.db.transaction() as session:
         await repo.Tenant(session, removed.account_id).delete_connection(removed.connection_id)
     writer = InboxWriter(hub.db, max_batch=2)
-    with statements_sent(hub) as statements:
+    with _batch_statements(hub) as statements:
         outcomes = await asyncio.gather(
             writer.store(_delivery(removed, "w-1")),
             writer.store(_delivery(kept, "w-2")),
@@ -205,7 +231,7 @@ async def test_on_postgresql_a_batch_that_fails_stores_nothing_of_it_and_the_wri
     assert sorted(row.dedup_key for row in await _rows(hub)) == ["w-2", "w-3", "w-4"]
     assert len(await _jobs(hub)) == 3
     # The failed batch's statement, then each of its deliveries on its own, then the next batch in one statement.
-    assert sum("WITH delivered" in statement for statement in statements) == 2
+    assert len(statements) == 2
 
 
 async def test_a_delivery_queued_while_the_writer_gives_its_connection_back_is_stored(hub: Hub) -> None:
@@ -215,3 +241,44 @@ async def test_a_delivery_queued_while_the_writer_gives_its_connection_back_is_s
     for n in range(5):
         await asyncio.wait_for(writer.store(_delivery(shop, f"w-{n}")), timeout=10)
     assert len(await _rows(hub)) == 5
+
+
+async def test_a_batch_from_several_shops_stores_each_delivery_under_its_own_connection_and_account(
+    hub: Hub,
+) -> None:
+    # On PostgreSQL the account and connection are sent once for a batch that shares them, as arrays for one that
+    # does not: both kinds of batch, and a batch of one, store the same rows.
+    acme, globex = await new_shop(hub, "Acme"), await new_shop(hub, "Globex")
+    writer = InboxWriter(hub.db)
+    alone = await writer.store(_delivery(acme, "w-alone"))
+    with _transactions(hub) as began:
+        mixed = await asyncio.gather(
+            *(writer.store(_delivery(shop, f"w-{n}")) for n, shop in enumerate([acme, globex] * 3))
+        )
+    assert len(began) == 1
+    rows = {row.id: row for row in await _rows(hub)}
+    jobs = {job.payload["inbox_id"]: job for job in await _jobs(hub)}
+    for result, shop in [(alone, acme), *zip(mixed, [acme, globex] * 3, strict=True)]:
+        row = rows[result.inbox_id]
+        assert (row.connection_id, row.account_id, row.status) == (
+            shop.connection_id,
+            shop.account_id,
+            "received",
+        )
+        assert jobs[str(result.inbox_id)].account_id == shop.account_id
+    assert len(rows) == len(jobs) == 7
+
+
+def test_a_batch_sends_once_what_its_rows_share_and_as_arrays_what_they_do_not() -> None:
+    a, b = uuid.uuid4(), uuid.uuid4()
+    rows = [{"id": uuid.uuid4(), "account_id": a, "payload": {"n": 1}, "key": None} for _ in range(3)]
+    rows[2]["payload"] = {"n": 2}
+    values: dict[str, Any] = {}
+    assert split_columns("j_", ["id", "account_id", "payload", "key"], rows, values) == {"account_id", "key"}
+    assert values["j_account_id"] == a and values["j_key"] is None
+    assert values["j_id"] == [row["id"] for row in rows]
+    assert values["j_payload"] == [{"n": 1}, {"n": 1}, {"n": 2}]
+    rows[1]["account_id"] = b
+    assert split_columns("j_", ["id", "account_id"], rows, {}) == set()
+    # A batch of one shares everything but its ids, which are always arrays: there is always a row to unnest.
+    assert split_columns("d_", ["id", "account_id", "payload"], rows[:1], {}) == {"account_id", "payload"}

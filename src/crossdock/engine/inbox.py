@@ -206,8 +206,11 @@ class InboxWriter:
                     )
                     stored = {}
                     if connection is not None:
+                        # Not given back to the pool: on PostgreSQL the batch went through the driver itself, so
+                        # SQLAlchemy did not see its error and cannot tell a broken connection from a sound one.
                         gone = connection
                         connection = None
+                        await gone.invalidate()
                         await gone.close()
                 for delivery, answer in batch:
                     result = stored.get(id(delivery))

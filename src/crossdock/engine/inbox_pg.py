@@ -11,16 +11,17 @@ query reads them or not, and see one snapshot: none sees the rows another insert
 found through `stored` rather than in the table. A NOTIFY is delivered when its transaction commits and never
 if it rolls back (postgresql.org/docs/15/sql-notify.html).
 
-Each column travels as one array, unnested on the server: the statement's text does not depend on the batch's
-size, so it is parsed and planned once per connection (asyncpg's prepared statement cache) and compiled once by
-SQLAlchemy. The rows' values come from the same functions as the session path's (`inbox._row_values`,
+Each column travels as one array, unnested on the server, or as one value where every row of the batch has the
+same: the statement's text does not depend on the batch's size, only on which columns are shared, so each text
+is parsed and planned once per connection (asyncpg's prepared statement cache) and compiled once by SQLAlchemy. The rows' values come from the same functions as the session path's (`inbox._row_values`,
 `jobs.job_values`), so a column added there is added here.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Dialect, String, Table, TextClause, bindparam, text
@@ -36,34 +37,71 @@ _JOB_INBOX_ID = "inbox_id"
 
 class BatchStatement:
     """The one statement that stores a batch, for rows with these inbox and job columns (their names as in the
-    tables; the inbox rows' `status` and `duplicate_of` are the statement's own)."""
+    tables; the inbox rows' `status` and `duplicate_of` are the statement's own).
+
+    A column whose value is the same in every row of a batch (the account, the connection, the kind, the time,
+    and most of a job's columns) is sent once, as a value, rather than as an array of copies: each array element
+    costs the driver and SQLAlchemy's type processing as much as a whole value, and a webhook's batch is a few
+    rows. The statement's text depends only on which columns are shared, so a handful of texts are prepared, each
+    once per connection; the ids are always per row, so every batch unnests at least one array."""
+
+    # Statements kept, by the columns their batches share; a batch whose shared columns are new past this many
+    # starts the collection again (in practice there are a few).
+    MAX_STATEMENTS = 32
 
     def __init__(self, dialect: Dialect, inbox_columns: Sequence[str], job_columns: Sequence[str]) -> None:
+        self.dialect = dialect
         self.inbox_columns = tuple(inbox_columns)
         self.job_columns = tuple(job_columns)
+        self._statements: dict[tuple[frozenset[str], frozenset[str]], _Prepared] = {}
+
+    def statement(self, shared_inbox: frozenset[str], shared_jobs: frozenset[str]) -> _Prepared:
+        """The statement for batches whose rows share the values of these inbox and job columns."""
+        key = (shared_inbox, shared_jobs)
+        found = self._statements.get(key)
+        if found is None:
+            if len(self._statements) >= self.MAX_STATEMENTS:
+                self._statements.clear()
+            found = self._statements[key] = _Prepared.of(self._build(shared_inbox, shared_jobs), self.dialect)
+        return found
+
+    def _build(self, shared_inbox: frozenset[str], shared_jobs: frozenset[str]) -> TextClause:
+        dialect = self.dialect
         inbox: Table = t.InboxMessage.__table__  # type: ignore[assignment]
         jobs: Table = t.Job.__table__  # type: ignore[assignment]
-        params = [
-            *(_array_param(f"d_{name}", inbox, name) for name in self.inbox_columns),
-            *(_array_param(f"j_{name}", jobs, name) for name in self.job_columns),
-            bindparam(f"j_{_JOB_INBOX_ID}", type_=ARRAY(inbox.c.id.type)),
-            bindparam("channel", type_=String()),
-        ]
+        params: list[Any] = [bindparam("channel", type_=String())]
 
-        def unnest(prefix: str, table: Table, names: Sequence[str]) -> str:
-            return ", ".join(
-                f"CAST(:{prefix}{name} AS {table.c[name].type.compile(dialect=dialect)}[])" for name in names
-            )
+        def rows(
+            prefix: str, table: Table, names: Sequence[str], shared: frozenset[str], extra: str = ""
+        ) -> str:
+            """A SELECT of one row per array element: the per-row columns unnested, the shared ones as values."""
+            per_row = [name for name in names if name not in shared]
+            arrays, values = [], []
+            for name in names:
+                type_ = table.c[name].type
+                sql_type = type_.compile(dialect=dialect)
+                if name in shared:
+                    params.append(bindparam(f"{prefix}{name}", type_=type_))
+                    values.append(f", CAST(:{prefix}{name} AS {sql_type}) AS {name}")
+                else:
+                    params.append(bindparam(f"{prefix}{name}", type_=ARRAY(type_)))
+                    arrays.append(f"CAST(:{prefix}{name} AS {sql_type}[])")
+            if extra:
+                params.append(bindparam(f"{prefix}{extra}", type_=ARRAY(inbox.c.id.type)))
+                arrays.append(f"CAST(:{prefix}{extra} AS {inbox.c.id.type.compile(dialect=dialect)}[])")
+                per_row.append(extra)
+            return f"SELECT u.*{''.join(values)} FROM unnest({', '.join(arrays)}) AS u({', '.join(per_row)})"  # noqa: S608 - names and types only
 
         cols = ", ".join(self.inbox_columns)
         d_cols = ", ".join(f"d.{name}" for name in self.inbox_columns)
         job_cols = ", ".join(self.job_columns)
-        id_type = inbox.c.id.type.compile(dialect=dialect)
+        delivered = rows("d_", inbox, self.inbox_columns, shared_inbox)
+        queued = rows("j_", jobs, self.job_columns, shared_jobs, extra=_JOB_INBOX_ID)
         # Only the tables' own names and types are formatted in; every value is a bound parameter.
-        self.statement: TextClause = text(
+        return text(
             f"""
             WITH delivered AS (
-                SELECT * FROM unnest({unnest("d_", inbox, self.inbox_columns)}) AS d({cols})
+                {delivered}
             ), stored AS (
                 INSERT INTO {inbox.name} ({cols}, status)
                 SELECT {cols}, 'received' FROM delivered
@@ -71,9 +109,7 @@ class BatchStatement:
                 RETURNING id, connection_id, kind, dedup_key
             ), queued AS (
                 INSERT INTO {jobs.name} ({job_cols})
-                SELECT {job_cols} FROM unnest(
-                    {unnest("j_", jobs, self.job_columns)}, CAST(:j_{_JOB_INBOX_ID} AS {id_type}[])
-                ) AS j({job_cols}, {_JOB_INBOX_ID})
+                SELECT {job_cols} FROM ({queued}) AS j
                 WHERE j.{_JOB_INBOX_ID} IN (SELECT id FROM stored)
                 ON CONFLICT DO NOTHING
                 RETURNING id
@@ -108,13 +144,59 @@ class BatchStatement:
         """Store `rows` (inbox rows, each with its `id`) and `jobs` (one per row, in the same order) on a connection
         in autocommit mode. Returns each stored row's original (itself for an original); a row it does not name
         was left out (its original was neither stored nor found) and nothing of it is stored."""
-        values: dict[str, Any] = {f"d_{name}": [row[name] for row in rows] for name in self.inbox_columns}
-        values.update({f"j_{name}": [job[name] for job in jobs] for name in self.job_columns})
+        values: dict[str, Any] = {"channel": JOBS_CHANNEL}
+        shared_inbox = split_columns("d_", self.inbox_columns, rows, values)
+        shared_jobs = split_columns("j_", self.job_columns, jobs, values)
         values[f"j_{_JOB_INBOX_ID}"] = [row["id"] for row in rows]
-        values["channel"] = JOBS_CHANNEL
-        result = await connection.execute(self.statement, values)
-        return {row_id: original for row_id, original in result if row_id is not None}
+        statement = self.statement(shared_inbox, shared_jobs)
+        # The driver's own call: the statement compiled once by SQLAlchemy, its values processed by the columns'
+        # types as SQLAlchemy would, sent by asyncpg (which prepares it once per connection). SQLAlchemy's
+        # execute around it cost a batch of a few webhooks about a fifth of its CPU (bench/webhook_ingest.py).
+        # An error is asyncpg's own, not wrapped: the writer gives up the connection on any error.
+        driver = (await connection.get_raw_connection()).driver_connection
+        if driver is None:
+            raise RuntimeError("the connection has no driver connection (closed or invalidated)")
+        records = await driver.fetch(statement.sql, *statement.arguments(values))
+        return {row_id: original for row_id, original in records if row_id is not None}
 
 
-def _array_param(name: str, table: Table, column: str) -> Any:
-    return bindparam(name, type_=ARRAY(table.c[column].type))
+@dataclass(frozen=True)
+class _Prepared:
+    """A statement compiled for the driver: its text with positional parameters, and for each parameter in order
+    its name and its type's bind processor (None where the driver takes the value as it is)."""
+
+    sql: str
+    parameters: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+
+    @classmethod
+    def of(cls, statement: TextClause, dialect: Dialect) -> _Prepared:
+        compiled = statement.compile(dialect=dialect)
+        if compiled.positiontup is None:
+            raise TypeError(f"{dialect.name} takes named parameters; this statement is for positional ones")
+        parameters = tuple(
+            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in compiled.positiontup
+        )
+        return cls(compiled.string, parameters)
+
+    def arguments(self, values: dict[str, Any]) -> list[Any]:
+        return [
+            values[name] if process is None else process(values[name]) for name, process in self.parameters
+        ]
+
+
+def split_columns(
+    prefix: str, names: Sequence[str], rows: Sequence[dict[str, Any]], values: dict[str, Any]
+) -> frozenset[str]:
+    """Puts each column's values into `values` (one value where every row has the same, else the list of them)
+    and returns the names of the shared ones. Ids are per row whatever the batch."""
+    shared = []
+    for name in names:
+        column = [row[name] for row in rows]
+        first = column[0]
+        if name != "id" and all(value == first for value in column):
+            shared.append(name)
+            values[prefix + name] = first
+        else:
+            values[prefix + name] = column
+    return frozenset(shared)
