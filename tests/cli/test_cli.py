@@ -93,3 +93,19 @@ def test_keys_rotate_with_a_single_environment_key_says_what_to_do(
     result = runner.invoke(app, ["keys", "rotate"])
     assert result.exit_code == 1
     assert "put a new key first" in result.output
+
+
+def test_a_worker_runs_on_uvloops_event_loop_as_the_server_does(home: Path) -> None:
+    import asyncio
+
+    import uvloop
+
+    from crossdock.cli import _run
+    from crossdock.hub import Hub
+
+    async def loop_of(_hub: Hub) -> type:
+        return type(asyncio.get_running_loop())
+
+    assert _run(loop_of, long_running=True) is uvloop.Loop
+    # Short commands keep asyncio's own loop.
+    assert _run(loop_of) is not uvloop.Loop

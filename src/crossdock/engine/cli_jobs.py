@@ -100,7 +100,7 @@ def worker(
         )
         await running.run()
 
-    cli._run(work)
+    cli._run(work, long_running=True)
 
 
 # crossdock jobs ... --------------------------------------------------------------------------------------------
