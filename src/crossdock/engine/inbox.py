@@ -238,7 +238,8 @@ class InboxWriter:
         if self._statement is None:
             self._statement = BatchStatement(connection.dialect, list(rows[0]), list(jobs[0]))
         originals = await self._statement.execute(connection, rows, jobs)
-        # Committed already (autocommit); this ends SQLAlchemy's own transaction on the connection, at no round trip.
+        # The statement committed on its own (autocommit, through the driver). This sends nothing: it only makes
+        # sure that no transaction of SQLAlchemy's is left open on the writer's connection.
         await connection.commit()
         if any(original == row_id for row_id, original in originals.items()):
             wake_workers()
