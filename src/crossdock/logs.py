@@ -139,7 +139,6 @@ def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
 # every line.
 
 _PHRASES = {status.value: status.phrase for status in http.HTTPStatus}
-_format = "console"
 
 
 def _timestamp(created: float) -> str:
@@ -205,11 +204,11 @@ def _level_prefix(level: str) -> str:
     return f"{level}:".ljust(9)
 
 
-def server_log_config(fmt: str | None = None) -> dict[str, Any]:
+def server_log_config(fmt: str) -> dict[str, Any]:
     """uvicorn's logging for crossdock's servers, as `logging.config.dictConfig` takes it: its messages to stderr,
-    its access log to stdout, as uvicorn has them, in `fmt` (CROSSDOCK_LOG_FORMAT; by default the format
-    configure_logging was given). In the console format uvicorn's own messages keep uvicorn's formatter."""
-    json_lines = (fmt or _format) == "json"
+    its access log to stdout, as uvicorn has them, in `fmt` (CROSSDOCK_LOG_FORMAT). In the console format
+    uvicorn's own messages keep uvicorn's formatter."""
+    json_lines = fmt == "json"
     default: dict[str, Any] = (
         {"()": JsonLogFormatter}
         if json_lines
@@ -236,8 +235,6 @@ def server_log_config(fmt: str | None = None) -> dict[str, Any]:
 
 
 def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
-    global _format
-    _format = fmt
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLogFormatter() if fmt == "json" else logging.Formatter("%(message)s"))
     # Does nothing where the root logger has handlers already (a test runner's, an embedding application's).

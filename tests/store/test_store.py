@@ -145,3 +145,18 @@ def test_new_ids_are_distinct_random_uuids_of_version_4_from_one_read() -> None:
     assert all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
     assert repo_types.new_ids(0) == []
     assert set(repo_types.new_ids(3)).isdisjoint(ids)
+
+
+async def test_an_autocommit_session_writes_what_was_added_when_its_block_ends(hub: Hub) -> None:
+    async with hub.db.autocommit_session() as session:
+        account = t.Account(id=uuid.uuid4(), name="Added")
+        session.add(account)  # not flushed inside the block
+    async with hub.db.session() as session:
+        assert (await session.get(t.Account, account.id)) is not None
+    # A block that raises writes nothing it had not flushed.
+    with pytest.raises(RuntimeError):
+        async with hub.db.autocommit_session() as session:
+            session.add(t.Account(id=uuid.uuid4(), name="Abandoned"))
+            raise RuntimeError("stop")
+    async with hub.db.session() as session:
+        assert await session.scalar(select(t.Account.id).where(t.Account.name == "Abandoned")) is None

@@ -142,14 +142,18 @@ async def _main(port: int, token: str | None, say: Callable[[str], None]) -> Non
             seed, sockets, shopify_first_order=await next_shopify_order(hub), hub_url=settings.public_url
         )
         for sandbox in sandboxes:
-            running.sandboxes.append(await serve(sandbox.app, sandbox.sock, sandbox.name))
+            running.sandboxes.append(
+                await serve(sandbox.app, sandbox.sock, sandbox.name, settings.log_format)
+            )
         setup = await ensure_demo(hub, sandboxes, token, settings.public_url)
         # What one does in Shippo's dashboard: send its webhooks to the connection's hook.
         shippo = next(s for s in sandboxes if s.name == "shippo")
         shippo.state.config.webhook_url = await shippo_webhook_url(
             hub, setup.account.id, setup.connections["shippo"]
         )
-        running.hub_server = await serve(create_app(hub, run_workers=True), hub_sock, "hub")
+        running.hub_server = await serve(
+            create_app(hub, run_workers=True), hub_sock, "hub", settings.log_format
+        )
         _banner(say, settings.public_url, setup, sandboxes)
         titles = {setup.connections[s.name]: s.title for s in sandboxes}
         traffic = Traffic({s.name: s for s in sandboxes})

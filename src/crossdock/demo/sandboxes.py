@@ -153,10 +153,11 @@ class Served:
     task: asyncio.Task[None]
 
 
-async def serve(app: Any, sock: socket.socket, name: str) -> Served:
-    """Serve `app` on the bound socket `sock` until stopped; returns once it accepts connections."""
+async def serve(app: Any, sock: socket.socket, name: str, log_format: str = "console") -> Served:
+    """Serve `app` on the bound socket `sock` until stopped, logging in `log_format` (CROSSDOCK_LOG_FORMAT);
+    returns once it accepts connections."""
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", log_config=server_log_config()
+        app, log_level="warning", access_log=False, lifespan="on", log_config=server_log_config(log_format)
     )
     server = Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"serve-{name}")

@@ -231,16 +231,12 @@ class InboxWriter:
         self, connection: AsyncConnection, batch: list[tuple[Delivery, asyncio.Future[InboxResult]]]
     ) -> dict[int, InboxResult]:
         """The batch in one statement on PostgreSQL (engine/inbox_pg.py): what `_write` does in a transaction."""
-        now = utcnow()
-        ids = new_ids(2 * len(batch))
-        rows = [{"id": ids[2 * i], **_row_values(d, now)} for i, (d, _) in enumerate(batch)]
-        jobs = [_process_job_values(row, ids[2 * i + 1]) for i, row in enumerate(rows)]
+        rows, job_ids = _new_rows(batch)
+        jobs = [_process_job_values(row, job_id) for row, job_id in zip(rows, job_ids, strict=True)]
         if self._statement is None:
             self._statement = BatchStatement(connection.dialect, list(rows[0]), list(jobs[0]))
+        # Committed when it returns: the statement goes through the driver on a connection in autocommit mode.
         originals = await self._statement.execute(connection, rows, jobs)
-        # The statement committed on its own (autocommit, through the driver). This sends nothing: it only makes
-        # sure that no transaction of SQLAlchemy's is left open on the writer's connection.
-        await connection.commit()
         if any(original == row_id for row_id, original in originals.items()):
             wake_workers()
         results: dict[int, InboxResult] = {}
@@ -255,11 +251,7 @@ class InboxWriter:
     ) -> dict[int, InboxResult]:
         """The batch in one transaction of a few statements (SQLite; PostgreSQL has `_write_statement`). Core on
         the connection, not a session and the ORM's bulk insert: those cost more than the statements."""
-        now = utcnow()
-        ids = new_ids(2 * len(batch))
-        rows = [
-            {"id": ids[2 * i], "status": "received", **_row_values(d, now)} for i, (d, _) in enumerate(batch)
-        ]
+        rows, job_ids = _new_rows(batch, status="received")
         results: dict[int, InboxResult] = {}
         async with connection.begin():
             # The unique index decides which delivery is an original, as in `receive`.
@@ -286,8 +278,8 @@ class InboxWriter:
                 if duplicates:
                     await connection.execute(sqlalchemy_insert(_INBOX), duplicates)
             jobs = [
-                _process_job_values(row, ids[2 * i + 1])
-                for i, row in enumerate(rows)
+                _process_job_values(row, job_id)
+                for row, job_id in zip(rows, job_ids, strict=True)
                 if row["id"] in inserted
             ]
             if jobs:
@@ -311,7 +303,22 @@ class InboxWriter:
             )
 
 
-def _process_job_values(row: dict[str, Any], job_id: uuid.UUID | None = None) -> dict[str, Any]:
+def _new_rows(
+    batch: list[tuple[Delivery, asyncio.Future[InboxResult]]], **columns: Any
+) -> tuple[list[dict[str, Any]], list[uuid.UUID]]:
+    """A batch's inbox rows (with `columns`), each with a new id, and a new id for each one's processing job: all
+    the ids from one read of the random source."""
+    now = utcnow()
+    ids = new_ids(2 * len(batch))
+    row_ids, job_ids = ids[: len(batch)], ids[len(batch) :]
+    rows = [
+        {"id": row_id, **columns, **_row_values(delivery, now)}
+        for row_id, (delivery, _) in zip(row_ids, batch, strict=True)
+    ]
+    return rows, job_ids
+
+
+def _process_job_values(row: dict[str, Any], job_id: uuid.UUID) -> dict[str, Any]:
     """The processing job's row for a stored delivery's inbox row."""
     return job_values(
         job_id=job_id,

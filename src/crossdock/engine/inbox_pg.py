@@ -75,8 +75,7 @@ class BatchStatement:
             prefix: str, table: Table, names: Sequence[str], shared: frozenset[str], extra: str = ""
         ) -> str:
             """A SELECT of one row per array element: the per-row columns unnested, the shared ones as values."""
-            per_row = [name for name in names if name not in shared]
-            arrays, values = [], []
+            per_row, arrays, values = [], [], []
             for name in names:
                 type_ = table.c[name].type
                 sql_type = type_.compile(dialect=dialect)
@@ -86,6 +85,7 @@ class BatchStatement:
                 else:
                     params.append(bindparam(f"{prefix}{name}", type_=ARRAY(type_)))
                     arrays.append(f"CAST(:{prefix}{name} AS {sql_type}[])")
+                    per_row.append(name)
             if extra:
                 params.append(bindparam(f"{prefix}{extra}", type_=ARRAY(inbox.c.id.type)))
                 arrays.append(f"CAST(:{prefix}{extra} AS {inbox.c.id.type.compile(dialect=dialect)}[])")

@@ -89,7 +89,6 @@ class JobContext:
                 detail={"job_id": str(self.job_id), "attempt": self.attempt, **(detail or {})},
                 severity=severity,
             )
-            await session.flush()  # the one INSERT, committed as it runs
 
     def session(self) -> AbstractAsyncContextManager[AsyncSession]:
         """A transaction: committed when the block ends, rolled back if it raises."""

@@ -547,9 +547,8 @@ async def buy_job(ctx: JobContext, payload: dict[str, Any]) -> None:
                 label = await connector.find_label(key)
                 found = label is not None
             if label is None:
-                async with (
-                    ctx.autocommit() as session
-                ):  # one statement, committed before the purchase is sent
+                # One statement, committed before the purchase is sent.
+                async with ctx.autocommit() as session:
                     await session.execute(
                         update(t.Shipment)
                         .where(t.Shipment.id == shipment_id)

@@ -116,9 +116,11 @@ class Database:
     @asynccontextmanager
     async def autocommit_session(self) -> AsyncIterator[AsyncSession]:
         """A session on an autocommit connection (see `autocommit`): each of its statements, and each flush,
-        commits as it runs."""
+        commits as it runs. Objects added and not yet flushed are flushed when the block ends without an error,
+        as a transaction's commit would."""
         async with self.autocommit() as conn, AsyncSession(bind=conn, expire_on_commit=False) as session:
             yield session
+            await session.flush()
 
     async def dispose(self) -> None:
         await self.engine.dispose()
