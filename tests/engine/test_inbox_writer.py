@@ -5,13 +5,14 @@ delivery that cannot be stored fails alone."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, text
 
 from crossdock.engine.inbox import PROCESS_JOB, Delivery, InboxResult, InboxWriter
 from crossdock.engine.inbox_pg import split_columns
@@ -210,6 +211,29 @@ async def test_on_postgresql_a_batch_is_one_statement_and_one_notification(hub: 
     assert isinstance(redelivered, InboxResult)
     assert (redelivered.duplicate, redelivered.original_id) == (True, first.inbox_id)
     assert len(await _jobs(hub)) == 10
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_on_postgresql_a_large_body_is_stored_compressed_with_lz4_and_read_back_whole(hub: Hub) -> None:
+    async with hub.db.engine.connect() as connection:
+        methods = await connection.scalar(
+            text("SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'")
+        )
+    if "lz4" not in methods:
+        pytest.skip("this PostgreSQL server was built without lz4; the inbox keeps pglz (migration 0012)")
+    shop = await new_shop(hub)
+    # An order's JSON of some 20 kB: well past the size from which PostgreSQL compresses a value.
+    body = json.dumps({"id": 1, "line_items": [{"title": f"Item {n}", "sku": f"SKU-{n}"} for n in range(500)]})
+    stored = await InboxWriter(hub.db).store(_delivery(shop, "w-big", body.encode()))
+    async with hub.db.engine.connect() as connection:
+        method, kept = (
+            await connection.execute(
+                text("SELECT pg_column_compression(body), body FROM inbox WHERE id = :id"),
+                {"id": stored.inbox_id},
+            )
+        ).one()
+    assert method == "lz4"
+    assert kept == body.encode()
 
 
 @pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -652,6 +652,7 @@ class InboxMessage(Base):
     kind: Mapped[str] = mapped_column(String(100))
     dedup_key: Mapped[str] = mapped_column(String(255))
     headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Compressed with lz4 on a PostgreSQL server that has it (migration 0012); SQLAlchemy has no word for that.
     body: Mapped[bytes] = mapped_column(LargeBinary)
     # received, processed, quarantined (it did not map; `error` says why), discarded (a quarantined payload an
     # operator put aside), failed (its processing job is dead), duplicate.
