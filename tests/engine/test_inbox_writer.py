@@ -223,7 +223,9 @@ async def test_on_postgresql_a_large_body_is_stored_compressed_with_lz4_and_read
         pytest.skip("this PostgreSQL server was built without lz4; the inbox keeps pglz (migration 0012)")
     shop = await new_shop(hub)
     # An order's JSON of some 20 kB: well past the size from which PostgreSQL compresses a value.
-    body = json.dumps({"id": 1, "line_items": [{"title": f"Item {n}", "sku": f"SKU-{n}"} for n in range(500)]})
+    body = json.dumps(
+        {"id": 1, "line_items": [{"title": f"Item {n}", "sku": f"SKU-{n}"} for n in range(500)]}
+    )
     stored = await InboxWriter(hub.db).store(_delivery(shop, "w-big", body.encode()))
     async with hub.db.engine.connect() as connection:
         method, kept = (
