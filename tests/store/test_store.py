@@ -17,12 +17,17 @@ from tests.engine.support import statements_sent
 from tests.support import new_account
 
 
-async def test_sqlite_runs_in_wal_mode_with_foreign_keys(hub: Hub, backend: str) -> None:
+async def test_sqlite_runs_in_wal_mode_with_foreign_keys_and_commits_that_survive_a_power_loss(
+    hub: Hub, backend: str
+) -> None:
     if backend != "sqlite":
         pytest.skip("SQLite only")
     async with hub.db.session() as session:
         assert (await session.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
         assert (await session.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+        # 2 is FULL: every commit is synced to disk before it returns (1, NORMAL, syncs WAL commits only at a
+        # checkpoint).
+        assert (await session.execute(text("PRAGMA synchronous"))).scalar() == 2
 
 
 async def test_foreign_keys_are_enforced(hub: Hub) -> None:
