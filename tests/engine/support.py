@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import event, select
+from sqlalchemy.util import await_
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -111,31 +112,46 @@ def statements_sent(hub: Hub, starting: str = "") -> Iterator[list[str]]:
 
 @contextmanager
 def queries_heard(hub: Hub, keep: Callable[[str], bool] = lambda _query: True) -> Iterator[list[str]]:
-    """PostgreSQL: the queries asyncpg's query loggers hear meanwhile (those `keep` keeps, stripped of spaces and
-    a final ";"), on the connections the hub's engine hands out meanwhile. They hear what is sent as a query of
-    its own (transaction control, an executemany, a statement sent with the driver's own fetch), but not a run of
-    a statement SQLAlchemy prepared: `statements_sent` has those."""
+    """What the driver hears meanwhile (the queries `keep` keeps, stripped of spaces and a final ";"), on the
+    connections the hub's engine hands out meanwhile.
+
+    PostgreSQL: asyncpg's query loggers, which hear what is sent as a query of its own (transaction control, an
+    executemany, a statement sent with the driver's own fetch), but not a run of a statement SQLAlchemy prepared:
+    `statements_sent` has those. SQLite: the sqlite3 module's trace callback, which hears every statement the
+    database runs, the module's implicit BEGIN included; it is left on the connection, hearing nothing once the
+    block has ended (setting it runs on the driver's thread, which a block's end cannot wait for); a connection
+    has one trace callback, so on SQLite one block listens at a time."""
     sent: list[str] = []
     attached: list[Any] = []
+    listening = True
+
+    def heard_text(text: str) -> None:
+        text = text.strip().rstrip(";")
+        if listening and keep(text):
+            sent.append(text)
 
     def heard(query: Any) -> None:
-        text = query.query.strip().rstrip(";")
-        if keep(text):
-            sent.append(text)
+        heard_text(query.query)
 
     def checkout(dbapi_connection: Any, _record: object, _proxy: object) -> None:
         driver = dbapi_connection.driver_connection
-        if driver not in attached:
+        if driver in attached:
+            return
+        attached.append(driver)
+        if hub.db.dialect == "postgresql":
             driver.add_query_logger(heard)
-            attached.append(driver)
+        else:
+            await_(driver.set_trace_callback(heard_text))
 
     event.listen(hub.db.engine.sync_engine, "checkout", checkout)
     try:
         yield sent
     finally:
+        listening = False
         event.remove(hub.db.engine.sync_engine, "checkout", checkout)
-        for driver in attached:
-            driver.remove_query_logger(heard)
+        if hub.db.dialect == "postgresql":
+            for driver in attached:
+                driver.remove_query_logger(heard)
 
 
 @contextmanager

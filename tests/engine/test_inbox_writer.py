@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select, text
 
+from crossdock.engine import inbox, inbox_sqlite
 from crossdock.engine.inbox import PROCESS_JOB, Delivery, InboxResult, InboxWriter
 from crossdock.engine.inbox_pg import split_columns
 from crossdock.engine.jobs import add_waker, remove_waker
@@ -22,6 +24,7 @@ from crossdock.logs import REDACTED
 from crossdock.store import repo
 from crossdock.store import tables as t
 from crossdock.store.repo import NotFound
+from crossdock.store.types import utcnow
 from tests.engine.support import Shop, jobs_notifications, new_shop, queries_heard
 
 KIND = "test.orders_create"
@@ -49,22 +52,14 @@ async def _jobs(hub: Hub) -> list[t.Job]:
 
 
 @contextmanager
-def _transactions(hub: Hub) -> Iterator[list[Any]]:
-    """The transactions the database runs meanwhile. SQLite: every transaction SQLAlchemy begins. PostgreSQL: a
-    batch is one statement sent through the driver outside a transaction block, which PostgreSQL runs as a
-    transaction of its own, and SQLAlchemy does not see it; what the driver sends is counted instead: the batch's
-    statements, and any BEGIN, which would start another."""
-    if hub.db.dialect == "postgresql":
-        with queries_heard(hub, lambda query: query.startswith(("BEGIN", _BATCH))) as sent:
-            yield sent
-        return
-    began: list[Any] = []
-    record = began.append
-    event.listen(hub.db.engine.sync_engine, "begin", record)
-    try:
-        yield began
-    finally:
-        event.remove(hub.db.engine.sync_engine, "begin", record)
+def _transactions(hub: Hub) -> Iterator[list[str]]:
+    """The transactions the database runs meanwhile, as the driver hears them. SQLite: each BEGIN, the sqlite3
+    module's implicit one included. PostgreSQL: a batch is one statement sent outside a transaction block, which
+    PostgreSQL runs as a transaction of its own; the batch's statements are counted, and any BEGIN, which would
+    start another."""
+    starts = ("BEGIN", _BATCH.upper()) if hub.db.dialect == "postgresql" else ("BEGIN",)
+    with queries_heard(hub, lambda query: query.upper().startswith(starts)) as sent:
+        yield sent
 
 
 def _batch_statements(hub: Hub) -> AbstractContextManager[list[str]]:
@@ -308,3 +303,48 @@ def test_a_batch_sends_once_what_its_rows_share_and_as_arrays_what_they_do_not()
     assert split_columns("j_", ["id", "account_id"], rows, {}) == set()
     # A batch of one shares everything but its ids, which are always arrays: there is always a row to unnest.
     assert split_columns("d_", ["id", "account_id", "payload"], rows[:1], {}) == {"account_id", "payload"}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_on_sqlite_a_batch_past_the_statement_limit_is_cut_into_statements_of_one_transaction(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # At most 20 values a statement: two rows of eight inbox columns, one row of a job's.
+    monkeypatch.setattr(inbox_sqlite, "_MAX_VALUES", 20)
+    shop = await new_shop(hub)
+    writer = InboxWriter(hub.db)
+    first = await writer.store(_delivery(shop, "w-0"))
+    # One listener: SQLite's trace callback is one a connection.
+    with queries_heard(hub, lambda query: query.upper().startswith(("BEGIN", "INSERT"))) as heard:
+        results = await asyncio.gather(
+            *(writer.store(_delivery(shop, key)) for key in ["w-0", "w-1", "w-2", "w-2", "w-3", "w-4"])
+        )
+    assert [query.split()[0].upper() for query in heard].count("BEGIN") == 1
+    # Originals: 6 rows in 3 statements; duplicates: 2 rows in 1; jobs: 4 rows in 4.
+    assert sum(query.upper().startswith("INSERT") for query in heard) == 8
+    assert (results[0].duplicate, results[0].original_id) == (True, first.inbox_id)
+    assert sorted([results[2].duplicate, results[3].duplicate]) == [False, True]
+    assert results[2].original_id == results[3].original_id
+    rows = await _rows(hub)
+    assert len(rows) == 7
+    assert sorted(row.status for row in rows) == ["duplicate"] * 2 + ["received"] * 5
+    assert len(await _jobs(hub)) == 5
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("isolation", ["SERIALIZABLE", "AUTOCOMMIT"])
+async def test_on_sqlite_a_batch_whose_last_statement_fails_stores_nothing(hub: Hub, isolation: str) -> None:
+    # Whether the driver begins the transaction (its implicit BEGIN) or, on a connection in autocommit mode, the
+    # batch does: the inbox rows inserted before the jobs' statement failed are rolled back with it.
+    shop = await new_shop(hub)
+    rows = [{"id": uuid.uuid4(), **inbox._row_values(_delivery(shop, "w-1"), utcnow())}]
+    jobs = [
+        inbox._process_job_values(rows[0], uuid.uuid4()) | {"account_id": uuid.uuid4()}
+    ]  # no such account
+    async with hub.db.engine.connect() as connection:
+        await connection.execution_options(isolation_level=isolation)
+        batch = inbox_sqlite.SqliteBatch(connection.dialect, list(rows[0]), list(jobs[0]))
+        with pytest.raises(sqlite3.IntegrityError):
+            await batch.execute(connection, rows, jobs)
+    assert await _rows(hub) == []
+    assert await _jobs(hub) == []

@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, delete, select, update
-from sqlalchemy import insert as sqlalchemy_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from crossdock.engine.errors import JobError, PermanentError
 from crossdock.engine.inbox_pg import BatchStatement
+from crossdock.engine.inbox_sqlite import SqliteBatch
 from crossdock.engine.jobs import (
     JobContext,
     RetryPolicy,
@@ -55,10 +54,6 @@ DISCARDED = "discarded"
 _SENSITIVE_HEADER = re.compile(
     r"(authorization|signature|hmac|token|secret|cookie|password|api[-_]?key|credential|x-amz-security)", re.I
 )
-
-
-_INBOX: Table = t.InboxMessage.__table__  # type: ignore[assignment]
-_JOBS: Table = t.Job.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -161,7 +156,7 @@ class InboxWriter:
         self.max_batch = max_batch
         self._waiting: list[tuple[Delivery, asyncio.Future[InboxResult]]] = []
         self._writer: asyncio.Task[None] | None = None
-        self._statement: BatchStatement | None = None
+        self._statement: BatchStatement | SqliteBatch | None = None
 
     async def store(self, delivery: Delivery) -> InboxResult:
         loop = asyncio.get_running_loop()
@@ -192,10 +187,7 @@ class InboxWriter:
                         connection = await self.db.engine.connect()
                         if postgresql:
                             await connection.execution_options(isolation_level="AUTOCOMMIT")
-                    if postgresql:
-                        stored = await self._write_statement(connection, batch)
-                    else:
-                        stored = await self._write(connection, batch)
+                    stored = await self._write_statement(connection, batch)
                 except Exception as exc:
                     # The error's type only: a database error's text carries the statement's parameters (the
                     # bodies).
@@ -206,8 +198,8 @@ class InboxWriter:
                     )
                     stored = {}
                     if connection is not None:
-                        # Not given back to the pool: on PostgreSQL the batch went through the driver itself, so
-                        # SQLAlchemy did not see its error and cannot tell a broken connection from a sound one.
+                        # Not given back to the pool: the batch went through the driver itself, so SQLAlchemy did
+                        # not see its error and cannot tell a broken connection from a sound one.
                         gone = connection
                         connection = None
                         await gone.invalidate()
@@ -230,12 +222,13 @@ class InboxWriter:
     async def _write_statement(
         self, connection: AsyncConnection, batch: list[tuple[Delivery, asyncio.Future[InboxResult]]]
     ) -> dict[int, InboxResult]:
-        """The batch in one statement on PostgreSQL (engine/inbox_pg.py): what `_write` does in a transaction."""
+        """The batch in one statement on PostgreSQL (engine/inbox_pg.py), in one transaction of a few statements
+        on SQLite (engine/inbox_sqlite.py); committed when this returns."""
         rows, job_ids = _new_rows(batch)
         jobs = [_process_job_values(row, job_id) for row, job_id in zip(rows, job_ids, strict=True)]
         if self._statement is None:
-            self._statement = BatchStatement(connection.dialect, list(rows[0]), list(jobs[0]))
-        # Committed when it returns: the statement goes through the driver on a connection in autocommit mode.
+            kind = BatchStatement if connection.dialect.name == "postgresql" else SqliteBatch
+            self._statement = kind(connection.dialect, list(rows[0]), list(jobs[0]))
         originals = await self._statement.execute(connection, rows, jobs)
         if any(original == row_id for row_id, original in originals.items()):
             wake_workers()
@@ -244,50 +237,6 @@ class InboxWriter:
             original = originals.get(row["id"])
             if original is not None:
                 results[id(delivery)] = InboxResult(True, original != row["id"], row["id"], original)
-        return results
-
-    async def _write(
-        self, connection: AsyncConnection, batch: list[tuple[Delivery, asyncio.Future[InboxResult]]]
-    ) -> dict[int, InboxResult]:
-        """The batch in one transaction of a few statements (SQLite; PostgreSQL has `_write_statement`). Core on
-        the connection, not a session and the ORM's bulk insert: those cost more than the statements."""
-        rows, job_ids = _new_rows(batch, status="received")
-        results: dict[int, InboxResult] = {}
-        async with connection.begin():
-            # The unique index decides which delivery is an original, as in `receive`.
-            insert: Any = sqlite_insert(_INBOX).on_conflict_do_nothing().returning(_INBOX.c.id)
-            inserted = set((await connection.execute(insert, rows)).scalars())
-            for (delivery, _), row in zip(batch, rows, strict=True):
-                if row["id"] in inserted:
-                    results[id(delivery)] = InboxResult(True, False, row["id"], row["id"])
-            refused = [
-                (delivery, row)
-                for (delivery, _), row in zip(batch, rows, strict=True)
-                if row["id"] not in inserted
-            ]
-            if refused:
-                # Redeliveries, and twins of a delivery in this batch: stored here as duplicates of their original,
-                # found in one read (this transaction sees the originals it has just inserted).
-                originals = await _originals(connection, [row for _, row in refused])
-                duplicates = []
-                for delivery, row in refused:
-                    original = originals.get((row["connection_id"], row["kind"], row["dedup_key"]))
-                    if original is not None:
-                        duplicates.append({**row, "status": "duplicate", "duplicate_of": original})
-                        results[id(delivery)] = InboxResult(True, True, row["id"], original)
-                if duplicates:
-                    await connection.execute(sqlalchemy_insert(_INBOX), duplicates)
-            jobs = [
-                _process_job_values(row, job_id)
-                for row, job_id in zip(rows, job_ids, strict=True)
-                if row["id"] in inserted
-            ]
-            if jobs:
-                await connection.execute(sqlite_insert(_JOBS).on_conflict_do_nothing(), jobs)
-        if jobs:
-            wake_workers()
-        # A delivery left out (its original was neither stored nor found: rolled back meanwhile) goes through
-        # `receive` on its own.
         return results
 
     async def _write_one(self, delivery: Delivery) -> InboxResult:
@@ -338,28 +287,6 @@ def _row_values(delivery: Delivery, now: datetime) -> dict[str, Any]:
         "headers": clean_headers(delivery.headers),
         "body": bytes(delivery.body),
         "received_at": now,
-    }
-
-
-async def _originals(
-    connection: AsyncConnection, rows: list[dict[str, Any]]
-) -> dict[tuple[uuid.UUID, str, str], uuid.UUID]:
-    """The stored originals of these rows' (connection, kind, dedup key), read at once."""
-    keys = {(row["connection_id"], row["kind"], row["dedup_key"]) for row in rows}
-    found = await connection.execute(
-        select(
-            t.InboxMessage.id, t.InboxMessage.connection_id, t.InboxMessage.kind, t.InboxMessage.dedup_key
-        ).where(
-            t.InboxMessage.connection_id.in_({key[0] for key in keys}),
-            t.InboxMessage.kind.in_({key[1] for key in keys}),
-            t.InboxMessage.dedup_key.in_({key[2] for key in keys}),
-            t.InboxMessage.duplicate_of.is_(None),
-        )
-    )
-    return {
-        (connection_id, kind, dedup_key): row_id
-        for row_id, connection_id, kind, dedup_key in found
-        if (connection_id, kind, dedup_key) in keys
     }
 
 
