@@ -9,7 +9,7 @@ and remain readable (postgresql.org/docs/15/sql-altertable.html, SET COMPRESSION
 
 Revision ID: 0012
 Revises: 0011
-Create Date: 2026-11-24 09:00:00
+Create Date: 2026-11-25 00:05:00
 """
 
 from collections.abc import Sequence
