@@ -66,7 +66,7 @@ class SqliteBatch:
             raise RuntimeError("the connection has no driver connection (closed or invalidated)")
         try:
             if driver.isolation_level is None:  # autocommit: no implicit BEGIN before the first INSERT
-                await driver.execute("BEGIN")
+                await driver.execute_fetchall("BEGIN")
             originals = await self._store(driver, rows, jobs)
             await driver.commit()
         except BaseException:
