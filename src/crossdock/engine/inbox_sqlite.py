@@ -34,8 +34,9 @@ from crossdock.store import tables as t
 _INBOX: Table = t.InboxMessage.__table__  # type: ignore[assignment]
 _JOBS: Table = t.Job.__table__  # type: ignore[assignment]
 
-# SQLite takes up to 32,766 values in a statement (sqlite.org/limits.html, SQLITE_MAX_VARIABLE_NUMBER, since
-# 3.32.0); a batch is cut into statements of at most this many, whatever the columns.
+# SQLite takes 32,766 values in a statement by default since 3.32.0 (sqlite.org/limits.html,
+# SQLITE_MAX_VARIABLE_NUMBER; a build may allow more, Debian's 250,000), and the batch needs 3.35.0 anyway for
+# RETURNING (sqlite.org/lang_returning.html). A batch is cut into statements of at most this many values.
 _MAX_VALUES = 32_000
 # The inbox's unique index (uq_inbox_dedup), which decides which delivery is an original.
 _KEY = ("connection_id", "kind", "dedup_key")
