@@ -23,6 +23,7 @@ from crossdock.hub import Hub
 from crossdock.logs import REDACTED
 from crossdock.store import repo
 from crossdock.store import tables as t
+from crossdock.store.db import driver_connection
 from crossdock.store.repo import NotFound
 from crossdock.store.types import utcnow
 from tests.engine.support import Shop, jobs_notifications, new_shop, queries_heard
@@ -345,6 +346,6 @@ async def test_on_sqlite_a_batch_whose_last_statement_fails_stores_nothing(hub: 
         await connection.execution_options(isolation_level=isolation)
         batch = inbox_sqlite.SqliteBatch(connection.dialect, list(rows[0]), list(jobs[0]))
         with pytest.raises(sqlite3.IntegrityError):
-            await batch.execute(connection, rows, jobs)
+            await batch.execute(await driver_connection(connection), rows, jobs)
     assert await _rows(hub) == []
     assert await _jobs(hub) == []

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Dialect, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from crossdock.engine.errors import JobError, PermanentError
@@ -36,7 +36,7 @@ from crossdock.engine.periodic import periodic
 from crossdock.engine.timeline import add_event
 from crossdock.logs import REDACTED, get_logger, redact_text
 from crossdock.store import tables as t
-from crossdock.store.db import Database
+from crossdock.store.db import Database, driver_connection
 from crossdock.store.repo import Conflict, NotFound
 from crossdock.store.types import new_ids, utcnow
 from crossdock.store.upsert import insert_for
@@ -175,9 +175,10 @@ class InboxWriter:
 
     async def _write_run(self) -> None:
         # One connection for all the batches that come one after the other, so the pool's checkout (and on
-        # PostgreSQL its pre-ping) is paid once per run rather than once per batch; a batch that fails gives the
-        # connection back.
+        # PostgreSQL its pre-ping) and the look for its driver's connection are paid once per run rather than once
+        # per batch; a batch that fails gives the connection back.
         connection: AsyncConnection | None = None
+        driver: Any = None
         postgresql = self.db.dialect == "postgresql"
         try:
             while self._waiting:
@@ -187,7 +188,8 @@ class InboxWriter:
                         connection = await self.db.engine.connect()
                         if postgresql:
                             await connection.execution_options(isolation_level="AUTOCOMMIT")
-                    stored = await self._write_statement(connection, batch)
+                        driver = await driver_connection(connection)
+                    stored = await self._write_statement(connection.dialect, driver, batch)
                 except Exception as exc:
                     # The error's type only: a database error's text carries the statement's parameters (the
                     # bodies).
@@ -220,16 +222,16 @@ class InboxWriter:
                 await connection.close()
 
     async def _write_statement(
-        self, connection: AsyncConnection, batch: list[tuple[Delivery, asyncio.Future[InboxResult]]]
+        self, dialect: Dialect, driver: Any, batch: list[tuple[Delivery, asyncio.Future[InboxResult]]]
     ) -> dict[int, InboxResult]:
         """The batch in one statement on PostgreSQL (engine/inbox_pg.py), in one transaction of a few statements
         on SQLite (engine/inbox_sqlite.py); committed when this returns."""
         rows, job_ids = _new_rows(batch)
         jobs = [_process_job_values(row, job_id) for row, job_id in zip(rows, job_ids, strict=True)]
         if self._statement is None:
-            kind = BatchStatement if connection.dialect.name == "postgresql" else SqliteBatch
-            self._statement = kind(connection.dialect, list(rows[0]), list(jobs[0]))
-        originals = await self._statement.execute(connection, rows, jobs)
+            kind = BatchStatement if dialect.name == "postgresql" else SqliteBatch
+            self._statement = kind(dialect, list(rows[0]), list(jobs[0]))
+        originals = await self._statement.execute(driver, rows, jobs)
         if any(original == row_id for row_id, original in originals.items()):
             wake_workers()
         results: dict[int, InboxResult] = {}

@@ -22,14 +22,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Dialect, String, Table, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crossdock.engine.jobs import JOBS_CHANNEL
 from crossdock.store import tables as t
+
+if TYPE_CHECKING:
+    import asyncpg
 
 # The job row's own delivery, carried beside the job's columns to keep only the jobs of stored originals.
 _JOB_INBOX_ID = "inbox_id"
@@ -139,10 +141,10 @@ class BatchStatement:
         ).bindparams(*params)
 
     async def execute(
-        self, connection: AsyncConnection, rows: Sequence[dict[str, Any]], jobs: Sequence[dict[str, Any]]
+        self, driver: asyncpg.Connection, rows: Sequence[dict[str, Any]], jobs: Sequence[dict[str, Any]]
     ) -> dict[uuid.UUID, uuid.UUID]:
-        """Store `rows` (inbox rows, each with its `id`) and `jobs` (one per row, in the same order) on a connection
-        in autocommit mode. Returns each stored row's original (itself for an original); a row it does not name
+        """Store `rows` (inbox rows, each with its `id`) and `jobs` (one per row, in the same order) on asyncpg's
+        connection (`store.db.driver_connection`), outside a transaction block. Returns each stored row's original (itself for an original); a row it does not name
         was left out (its original was neither stored nor found) and nothing of it is stored."""
         values: dict[str, Any] = {"channel": JOBS_CHANNEL}
         shared_inbox = split_columns("d_", self.inbox_columns, rows, values)
@@ -153,9 +155,6 @@ class BatchStatement:
         # types as SQLAlchemy would, sent by asyncpg (which prepares it once per connection). SQLAlchemy's
         # execute around it cost a batch of a few webhooks about a fifth of its CPU (bench/webhook_ingest.py).
         # An error is asyncpg's own, not wrapped: the writer gives up the connection on any error.
-        driver = (await connection.get_raw_connection()).driver_connection
-        if driver is None:
-            raise RuntimeError("the connection has no driver connection (closed or invalidated)")
         records = await driver.fetch(statement.sql, *statement.arguments(values))
         return {row_id: original for row_id, original in records if row_id is not None}
 

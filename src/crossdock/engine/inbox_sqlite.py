@@ -24,12 +24,14 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Dialect, Table
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crossdock.store import tables as t
+
+if TYPE_CHECKING:
+    import aiosqlite
 
 _INBOX: Table = t.InboxMessage.__table__  # type: ignore[assignment]
 _JOBS: Table = t.Job.__table__  # type: ignore[assignment]
@@ -57,14 +59,11 @@ class SqliteBatch:
         self._id_result: Callable[[Any], Any] = id_type.result_processor(dialect, None) or _same
 
     async def execute(
-        self, connection: AsyncConnection, rows: Sequence[dict[str, Any]], jobs: Sequence[dict[str, Any]]
+        self, driver: aiosqlite.Connection, rows: Sequence[dict[str, Any]], jobs: Sequence[dict[str, Any]]
     ) -> dict[uuid.UUID, uuid.UUID]:
-        """Store `rows` (inbox rows, each with its `id`) and `jobs` (one per row, in the same order), committed
-        when this returns. Returns each stored row's original (itself for an original); a row it does not name
+        """Store `rows` (inbox rows, each with its `id`) and `jobs` (one per row, in the same order) on aiosqlite's
+        connection (`store.db.driver_connection`), committed when this returns. Returns each stored row's original (itself for an original); a row it does not name
         was left out (its original was neither stored nor found) and nothing of it is stored."""
-        driver = (await connection.get_raw_connection()).driver_connection
-        if driver is None:
-            raise RuntimeError("the connection has no driver connection (closed or invalidated)")
         try:
             if driver.isolation_level is None:  # autocommit: no implicit BEGIN before the first INSERT
                 await driver.execute_fetchall("BEGIN")
@@ -77,7 +76,7 @@ class SqliteBatch:
         return originals
 
     async def _store(
-        self, driver: Any, rows: Sequence[dict[str, Any]], jobs: Sequence[dict[str, Any]]
+        self, driver: aiosqlite.Connection, rows: Sequence[dict[str, Any]], jobs: Sequence[dict[str, Any]]
     ) -> dict[uuid.UUID, uuid.UUID]:
         ids = [self._id_bind(row["id"]) for row in rows]
         values = [_values(row, self.inbox_columns, self._inbox_binds) for row in rows]
@@ -122,7 +121,9 @@ class SqliteBatch:
         """A row's (connection, kind, dedup key), its unique index's key, as stored."""
         return tuple(bind(row[name]) for name, bind in zip(_KEY, self._key_binds, strict=True))
 
-    async def _originals(self, driver: Any, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], uuid.UUID]:
+    async def _originals(
+        self, driver: aiosqlite.Connection, keys: list[tuple[Any, ...]]
+    ) -> dict[tuple[Any, ...], uuid.UUID]:
         """The stored originals of these keys (as stored), which this transaction's own inserts are among."""
         found: dict[tuple[Any, ...], uuid.UUID] = {}
         for chunk in _chunks(list(set(keys)), len(_KEY)):

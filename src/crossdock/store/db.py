@@ -85,6 +85,15 @@ def make_engine(settings: Settings) -> AsyncEngine:
     return engine
 
 
+async def driver_connection(connection: AsyncConnection) -> Any:
+    """The driver's own connection (asyncpg's, aiosqlite's) under a SQLAlchemy connection, for statements sent
+    past SQLAlchemy; the same one for as long as `connection` stays checked out."""
+    driver = (await connection.get_raw_connection()).driver_connection
+    if driver is None:
+        raise RuntimeError("the connection has no driver connection (closed or invalidated)")
+    return driver
+
+
 class Database:
     """The engine and a session factory. Sessions do not expire objects on commit."""
 
