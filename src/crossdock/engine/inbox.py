@@ -255,15 +255,15 @@ class InboxWriter:
 
 
 def _new_rows(
-    batch: list[tuple[Delivery, asyncio.Future[InboxResult]]], **columns: Any
+    batch: list[tuple[Delivery, asyncio.Future[InboxResult]]],
 ) -> tuple[list[dict[str, Any]], list[uuid.UUID]]:
-    """A batch's inbox rows (with `columns`), each with a new id, and a new id for each one's processing job: all
-    the ids from one read of the random source."""
+    """A batch's inbox rows, each with a new id, and a new id for each one's processing job: all the ids from one
+    read of the random source."""
     now = utcnow()
     ids = new_ids(2 * len(batch))
     row_ids, job_ids = ids[: len(batch)], ids[len(batch) :]
     rows = [
-        {"id": row_id, **columns, **_row_values(delivery, now)}
+        {"id": row_id, **_row_values(delivery, now)}
         for row_id, (delivery, _) in zip(row_ids, batch, strict=True)
     ]
     return rows, job_ids
