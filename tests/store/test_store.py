@@ -143,8 +143,19 @@ async def test_a_connection_and_its_secrets_come_in_one_read_and_only_for_its_ac
             await repo.Tenant(session, theirs).connection_and_secrets(shop.id, hub.vault)
 
 
-def test_new_ids_are_distinct_random_uuids_of_version_4_from_one_read() -> None:
+def test_new_ids_are_distinct_random_uuids_of_version_4_from_one_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reads: list[int] = []
+    urandom = repo_types.os.urandom
+
+    def counted(size: int) -> bytes:
+        reads.append(size)
+        return urandom(size)
+
+    monkeypatch.setattr(repo_types.os, "urandom", counted)
     ids = repo_types.new_ids(500)
+    assert reads == [16 * 500]
     assert len(ids) == 500 and len(set(ids)) == 500
     # Version 4, RFC 4122 variant, as uuid.uuid4 makes them.
     assert all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
