@@ -13,8 +13,9 @@ if it rolls back (postgresql.org/docs/15/sql-notify.html).
 
 Each column travels as one array, unnested on the server, or as one value where every row of the batch has the
 same: the statement's text does not depend on the batch's size, only on which columns are shared, so each text
-is parsed and planned once per connection (asyncpg's prepared statement cache) and compiled once by SQLAlchemy. The rows' values come from the same functions as the session path's (`inbox._row_values`,
-`jobs.job_values`), so a column added there is added here.
+is parsed and planned once per connection (asyncpg's prepared statement cache) and compiled once by SQLAlchemy.
+The rows' values come from the same functions as the session path's (`inbox._row_values`, `jobs.job_values`),
+so a column added there is added here.
 """
 
 from __future__ import annotations
