@@ -1,11 +1,12 @@
-"""The running hub's shared parts: settings, database, vault and blob store."""
+"""The running hub's shared parts: settings, database, vault, blob store and connections to remotes."""
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from crossdock.config import Settings
+from crossdock.engine.http_pools import RemotePools
 from crossdock.security.vault import Vault
 from crossdock.store.blobs import BlobStore
 from crossdock.store.db import Database
@@ -19,6 +20,8 @@ class Hub:
     db: Database
     vault: Vault
     blobs: BlobStore
+    # Keep-alive connections to remotes, shared by the process's RemoteClients (engine/http_pools.py).
+    remote_pools: RemotePools = field(default_factory=RemotePools)
 
     def __post_init__(self) -> None:
         # The flows react to orders wherever orders change (the API, a worker, `crossdock sync`): importing them
@@ -40,4 +43,5 @@ class Hub:
         )
 
     async def close(self) -> None:
+        await self.remote_pools.aclose()
         await self.db.dispose()

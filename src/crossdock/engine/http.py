@@ -2,6 +2,8 @@
 
 It owns what no connector should reinvent:
 - timeouts (connect / read / total);
+- keep-alive connections shared by the process's clients, so that a job reuses the connection an earlier job
+  opened (engine/http_pools.py);
 - the outbound URL check (no loopback, private or link-local targets unless CROSSDOCK_ALLOW_PRIVATE_URLS),
   with the connection pinned to the checked address;
 - the connection's rate limiter (an optional RateLimiter plus an operation name per call);
@@ -19,11 +21,9 @@ It owns what no connector should reinvent:
 from __future__ import annotations
 
 import asyncio
-import functools
 import ipaddress
 import json
 import random
-import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping
@@ -44,6 +44,7 @@ from crossdock.engine.errors import (
     RateLimited,
     RetryableError,
 )
+from crossdock.engine.http_pools import tls_context
 from crossdock.engine.ratelimit import RateLimiter, RatePolicy, parse_retry_after
 from crossdock.hub import Hub
 from crossdock.logs import REDACTED, get_logger, is_sensitive_name, redact_text, redact_url
@@ -192,14 +193,6 @@ class _Outcome:
 Sleep = Callable[[float], Awaitable[None]]
 
 
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """The TLS context every RemoteClient verifies remotes with, made once per process (httpx's default: the
-    certifi bundle, or SSL_CERT_FILE / SSL_CERT_DIR). Each client used to build its own, which loads the CA bundle
-    again: about 20 ms of CPU for every client, and a job opens one per connector it calls."""
-    return httpx.create_ssl_context()
-
-
 def _tracer(sent: asyncio.Event) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
     """An httpcore `trace` extension (www.python-httpx.org/advanced/extensions/, "trace") that sets `sent` when
     the request body, empty or not, has been written: events are named "http11.send_request_body.complete" and
@@ -292,13 +285,15 @@ class RemoteClient:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
+            # The process's keep-alive connections (engine/http_pools.py), unless a transport was given; TLS is
+            # verified there, with the process's one TLS context.
             self._client = httpx.AsyncClient(
                 base_url=self.base_url,
                 timeout=self.timeouts.httpx(),
                 follow_redirects=False,
-                transport=self.transport,
+                transport=self.transport if self.transport is not None else self.hub.remote_pools.transport(),
                 headers=dict(self.headers),
-                verify=tls_context(),
+                verify=tls_context(),  # for the proxies httpx mounts from the environment, if any
             )
         return self._client
 
