@@ -100,6 +100,21 @@ def test_statements_times_each_against_its_baseline() -> None:
     )
 
 
+@pytest.mark.parametrize("rtt_ms", ["0", "20"])
+def test_remote_connections_opens_one_connection_per_job_only_when_each_job_has_its_own(rtt_ms: str) -> None:
+    result = run_bench("remote_connections.py", "--jobs", "8", "--rounds", "2", "--rtt-ms", rtt_ms)
+    assert result["jobs"] == 8 and result["rtt_ms"] == float(rtt_ms) and result["calls_per_job"] == 2
+    # Counted by the server: a TCP connection per job with a pool of the job's own, none once one is kept alive
+    # (the rounds are short, well within the kept connection's 4 s).
+    assert result["own"]["connections_per_job"] == 1.0
+    assert result["shared"]["connections_per_job"] == 0.0
+    for way in ("own", "shared"):  # the server's CPU is read in clock ticks (10 ms): 0 for so few jobs is fine
+        assert result[way]["wall_ms_per_job"] > 0 and result[way]["client_cpu_ms_per_job"] > 0
+        assert result[way]["server_cpu_ms_per_job"] >= 0
+    if rtt_ms != "0":  # through the relay every job waits at least its two calls' round trips
+        assert result["shared"]["wall_ms_per_job"] >= 2 * 20
+
+
 def test_incremental_sync_stores_every_edit() -> None:
     result = run_bench("incremental_sync.py", "--orders", "300", "--changes", "20")
     full, incremental = result["full"], result["incremental"]
