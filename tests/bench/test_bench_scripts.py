@@ -108,7 +108,8 @@ def test_remote_connections_opens_one_connection_per_job_only_when_each_job_has_
     # (the rounds are short, well within the kept connection's 4 s).
     assert result["own"]["connections_per_job"] == 1.0
     assert result["shared"]["connections_per_job"] == 0.0
-    for way in ("own", "shared"):  # the server's CPU is read in clock ticks (10 ms): 0 for so few jobs is fine
+    # The server's CPU is read in clock ticks (10 ms): 0 for so few jobs is fine.
+    for way in ("own", "shared"):
         assert result[way]["wall_ms_per_job"] > 0 and result[way]["client_cpu_ms_per_job"] > 0
         assert result[way]["server_cpu_ms_per_job"] >= 0
     if rtt_ms != "0":  # through the relay every job waits at least its two calls' round trips

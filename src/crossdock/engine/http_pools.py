@@ -15,14 +15,15 @@ What a pooled connection may be reused for:
 - a connection carries no credentials or cookies of its own (they are in each request's headers and in each
   client), so the connections to a host are shared between the accounts and connections of the process, as
   any HTTP client shares a keep-alive connection between requests;
-- an idle connection is reused for at most `KEEPALIVE_S`, less than the shortest common server idle timeout,
+- an idle connection is reused for at most `KEEPALIVE_S`, below the idle timeout common servers close at,
   so that it is seldom closed by the server just as a request goes out on it (which the caller could not tell
   from a request lost after it was received). httpcore also drops an idle connection the server has closed
   before reusing it (it checks whether the socket has become readable).
 
-A pool that has had no request for `IDLE_CLOSE_S` is closed with its connections: the process may talk to
-thousands of hosts (one per shop), and a pool's expired connections are otherwise closed only when that pool
-is used again.
+Each origin's pool holds at most 100 connections (httpx's default; a request waits for one as long as the
+connect timeout, then fails as a timeout that sent nothing) and keeps at most 20 idle. A pool that has had no
+request for `IDLE_CLOSE_S` is closed with its connections: the process may talk to thousands of hosts (one per
+shop), and a pool's expired connections are otherwise closed only when that pool is used again.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ from crossdock.logs import get_logger
 log = get_logger(__name__)
 
 # Below the 5 s idle timeout of uvicorn (`--timeout-keep-alive`, www.uvicorn.org/settings), Apache httpd
-# (KeepAliveTimeout, httpd.apache.org/docs/2.4/mod/core.html) and Node.js (server.keepAliveTimeout,
-# nodejs.org/api/http.html), and far below nginx's 75 s (keepalive_timeout) and cloud load balancers' 60 s.
+# (KeepAliveTimeout, httpd.apache.org/docs/2.4/mod/core.html) and Node.js's releases before its default became
+# 65 s (server.keepAliveTimeout, nodejs.org/api/http.html), and far below nginx's 75 s (keepalive_timeout).
 KEEPALIVE_S = 4.0
 IDLE_CLOSE_S = 60.0
 # How often, at most, the pools of a loop are looked over for idle ones.
