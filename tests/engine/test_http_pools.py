@@ -42,7 +42,7 @@ class Pools:
         self.now = 1000.0
         self.made: list[Recording] = []
 
-        def make(_limits: httpx.Limits) -> Any:
+        def make(_limits: httpx.Limits) -> Recording:
             self.made.append(Recording())
             return self.made[-1]
 

@@ -61,7 +61,7 @@ def origin_of(request: httpx.Request) -> Origin:
 
 @dataclass
 class _Pool:
-    transport: httpx.AsyncHTTPTransport
+    transport: httpx.AsyncBaseTransport
     busy: int = 0  # requests sent whose responses are not closed yet
     last_used: float = 0.0
 
@@ -82,7 +82,7 @@ class RemotePools:
         keepalive_s: float = KEEPALIVE_S,
         idle_close_s: float = IDLE_CLOSE_S,
         clock: Callable[[], float] = time.monotonic,
-        make_transport: Callable[[httpx.Limits], httpx.AsyncHTTPTransport] | None = None,
+        make_transport: Callable[[httpx.Limits], httpx.AsyncBaseTransport] | None = None,
     ) -> None:
         self.limits = httpx.Limits(
             max_connections=100, max_keepalive_connections=20, keepalive_expiry=keepalive_s
