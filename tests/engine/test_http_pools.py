@@ -11,11 +11,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from crossdock.config import Settings
 from crossdock.engine.http import RemoteClient, Target
 from crossdock.engine.http_pools import SWEEP_EVERY_S, RemotePools
 from crossdock.hub import Hub
-from tests.engine.remote_support import local_server, new_owner
+from tests.engine.remote_support import local_server, new_owner, strict_hub
 
 
 class Recording(httpx.AsyncBaseTransport):
@@ -47,19 +46,6 @@ class Pools:
             return self.made[-1]
 
         self.pools = RemotePools(clock=lambda: self.now, make_transport=make, idle_close_s=60.0)
-
-
-def strict_hub(hub: Hub, tmp_path: Any, pools: RemotePools) -> Hub:
-    """The test's hub with outbound URLs checked and pinned, as in a deployment."""
-    return Hub(
-        settings=Settings(
-            home=tmp_path, database_url=hub.settings.resolved_database_url, allow_private_urls=False
-        ),
-        db=hub.db,
-        vault=hub.vault,
-        blobs=hub.blobs,
-        remote_pools=pools,
-    )
 
 
 async def test_clients_one_after_another_send_over_one_kept_alive_connection(hub: Hub) -> None:
@@ -99,7 +85,7 @@ async def test_two_names_on_one_address_never_share_a_connection(hub: Hub, tmp_p
     for its name, so shops behind one address get pools of their own, and each name's clients share its."""
     owner = await new_owner(hub)
     fake = Pools()
-    strict = strict_hub(hub, tmp_path, fake.pools)
+    strict = strict_hub(hub, tmp_path, remote_pools=fake.pools)
     answers = {"shop-a.example.com": ["93.184.216.34"], "shop-b.example.com": ["93.184.216.34"]}
 
     async def call(host: str) -> None:

@@ -23,7 +23,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from crossdock import model as m
-from crossdock.config import Settings
 from crossdock.engine.errors import ConfigurationError, PermanentError, RateLimited, RetryableError
 from crossdock.engine.http import (
     Action,
@@ -42,7 +41,7 @@ from crossdock.security.urls import UnsafeURL
 from crossdock.store import repo
 from crossdock.store import tables as t
 from crossdock.store.types import utcnow
-from tests.engine.remote_support import Owner, local_server, new_owner
+from tests.engine.remote_support import Owner, local_server, new_owner, strict_hub
 from tests.engine.support import statements_sent
 
 BASE = "https://shop.example.com"
@@ -523,14 +522,7 @@ async def test_secrets_stay_out_of_remote_calls_errors_and_logs(
 
 
 async def test_private_addresses_are_refused_unless_allowed(hub: Hub, owner: Owner, tmp_path: Any) -> None:
-    strict = Hub(
-        settings=Settings(
-            home=tmp_path, database_url=hub.settings.resolved_database_url, allow_private_urls=False
-        ),
-        db=hub.db,
-        vault=hub.vault,
-        blobs=hub.blobs,
-    )
+    strict = strict_hub(hub, tmp_path)
     reached: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -610,14 +602,7 @@ async def test_the_request_goes_to_the_address_that_was_checked(
     hub: Hub, owner: Owner, tmp_path: Any
 ) -> None:
     """DNS rebinding: the name is resolved once, checked, and the connection goes to that very address."""
-    strict = Hub(
-        settings=Settings(
-            home=tmp_path, database_url=hub.settings.resolved_database_url, allow_private_urls=False
-        ),
-        db=hub.db,
-        vault=hub.vault,
-        blobs=hub.blobs,
-    )
+    strict = strict_hub(hub, tmp_path)
     answers = {"shop.example.com": ["93.184.216.34"], "rebound.example.com": ["93.184.216.35", "10.0.0.7"]}
     seen: list[httpx.Request] = []
 
@@ -646,14 +631,7 @@ async def test_the_request_goes_to_the_address_that_was_checked(
 async def test_a_name_that_does_not_resolve_is_retried_and_an_internal_name_is_refused(
     hub: Hub, owner: Owner, tmp_path: Any
 ) -> None:
-    strict = Hub(
-        settings=Settings(
-            home=tmp_path, database_url=hub.settings.resolved_database_url, allow_private_urls=False
-        ),
-        db=hub.db,
-        vault=hub.vault,
-        blobs=hub.blobs,
-    )
+    strict = strict_hub(hub, tmp_path)
 
     def no_dns(host: str) -> list[str]:
         raise UnsafeURL(f"host '{host}' does not resolve; check the URL")

@@ -21,28 +21,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from crossdock.api.app import create_app
-from crossdock.config import Settings
 from crossdock.engine import webhooks_out as wh
 from crossdock.engine.jobs import REGISTRY as JOB_KINDS
 from crossdock.hub import Hub
 from crossdock.store import tables as t
 from crossdock.store.types import utcnow
-from tests.engine.remote_support import local_server
+from tests.engine.remote_support import local_server, strict_hub
 from tests.support import Tenant
 
 API = "/api/v1/webhook-endpoints"
-
-
-def strict(hub: Hub, tmp_path: Any) -> Hub:
-    """The same hub as an operator who did not set CROSSDOCK_ALLOW_PRIVATE_URLS would run it."""
-    return Hub(
-        settings=Settings(
-            home=tmp_path, database_url=hub.settings.resolved_database_url, allow_private_urls=False
-        ),
-        db=hub.db,
-        vault=hub.vault,
-        blobs=hub.blobs,
-    )
 
 
 async def create_endpoint(client: httpx.AsyncClient, owner: Tenant, url: str, **body: Any) -> dict[str, Any]:
@@ -157,7 +144,7 @@ async def test_event_types_must_be_named_properly(
 )
 async def test_private_urls_are_refused_at_creation(hub: Hub, acme: Tenant, tmp_path: Any, url: str) -> None:
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(strict(hub, tmp_path))), base_url="http://hub.test"
+        transport=httpx.ASGITransport(app=create_app(strict_hub(hub, tmp_path))), base_url="http://hub.test"
     ) as client:
         response = await client.post(API, json={"url": url}, headers=acme.headers)
         assert response.status_code == 422
@@ -387,7 +374,9 @@ async def test_a_url_that_now_resolves_privately_is_refused_at_delivery(
     (delivery_id,) = await emit_one(hub, acme)
     reached: list[httpx.Request] = []
     transport = httpx.MockTransport(lambda request: reached.append(request) or httpx.Response(200))
-    assert await wh.deliver(strict(hub, tmp_path), delivery_id, attempt=1, transport=transport) == "refused"
+    assert (
+        await wh.deliver(strict_hub(hub, tmp_path), delivery_id, attempt=1, transport=transport) == "refused"
+    )
     assert reached == []
     async with hub.db.session() as session:
         (attempt,) = (await session.scalars(select(t.WebhookAttempt))).all()
@@ -552,13 +541,13 @@ async def test_a_delivery_goes_to_the_address_that_was_checked(
     transport = httpx.MockTransport(handler)
     public = {"hooks.example.com": ["93.184.216.34"]}
     assert await wh.deliver(
-        strict(hub, tmp_path), first, attempt=1, transport=transport, resolver=public.get
+        strict_hub(hub, tmp_path), first, attempt=1, transport=transport, resolver=public.get
     ) == ("succeeded")
     (request,) = seen
     assert str(request.url) == "https://93.184.216.34/in" and request.headers["host"] == "hooks.example.com"
     assert request.extensions["sni_hostname"] == "hooks.example.com"
     rebound = {"hooks.example.com": ["169.254.169.254"]}  # the name now points at the metadata service
     assert await wh.deliver(
-        strict(hub, tmp_path), second, attempt=1, transport=transport, resolver=rebound.get
+        strict_hub(hub, tmp_path), second, attempt=1, transport=transport, resolver=rebound.get
     ) == ("refused")
     assert len(seen) == 1

@@ -18,11 +18,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from crossdock.api.app import create_app
-from crossdock.config import Settings
 from crossdock.engine import webhooks_out as wh
 from crossdock.hub import Hub
 from crossdock.store import tables as t
-from tests.engine.remote_support import local_server
+from tests.engine.remote_support import local_server, strict_hub
 from tests.support import Tenant
 from tests.web.support import signed_in
 
@@ -108,14 +107,7 @@ async def test_bad_input_is_named_on_the_form_and_nothing_is_made(
 async def test_a_private_url_is_refused_with_the_reason(
     hub: Hub, acme: Tenant, tmp_path: Any, url: str
 ) -> None:
-    strict = Hub(
-        settings=Settings(
-            home=tmp_path, database_url=hub.settings.resolved_database_url, allow_private_urls=False
-        ),
-        db=hub.db,
-        vault=hub.vault,
-        blobs=hub.blobs,
-    )
+    strict = strict_hub(hub, tmp_path)
     transport = httpx.ASGITransport(app=create_app(strict))
     async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
         csrf = await signed_in(client, strict, acme)
