@@ -6,11 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from crossdock.engine.errors import PermanentError
 from crossdock.engine.http import RemoteClient, Target
 from crossdock.engine.http_pools import SWEEP_EVERY_S, RemotePools
 from crossdock.hub import Hub
@@ -135,3 +137,42 @@ async def test_a_pool_idle_past_its_limit_is_closed_and_one_with_an_open_answer_
     assert not four.closed
     await pools.aclose()
     assert four.closed and pools.origins() == []
+
+
+async def test_a_name_is_resolved_once_a_minute_for_every_client_and_a_refused_answer_is_not_kept(
+    hub: Hub, tmp_path: Any
+) -> None:
+    """Every job used to resolve its remote's name again (a DNS query and a hop to a thread): the checked
+    addresses are now the process's for a minute. An answer that was refused (a private address) is dropped, so
+    the next call asks DNS again rather than failing on a kept answer for a minute."""
+    owner = await new_owner(hub)
+    fake = Pools()
+    strict = strict_hub(hub, tmp_path, remote_pools=fake.pools)
+    answers = {"shop.example.com": ["93.184.216.34"], "rebound.example.com": ["10.0.0.7"]}
+    asked: list[str] = []
+
+    def resolver(name: str) -> list[str]:
+        asked.append(name)
+        return answers[name]
+
+    async def call(host: str) -> None:
+        async with RemoteClient(
+            strict,
+            Target(owner.account_id, "shopify", owner.connection_id),
+            base_url=f"https://{host}",
+            resolver=resolver,
+        ) as client:
+            await client.get("/admin/api/2025-01/shop.json")
+
+    for _job in range(3):
+        await call("shop.example.com")
+    assert asked == ["shop.example.com"]
+    fake.now += 60  # the kept answer has run out
+    await call("shop.example.com")
+    assert asked == ["shop.example.com"] * 2
+    for _job in range(2):
+        with pytest.raises(PermanentError, match=r"10\.0\.0\.7"):
+            await call("rebound.example.com")
+    assert asked == ["shop.example.com"] * 2 + ["rebound.example.com"] * 2
+    # Four calls went out, all to the checked address (the minute idle closed the first pool).
+    assert [r.url.host for pool in fake.made for r in pool.requests] == ["93.184.216.34"] * 4

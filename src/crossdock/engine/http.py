@@ -244,7 +244,6 @@ class RemoteClient:
     _client: httpx.AsyncClient | None = field(default=None, init=False, repr=False)
     # Resolves a host name to its addresses (blocking; run in a thread). Tests give a fixed table.
     resolver: Callable[[str], list[str]] = resolve_host
-    _resolved: dict[str, tuple[list[str], float]] = field(default_factory=dict, init=False, repr=False)
     _sent_secrets: set[str] = field(default_factory=set, init=False, repr=False)
 
     @classmethod
@@ -427,7 +426,8 @@ class RemoteClient:
     async def _pin(self, request: httpx.Request, method: str, shown_url: str) -> _Outcome | None:
         """The outbound URL check. The request is then sent to the very address that was checked (its Host
         header and TLS SNI keep the name), so a DNS answer that changes after the check (rebinding) cannot
-        send it inside our network. A host's checked addresses are reused for a minute.
+        send it inside our network. A host's checked addresses are reused for a minute, by every client of the
+        process (engine/http_pools.py): a job does not resolve again the name an earlier job resolved.
 
         An internal address raises a permanent error; a name that does not resolve (often a passing DNS
         fault) is returned as a retryable outcome, before anything was sent."""
@@ -438,14 +438,13 @@ class RemoteClient:
             check_outbound_url(str(request.url), allow_private=False, resolve=False)
         except UnsafeURL as exc:
             raise self._refused(shown_url, exc) from None
-        now = time.monotonic()
-        cached = self._resolved.get(host)
-        if cached is None or cached[1] <= now:
-            cached = (await asyncio.to_thread(_resolve_quietly, self.resolver, host), now + 60.0)
-            self._resolved[host] = cached
-        addresses = cached[0]
+        pools = self.hub.remote_pools
+        addresses = pools.addresses(self.resolver, host)
+        if addresses is None:
+            addresses = await asyncio.to_thread(_resolve_quietly, self.resolver, host)
+            if addresses:
+                pools.remember_addresses(self.resolver, host, addresses)
         if not addresses and not _is_ip(host):
-            self._resolved.pop(host, None)
             REMOTE_CALLS.labels(self.target.connector, "connection_error").inc()
             return _Outcome(
                 Action.RETRY,
@@ -459,7 +458,7 @@ class RemoteClient:
                 str(request.url), allow_private=False, resolver=lambda _host: addresses
             )
         except UnsafeURL as exc:
-            self._resolved.pop(host, None)
+            pools.forget_addresses(self.resolver, host)
             raise self._refused(shown_url, exc) from None
         if name is not None:
             # httpx set the Host header from the original URL when it built the request; it stays.

@@ -1,4 +1,5 @@
-"""Keep-alive connections to remotes, shared by every RemoteClient of a process.
+"""Keep-alive connections to remotes, and the addresses their names resolved to, shared by every RemoteClient of
+a process.
 
 A job opens its connector, sends one to three calls and closes it. When each RemoteClient had a connection pool
 of its own, every job opened a new TCP connection to its remote and closed it at the end; against HTTPS that is
@@ -19,6 +20,10 @@ What a pooled connection may be reused for:
   so that it is seldom closed by the server just as a request goes out on it (which the caller could not tell
   from a request lost after it was received). httpcore also drops an idle connection the server has closed
   before reusing it (it checks whether the socket has become readable).
+
+A host name's addresses, resolved and checked by RemoteClient (engine/http.py `_pin`), are kept for
+`ADDRESSES_S` in the same way: a job does not resolve again (a DNS query, and a hop to a thread for the blocking
+call) the name an earlier job resolved. A name that did not resolve is not kept.
 
 Each origin's pool holds at most 100 connections (httpx's default; a request waits for one as long as the
 connect timeout, then fails as a timeout that sent nothing) and keeps at most 20 idle. A pool that has had no
@@ -47,9 +52,15 @@ log = get_logger(__name__)
 # 65 s (server.keepAliveTimeout, nodejs.org/api/http.html), and far below nginx's 75 s (keepalive_timeout).
 KEEPALIVE_S = 4.0
 IDLE_CLOSE_S = 60.0
+# How long a host name's resolved addresses are used before it is resolved again.
+ADDRESSES_S = 60.0
+# Past this many names kept, the expired ones are dropped when another is kept.
+ADDRESSES_KEPT = 1024
 # How often, at most, the pools of a loop are looked over for idle ones.
 SWEEP_EVERY_S = 10.0
 
+# Resolves a host name to its addresses (blocking), as security.urls.resolve_host.
+Resolver = Callable[[str], list[str]]
 # (scheme, host, port, TLS server name): the host is an address once the request is pinned.
 Origin = tuple[str, str, int | None, str | None]
 
@@ -91,6 +102,26 @@ class RemotePools:
         self.clock = clock
         self._make_transport = make_transport or _verified_transport
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Loop] = weakref.WeakKeyDictionary()
+        # (resolver, host name) -> (addresses, until when): by resolver too, as tests give clients tables of their
+        # own; every RemoteClient of a deployment resolves with security.urls.resolve_host.
+        self._addresses: dict[tuple[Resolver, str], tuple[list[str], float]] = {}
+
+    def addresses(self, resolver: Resolver, host: str) -> list[str] | None:
+        """The addresses `host` resolved to within the last `ADDRESSES_S`, or None."""
+        kept = self._addresses.get((resolver, host))
+        if kept is None or kept[1] <= self.clock():
+            return None
+        return kept[0]
+
+    def remember_addresses(self, resolver: Resolver, host: str, addresses: list[str]) -> None:
+        now = self.clock()
+        if len(self._addresses) >= ADDRESSES_KEPT:
+            for key in [key for key, (_, until) in self._addresses.items() if until <= now]:
+                del self._addresses[key]
+        self._addresses[(resolver, host)] = (list(addresses), now + ADDRESSES_S)
+
+    def forget_addresses(self, resolver: Resolver, host: str) -> None:
+        self._addresses.pop((resolver, host), None)
 
     def transport(self) -> httpx.AsyncBaseTransport:
         """A transport for one client: it sends through the shared pools, and its `aclose` closes nothing."""
