@@ -89,7 +89,10 @@ class Receiver:
                     verified.append(secret)
                 except WebhookVerificationError:
                     pass
-            self.received.append({"headers": headers, "body": body, "verified": verified})
+            client = request.client
+            self.received.append(
+                {"headers": headers, "body": body, "verified": verified, "peer": client and tuple(client)}
+            )
             return JSONResponse({"ok": bool(verified)}, status_code=self.status)
 
         return Starlette(routes=[Route("/hook", hook, methods=["POST"])])
@@ -216,6 +219,22 @@ async def test_the_reference_receiver_verifies_our_signatures(
     assert json.loads(got["body"])["data"] == {"id": "ord_7"}
     done = await delivery(hub, delivery_id)
     assert (done.status, done.attempts, done.last_status) == ("succeeded", 1, 200)
+
+
+async def test_deliveries_one_after_another_go_over_one_kept_alive_connection(
+    hub: Hub, client: httpx.AsyncClient, acme: Tenant
+) -> None:
+    """Each delivery built an HTTP client of its own: a TLS context (the CA bundle read again) and a new connection
+    every time. They now send through the process's pools: the receiver sees one client port."""
+    receiver = Receiver([])
+    with local_server(receiver.app()) as base:
+        created = await create_endpoint(client, acme, f"{base}/hook")
+        receiver.secrets.append(created["secret"])
+        for _ in range(3):
+            (delivery_id,) = await emit_one(hub, acme)
+            assert await wh.deliver(hub, delivery_id, attempt=1) == "succeeded"
+    assert len(receiver.received) == 3
+    assert len({got["peer"] for got in receiver.received}) == 1, [got["peer"] for got in receiver.received]
 
 
 async def test_a_tampered_body_or_a_ten_minute_old_timestamp_is_rejected() -> None:
