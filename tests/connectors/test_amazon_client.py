@@ -20,6 +20,7 @@ from starlette.types import Message, Receive, Scope, Send
 from crossdock.connectors.amazon.client import AmazonConnector, package_reference_id
 from crossdock.connectors.base import Mapped, Page, PullWindow
 from crossdock.engine.connections import ConnectionUnavailable, open_connector
+from crossdock.engine.errors import RetryableError
 from crossdock.engine.http import RemoteConfigurationError
 from crossdock.hub import Hub
 from crossdock.model import Fulfillment, FulfillmentLine, OrderStatus
@@ -49,8 +50,17 @@ class LosesAnswers:
     app: Any
     lose_next_confirmation: bool = False
     confirmations_received: int = 0
+    # Answer the next LWA token request 503 without passing it on (what a lost answer looks like to the client).
+    fail_next_token: bool = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fail_next_token and scope["type"] == "http" and scope["path"] == LWA_PATH:
+            self.fail_next_token = False
+            await send(
+                {"type": "http.response.start", "status": 503, "headers": [(b"content-type", b"text/plain")]}
+            )
+            await send({"type": "http.response.body", "body": b"Service Unavailable"})
+            return
         if (
             scope["type"] == "http"
             and scope["method"] == "POST"
@@ -228,6 +238,27 @@ async def test_a_refused_access_token_is_refreshed_once_and_the_new_one_kept(
     second = (await vault_secrets(hub, acme, cid))["access_token"]
     assert second != first and second in amazon.state.access_tokens
     assert await lwa_calls(hub, cid) == 2
+    assert (await connection_row(hub, acme, cid)).status == "active"
+
+
+async def test_a_token_request_whose_answer_is_lost_is_asked_again_by_the_jobs_retry(
+    hub: Hub, acme: Account, amazon: Amazon
+) -> None:
+    """A refresh-token grant only issues another access token, so an LWA answer lost (a 503, a dropped
+    connection) is a retry, not an unknown outcome that stops the job for good."""
+    cid = await connect(hub, acme, amazon)
+    amazon.front.fail_next_token = True
+    async with open_connector(hub, uuid.UUID(acme.id), cid) as (_row, connector):
+        with pytest.raises(RetryableError):
+            await connector.check()
+    async with open_connector(hub, uuid.UUID(acme.id), cid) as (_row, connector):
+        await connector.check()  # the job's next try
+    calls = sorted(await remote_calls(hub, cid), key=lambda c: c.at)
+    assert [(c.operation, c.status) for c in calls] == [
+        ("lwa.token", 503),
+        ("lwa.token", 200),
+        ("getOrders", 200),
+    ]
     assert (await connection_row(hub, acme, cid)).status == "active"
 
 

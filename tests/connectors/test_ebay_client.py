@@ -18,12 +18,13 @@ import httpx
 import pytest
 from sqlalchemy import select
 from starlette.applications import Starlette
+from starlette.types import Receive, Scope, Send
 
 from crossdock.connectors.base import Page, PullWindow
 from crossdock.connectors.ebay.client import EbayConnector
 from crossdock.connectors.ebay.mapping import map_order
 from crossdock.engine.connections import ConnectionUnavailable, load_context, open_connector
-from crossdock.engine.errors import PermanentError
+from crossdock.engine.errors import PermanentError, RetryableError
 from crossdock.engine.http import RemoteConfigurationError
 from crossdock.hub import Hub
 from crossdock.model import Fulfillment, FulfillmentLine
@@ -41,10 +42,30 @@ TOKEN_URL = "/identity/v1/oauth2/token"
 
 
 @dataclass
+class FailsTokens:
+    """In front of the sandbox: answers the next `fail_next` token requests 503 without passing them on (what a
+    lost answer looks like to the client)."""
+
+    app: Starlette
+    fail_next: int = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fail_next and scope["type"] == "http" and scope["path"] == TOKEN_URL:
+            self.fail_next -= 1
+            await send(
+                {"type": "http.response.start", "status": 503, "headers": [(b"content-type", b"text/plain")]}
+            )
+            await send({"type": "http.response.body", "body": b"Service Unavailable"})
+            return
+        await self.app(scope, receive, send)
+
+
+@dataclass
 class Sandbox:
     url: str
     app: Starlette
     admin: httpx.AsyncClient
+    front: FailsTokens
 
     @property
     def state(self) -> EbayState:
@@ -62,9 +83,10 @@ class Sandbox:
 async def sandbox(request: pytest.FixtureRequest) -> AsyncIterator[Sandbox]:
     orders = getattr(request, "param", 0)
     app = create_sandbox_app("ebay", SandboxConfig(seed=5, orders=orders, extra={"days": "60"}))
-    with run_in_thread(app) as url:
+    front = FailsTokens(app)
+    with run_in_thread(front) as url:
         async with httpx.AsyncClient(base_url=url) as admin:
-            yield Sandbox(url, app, admin)
+            yield Sandbox(url, app, admin, front)
 
 
 async def ebay_order(
@@ -259,6 +281,28 @@ async def test_an_access_token_about_to_expire_is_renewed_first_and_kept_in_the_
     async with open_connector(hub, account, connection_id) as (_row, connector):
         await connector.check()
     assert len(token_calls(await calls(hub, connection_id))) == 1
+
+
+async def test_a_token_request_whose_answer_is_lost_is_asked_again_by_the_jobs_retry(
+    hub: Hub, acme: Tenant, sandbox: Sandbox
+) -> None:
+    """A refresh-token grant only mints another access token, so a lost answer (a 503, a dropped connection)
+    with no usable token left is the call's retryable error: not an unknown outcome taken for a refusal that
+    sends the seller to connect the account again."""
+    connection_id = await connect(hub, acme, sandbox, expires_in=timedelta(minutes=-1))
+    account = uuid.UUID(acme.id)
+    r = await sandbox.admin.post("/_sandbox/clock", json={"advance_s": 7300})  # expired at eBay as well
+    assert r.status_code == 200
+    sandbox.front.fail_next = 1
+    async with open_connector(hub, account, connection_id) as (_row, connector):
+        with pytest.raises(RetryableError):
+            await connector.check()
+    async with open_connector(hub, account, connection_id) as (_row, connector):
+        assert (await connector.check()).startswith("eBay seller account")  # the job's next try
+    rows = await calls(hub, connection_id)
+    assert [(r.method, r.status) for r in rows] == [("POST", 503), ("POST", 200), ("GET", 200)]
+    async with hub.db.session() as session:
+        assert (await repo.Tenant(session, account).get_connection(connection_id)).status == "active"
 
 
 @pytest.mark.parametrize("how", ["expired", "invalid"])

@@ -86,7 +86,10 @@ class LwaAuth(CachedAccessToken):
             "client_secret": client_secret or "",
         }
         try:
-            response = await self._lwa.post(self.url, data=form, operation="lwa.token")
+            # The refresh token is long-lived and stays as it is; a repeated grant only issues another access
+            # token (developer-docs.amazon.com/sp-api, "Connect to the SP-API", step 1), so the POST may be tried
+            # again when its answer is lost (lookup_first).
+            response = await self._lwa.post(self.url, data=form, operation="lwa.token", lookup_first=True)
         except RemotePermanentError as exc:
             # LWA answers a refused refresh token with 400 {"error": "invalid_grant", ...} (OAuth 2.0, RFC 6749
             # 5.2); RemoteClient keeps those words in remote_message.

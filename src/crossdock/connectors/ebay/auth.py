@@ -146,6 +146,10 @@ class EbayUserAuth:
                 },
                 headers={"Authorization": f"Basic {basic}"},
                 operation="refreshToken",
+                # The request mints an access token; the refresh token is long-lived and stays as it is (same
+                # page, "About refresh tokens"): a repeated grant only mints another, so the POST may be tried
+                # again when its answer is lost (lookup_first).
+                lookup_first=True,
             )
         except RemotePermanentError as exc:
             words = exc.remote_message or exc.message
