@@ -14,6 +14,9 @@ hub), then the benchmark waits until each is done: shipped in the hub with all i
   fulfillment, stamped when the Shopify sandbox answered that fulfillment's creation (so the fulfillment with its
   tracking number is in the sandbox from then on); p50 and p99 over the orders placed (an order not done within
   --drain seconds counts as infinitely late);
+- where the time goes: the median of each step of an order's way, from the step before: the webhook stored in the
+  inbox (its first delivery's `received_at`; the first step counts from the order's placing), then the order
+  imported, its shipping planned, its label bought, its fulfillment pushed (its timeline events' times);
 - throughput: orders done / (last done - first placed); scale-out: throughput / that of 1 worker (same backend);
 - duplicates, counted at the sandboxes: Shippo purchases beyond one per shipment, Shopify fulfillments beyond one
   per tracking number; and that every order's tracking numbers on Shopify are its labels' (checked per order);
@@ -159,6 +162,58 @@ async def done_times(rig: Rig) -> dict[str, float]:
     }
 
 
+# The steps of an order's way, each from the one before: the webhook stored in the inbox (its first delivery), the
+# order imported, its shipping planned, its label bought, its fulfillment pushed (timeline events' times).
+STEPS = (
+    ("stored", None),
+    ("imported", "order.imported"),
+    ("planned", "shipping.planned"),
+    ("label", "shipping.label_bought"),
+    ("pushed", "fulfillment.pushed"),
+)
+
+
+async def step_times(rig: Rig) -> dict[str, dict[str, float]]:
+    """Shopify order id -> {step: when the hub first reached it}, read once after the run."""
+    shopify = rig.connections["shopify"]
+    kinds = [kind for _, kind in STEPS if kind is not None]
+    events = (
+        select(t.Order.external_id, t.TimelineEvent.kind, func.min(t.TimelineEvent.at))
+        .join(t.TimelineEvent, t.TimelineEvent.order_id == t.Order.id)
+        .where(t.Order.connection_id == shopify, t.TimelineEvent.kind.in_(kinds))
+        .group_by(t.Order.external_id, t.TimelineEvent.kind)
+    )
+    stored = (
+        select(t.Order.external_id, func.min(t.InboxMessage.received_at))
+        .join(t.InboxMessage, t.InboxMessage.order_id == t.Order.id)
+        .where(t.Order.connection_id == shopify)
+        .group_by(t.Order.external_id)
+    )
+    step_of = {kind: step for step, kind in STEPS}
+    times: dict[str, dict[str, float]] = {}
+    async with rig.hub.db.session() as session:
+        for external_id, kind, at in (await session.execute(events)).all():
+            times.setdefault(str(external_id), {})[step_of[kind]] = _epoch(at)
+        for external_id, at in (await session.execute(stored)).all():
+            times.setdefault(str(external_id), {})["stored"] = _epoch(at)
+    return times
+
+
+def step_p50s(placed: list[Any], times: dict[str, dict[str, float]]) -> dict[str, float]:
+    """The median time of each step, from the step before (the first from the order's placing), over the orders
+    that reached both."""
+    p50s: dict[str, float] = {}
+    for i, (step, _kind) in enumerate(STEPS):
+        spans = []
+        for order in placed:
+            reached = times.get(str(order.id), {})
+            start = order.placed_at if i == 0 else reached.get(STEPS[i - 1][0])
+            if start is not None and step in reached:
+                spans.append(reached[step] - start)
+        p50s[step] = statistics.median(spans) if spans else math.nan
+    return p50s
+
+
 def percentile(values: list[float], q: float) -> float:
     """The q-quantile (0..1) by the nearest-rank method; inf where it falls on an order not done."""
     if not values:
@@ -257,6 +312,7 @@ async def one_run(args: argparse.Namespace, backend: str, workers: int) -> dict[
             for sampler in samplers:
                 sampler.wait(timeout=60)
             truth = await rig.truth()
+            steps = await step_times(rig)
             tracking = {
                 key: {f.tracking_number for f in shipments if f.tracking_number}
                 for key, shipments in truth.hub_shipments.items()
@@ -286,6 +342,7 @@ async def one_run(args: argparse.Namespace, backend: str, workers: int) -> dict[
         "p99_s": percentile(latencies, 0.99),
         "max_s": max(latencies) if latencies else math.nan,
         "mean_s": statistics.fmean(finite) if finite else math.nan,
+        "step_p50_s": step_p50s(placed, steps),
         "labels_max_per_order": max((len(labels.get(k, [])) for k in wanted), default=0),
         "fulfillments_max_per_order": max(
             (len(truth.shopify[k]["fulfillments"]) for k in wanted if k in truth.shopify), default=0
@@ -363,6 +420,10 @@ def print_table(runs: list[dict[str, Any]]) -> None:
             f"{r['labels_max_per_order']} label(s) and {r['fulfillments_max_per_order']} fulfillment(s) per order; "
             f"{r['not_done']} not done; {r['dead_jobs']} dead jobs, {r['quarantined']} quarantined; mean latency "
             f"{r['mean_s']:.3f} s; run {r['wall_s']:.0f} s"
+        )
+        console.print(
+            "  p50 of each step, from the one before (s): placed -> "
+            + " -> ".join(f"{step} {seconds:.3f}" for step, seconds in r["step_p50_s"].items())
         )
         cpu = r["cpu_ms_per_order"]
         total = sum(cpu.values())
