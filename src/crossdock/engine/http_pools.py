@@ -84,8 +84,9 @@ class _Loop:
 
 
 class RemotePools:
-    """The process's connection pools to remotes (one per event loop and origin); `transport()` is what a client
-    sends through. Close with `aclose()` when the process stops (Hub.close does)."""
+    """The process's connection pools to remotes (one per event loop and origin) and the addresses of the names
+    its clients resolved; `transport()` is what a client sends through. Close with `aclose()` when the process
+    stops (Hub.close does)."""
 
     def __init__(
         self,
