@@ -44,7 +44,6 @@ from crossdock.engine.errors import (
     RateLimited,
     RetryableError,
 )
-from crossdock.engine.http_pools import tls_context
 from crossdock.engine.ratelimit import RateLimiter, RatePolicy, parse_retry_after
 from crossdock.hub import Hub
 from crossdock.logs import REDACTED, get_logger, is_sensitive_name, redact_text, redact_url
@@ -284,15 +283,13 @@ class RemoteClient:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            # The process's keep-alive connections (engine/http_pools.py), unless a transport was given; TLS is
-            # verified there, with the process's one TLS context.
-            self._client = httpx.AsyncClient(
+            # Over the process's keep-alive connections (engine/http_pools.py), unless a transport was given.
+            self._client = self.hub.remote_pools.client(
+                transport=self.transport,
                 base_url=self.base_url,
                 timeout=self.timeouts.httpx(),
                 follow_redirects=False,
-                transport=self.transport if self.transport is not None else self.hub.remote_pools.transport(),
                 headers=dict(self.headers),
-                verify=tls_context(),  # for the proxies httpx mounts from the environment, if any
             )
         return self._client
 

@@ -40,7 +40,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from crossdock.engine.http import prune_remote_calls
-from crossdock.engine.http_pools import tls_context
 from crossdock.engine.jobs import JobContext, RetryPolicy, enqueue, job
 from crossdock.engine.periodic import periodic
 from crossdock.hub import Hub
@@ -384,13 +383,9 @@ async def _send(
     try:
         async with (
             asyncio.timeout(TIMEOUT_S),
-            # The process's kept-alive connections (engine/http_pools.py): a client of its own per delivery built
-            # a TLS context each time (the CA bundle read again, about 20 ms of CPU) and a connection each time.
-            httpx.AsyncClient(
-                timeout=httpx.Timeout(TIMEOUT_S),
-                follow_redirects=False,
-                transport=transport if transport is not None else hub.remote_pools.transport(),
-                verify=tls_context(),  # for the proxies httpx mounts from the environment, if any
+            # Over the process's kept-alive connections (engine/http_pools.py), unless a transport was given.
+            hub.remote_pools.client(
+                transport=transport, timeout=httpx.Timeout(TIMEOUT_S), follow_redirects=False
             ) as client,
             client.stream(
                 "POST", target, content=body.encode(), headers=send_headers, extensions=extensions
