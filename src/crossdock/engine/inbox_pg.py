@@ -145,8 +145,9 @@ class BatchStatement:
         self, driver: asyncpg.Connection, rows: Sequence[dict[str, Any]], jobs: Sequence[dict[str, Any]]
     ) -> dict[uuid.UUID, uuid.UUID]:
         """Store `rows` (inbox rows, each with its `id`) and `jobs` (one per row, in the same order) on asyncpg's
-        connection (`store.db.driver_connection`), outside a transaction block. Returns each stored row's original (itself for an original); a row it does not name
-        was left out (its original was neither stored nor found) and nothing of it is stored."""
+        connection (`store.db.driver_connection`), outside a transaction block. Returns each stored row's
+        original (itself for an original); a row it does not name was left out (its original was neither stored
+        nor found) and nothing of it is stored."""
         values: dict[str, Any] = {"channel": JOBS_CHANNEL}
         shared_inbox = split_columns("d_", self.inbox_columns, rows, values)
         shared_jobs = split_columns("j_", self.job_columns, jobs, values)

@@ -61,9 +61,8 @@ class SqliteBatch:
     async def execute(
         self, driver: aiosqlite.Connection, rows: Sequence[dict[str, Any]], jobs: Sequence[dict[str, Any]]
     ) -> dict[uuid.UUID, uuid.UUID]:
-        """Store `rows` (inbox rows, each with its `id`) and `jobs` (one per row, in the same order) on aiosqlite's
-        connection (`store.db.driver_connection`), committed when this returns. Returns each stored row's original (itself for an original); a row it does not name
-        was left out (its original was neither stored nor found) and nothing of it is stored."""
+        """As `inbox_pg.BatchStatement.execute` (the same arguments and answer), on aiosqlite's connection
+        (`store.db.driver_connection`), in a transaction committed when this returns."""
         try:
             if driver.isolation_level is None:  # autocommit: no implicit BEGIN before the first INSERT
                 await driver.execute_fetchall("BEGIN")
