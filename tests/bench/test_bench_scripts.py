@@ -153,8 +153,8 @@ def test_end_to_end_ships_every_order_once() -> None:
     assert run["dead_jobs"] == 0 and run["quarantined"] == 0
     assert 0 < run["p50_s"] <= run["p99_s"] <= run["max_s"] < math.inf
     assert run["throughput"] > 0
-    # Every order went through every step; each step's median is a time after the one before.
+    # Every order went through every step, each after the one before; a step is part of an order's way, so no
+    # step's median exceeds the longest way (seconds, as the latencies).
     steps = run["step_p50_s"]
     assert list(steps) == ["stored", "imported", "planned", "label", "pushed"]
-    assert all(0 <= seconds < math.inf for seconds in steps.values()), steps
-    assert sum(steps.values()) <= run["max_s"]
+    assert all(0 <= seconds <= run["max_s"] for seconds in steps.values()), (steps, run["max_s"])
